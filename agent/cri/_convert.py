@@ -1,0 +1,153 @@
+"""Protobuf messages -> the agent's own types. Nothing above agent.cri sees a message."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from agent.cri.verbose import network_namespace_path, parse_container_info, parse_sandbox_info
+from agent.model import (
+    Container,
+    ContainerEvent,
+    ContainerState,
+    PodRef,
+    RuntimeKind,
+    Sandbox,
+    SandboxState,
+)
+
+POD_NAME_LABEL = "io.kubernetes.pod.name"
+POD_NAMESPACE_LABEL = "io.kubernetes.pod.namespace"
+POD_UID_LABEL = "io.kubernetes.pod.uid"
+CONTAINER_NAME_LABEL = "io.kubernetes.container.name"
+
+_CONTAINER_STATES = {
+    0: ContainerState.CREATED,
+    1: ContainerState.RUNNING,
+    2: ContainerState.EXITED,
+    3: ContainerState.UNKNOWN,
+}
+_NAMESPACE_MODES = {0: "pod", 1: "container", 2: "node", 3: "target"}
+_EVENT_TYPES = {0: "created", 1: "started", 2: "stopped", 3: "deleted"}
+
+
+def timestamp(nanos: int) -> datetime | None:
+    """CRI timestamps are nanoseconds since the epoch; 0 means 'not set'."""
+    if nanos <= 0:
+        return None
+    return datetime.fromtimestamp(nanos / 1e9, tz=UTC)
+
+
+def _pod_ref(metadata: Any, labels: Mapping[str, str]) -> PodRef:
+    # Sandbox metadata is authoritative; containers carry the pod only in labels.
+    if metadata is not None:
+        return PodRef(name=metadata.name, namespace=metadata.namespace, uid=metadata.uid)
+    return PodRef(
+        name=labels.get(POD_NAME_LABEL, ""),
+        namespace=labels.get(POD_NAMESPACE_LABEL, ""),
+        uid=labels.get(POD_UID_LABEL, ""),
+    )
+
+
+def sandbox_from_list_item(item: Any) -> Sandbox:
+    return Sandbox(
+        id=item.id,
+        pod=_pod_ref(item.metadata, item.labels),
+        state=SandboxState.READY if item.state == 0 else SandboxState.NOTREADY,
+        attempt=item.metadata.attempt,
+        created_at=timestamp(item.created_at),
+        runtime_handler=item.runtime_handler,
+        labels=dict(item.labels),
+        annotations=dict(item.annotations),
+    )
+
+
+def container_from_list_item(item: Any) -> Container:
+    labels = dict(item.labels)
+    return Container(
+        id=item.id,
+        name=item.metadata.name or labels.get(CONTAINER_NAME_LABEL, ""),
+        sandbox_id=item.pod_sandbox_id,
+        pod=_pod_ref(None, labels),
+        state=_CONTAINER_STATES.get(item.state, ContainerState.UNKNOWN),
+        attempt=item.metadata.attempt,
+        image=item.image.image,
+        image_ref=item.image_ref,
+        created_at=timestamp(item.created_at),
+        labels=labels,
+        annotations=dict(item.annotations),
+    )
+
+
+def sandbox_from_status(response: Any, kind: RuntimeKind) -> Sandbox:
+    status = response.status
+    ready = status.state == 0
+    base = Sandbox(
+        id=status.id,
+        pod=_pod_ref(status.metadata, status.labels),
+        state=SandboxState.READY if ready else SandboxState.NOTREADY,
+        attempt=status.metadata.attempt,
+        created_at=timestamp(status.created_at),
+        runtime_handler=status.runtime_handler,
+        labels=dict(status.labels),
+        annotations=dict(status.annotations),
+    )
+    verbose = parse_sandbox_info(kind, dict(response.info), ready)
+    network_mode: str | None = None
+    if status.HasField("linux") and status.linux.HasField("namespaces"):
+        network_mode = _NAMESPACE_MODES.get(status.linux.namespaces.options.network)
+    ip = status.network.ip if status.HasField("network") and status.network.ip else None
+    return dataclasses.replace(
+        base,
+        ip=ip,
+        network_mode=network_mode,
+        pause_pid=verbose.pid,
+        pause_pid_note=verbose.pid_note,
+        network_namespace=network_namespace_path(verbose),
+        namespaces=verbose.namespaces,
+    )
+
+
+def container_from_status(
+    response: Any, kind: RuntimeKind, listed: Container
+) -> tuple[Container, bool]:
+    """Merge a ContainerStatus answer into what the list call gave.
+
+    The flag says whether the PID must be checked against the process start
+    time before it is trusted (CRI-O keeps a stale PID after exit).
+    """
+    status = response.status
+    state = _CONTAINER_STATES.get(status.state, ContainerState.UNKNOWN)
+    verbose = parse_container_info(kind, dict(response.info), state)
+    exited = state == ContainerState.EXITED
+    merged = dataclasses.replace(
+        listed,
+        state=state,
+        image_ref=status.image_ref or listed.image_ref,
+        started_at=timestamp(status.started_at),
+        finished_at=timestamp(status.finished_at),
+        exit_code=status.exit_code if exited else None,
+        reason=status.reason or None,
+        message=status.message or None,
+        log_path=status.log_path or None,
+        pid=verbose.pid if state == ContainerState.RUNNING else None,
+        namespaces=verbose.namespaces,
+        mounts=verbose.mounts,
+        # The list call omits this for some runtimes; the status names it.
+        sandbox_id=listed.sandbox_id or (verbose.sandbox_id or ""),
+    )
+    return merged, verbose.pid_needs_start_check
+
+
+def event_from_message(message: Any) -> ContainerEvent:
+    sandbox_id = None
+    if message.HasField("pod_sandbox_status"):
+        sandbox_id = message.pod_sandbox_status.id or None
+    return ContainerEvent(
+        container_id=message.container_id,
+        type=_EVENT_TYPES.get(message.container_event_type, "unknown"),
+        sandbox_id=sandbox_id,
+        at=timestamp(message.created_at),
+    )
