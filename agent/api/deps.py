@@ -1,0 +1,54 @@
+"""Dependencies shared by the routes: the node state, the output format."""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+
+from agent.node import NodeState, Snapshot
+from agent.settings import Settings
+
+
+class OutputFormat(enum.StrEnum):
+    JSON = "json"
+    TEXT = "text"
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_node(request: Request) -> NodeState:
+    node: NodeState = request.app.state.node
+    return node
+
+
+def get_live_snapshot(node: Annotated[NodeState, Depends(get_node)]) -> Snapshot:
+    """The current snapshot, or a 503 when the runtime cannot be trusted as current."""
+    return node.live_snapshot()
+
+
+def get_output_format(
+    request: Request,
+    output: Annotated[
+        OutputFormat | None,
+        Query(description="json (default) or text; `Accept: text/plain` also selects text"),
+    ] = None,
+) -> OutputFormat:
+    if output is not None:
+        return output
+    accept = request.headers.get("accept", "")
+    # Text only when asked for explicitly and preferred to JSON: curl's */*
+    # and browsers keep getting JSON.
+    if "text/plain" in accept and "application/json" not in accept:
+        return OutputFormat.TEXT
+    return OutputFormat.JSON
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+NodeDep = Annotated[NodeState, Depends(get_node)]
+SnapshotDep = Annotated[Snapshot, Depends(get_live_snapshot)]
+OutputDep = Annotated[OutputFormat, Depends(get_output_format)]

@@ -1,0 +1,196 @@
+"""Plain-text renderings for people reading curl output in a terminal."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+
+from agent.api.schemas import (
+    ContainerDetail,
+    ContainerItem,
+    NodeInfo,
+    ProcessLookup,
+    ProcessTreeItem,
+    SandboxDetail,
+    SandboxItem,
+)
+
+SHORT_ID = 13  # as crictl prints IDs
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        for i, value in enumerate(row):
+            widths[i] = max(widths[i], len(value))
+    lines = [_line(headers, widths)]
+    lines.extend(_line(row, widths) for row in cells)
+    return "\n".join(lines) + "\n"
+
+
+def _line(values: Sequence[str], widths: Sequence[int]) -> str:
+    return "   ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)).rstrip()
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        return age(value)
+    return str(value)
+
+
+def age(at: datetime, now: datetime | None = None) -> str:
+    """Compact age like kubectl's: 45s, 12m, 3h, 2d."""
+    seconds = int(((now or datetime.now(UTC)) - at).total_seconds())
+    if seconds < 0:
+        return "0s"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size * 2 or (unit == "m" and seconds >= size):
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def sandboxes(items: Sequence[SandboxItem]) -> str:
+    return table(
+        ["POD ID", "POD", "NAMESPACE", "STATE", "ATTEMPT", "PAUSE PID", "NETWORK", "IP", "AGE"],
+        (
+            [
+                s.id[:SHORT_ID],
+                s.pod,
+                s.namespace,
+                s.state.upper(),
+                s.attempt,
+                s.pause_pid,
+                s.network_mode,
+                s.ip,
+                s.created_at,
+            ]
+            for s in items
+        ),
+    )
+
+
+def containers(items: Sequence[ContainerItem]) -> str:
+    return table(
+        ["CONTAINER", "NAME", "STATE", "ATTEMPT", "PID", "EXIT", "REASON", "POD", "NAMESPACE",
+         "CREATED"],
+        (
+            [
+                c.id[:SHORT_ID],
+                c.name,
+                c.state.upper(),
+                c.attempt,
+                c.pid,
+                c.exit_code,
+                c.reason,
+                c.pod,
+                c.namespace,
+                c.created_at,
+            ]
+            for c in items
+        ),
+    )
+
+
+def _fields(pairs: Sequence[tuple[str, object]]) -> str:
+    width = max(len(k) for k, _ in pairs)
+    return "".join(f"{k + ':':<{width + 1}} {_cell(v)}\n" for k, v in pairs)
+
+
+def sandbox_detail(s: SandboxDetail) -> str:
+    out = _fields(
+        [
+            ("Sandbox", s.id),
+            ("Pod", f"{s.namespace}/{s.pod} (uid {s.pod_uid})"),
+            ("State", s.state.upper()),
+            ("Attempt", s.attempt),
+            ("Pause PID", s.pause_pid if s.pause_pid is not None else s.pause_pid_note),
+            ("Network", f"{s.network_mode or '-'} {s.network_namespace or ''}".strip()),
+            ("IP", s.ip),
+            ("Created", s.created_at.isoformat() if s.created_at else None),
+        ]
+    )
+    if s.namespaces:
+        out += "\nNamespaces:\n" + "".join(
+            f"  {n.type:<8} {n.path or '(own)'}\n" for n in s.namespaces
+        )
+    out += "\nContainers:\n" + (containers(s.containers) if s.containers else "  (none)\n")
+    return out
+
+
+def container_detail(c: ContainerDetail) -> str:
+    out = _fields(
+        [
+            ("Container", c.id),
+            ("Name", c.name),
+            ("Pod", f"{c.namespace}/{c.pod} (uid {c.pod_uid})"),
+            ("Sandbox", c.sandbox_id),
+            ("State", c.state.upper()),
+            ("Attempt", c.attempt),
+            ("PID", c.pid),
+            ("Exit code", c.exit_code),
+            ("Reason", c.reason),
+            ("Image", c.image),
+            ("Started", c.started_at.isoformat() if c.started_at else None),
+            ("Finished", c.finished_at.isoformat() if c.finished_at else None),
+            ("Log", c.log_path),
+        ]
+    )
+    if c.process is not None:
+        p = c.process
+        out += (
+            f"\nProcess: {p.pid} {p.state} user={p.user or '-'} "
+            f"rss={p.rss_bytes // 1024}KiB cmd={' '.join(p.cmdline) or p.name}\n"
+        )
+    if c.process_tree is not None and c.process_tree.children:
+        out += "Process tree:\n" + _tree(c.process_tree, "  ")
+    if c.mounts:
+        out += "\nMounts:\n" + "".join(
+            f"  {m.destination:<30} <- {m.source}{' (ro)' if m.readonly else ''}\n"
+            for m in c.mounts
+        )
+    return out
+
+
+def _tree(node: ProcessTreeItem, indent: str) -> str:
+    out = f"{indent}{node.pid} {' '.join(node.cmdline) or node.name} [{node.state}]\n"
+    for child in node.children:
+        out += _tree(child, indent + "  ")
+    return out
+
+
+def process_lookup(p: ProcessLookup) -> str:
+    pairs: list[tuple[str, object]] = [
+        ("PID", p.process.pid),
+        ("Command", " ".join(p.process.cmdline) or p.process.name),
+        ("State", p.process.state),
+        ("Pod", f"{p.namespace}/{p.pod} (uid {p.pod_uid})"),
+        ("Container", f"{p.container.name} {p.container.id[:SHORT_ID]}" if p.container else
+         "(pause process of the sandbox)"),
+        ("Sandbox", p.sandbox.id[:SHORT_ID] if p.sandbox else None),
+        ("Matched by", p.matched_by),
+    ]
+    return _fields(pairs)
+
+
+def node(n: NodeInfo) -> str:
+    r = n.runtime
+    pairs: list[tuple[str, object]] = [
+        ("Node", n.node_name),
+        ("Runtime", f"{r.name or '?'} {r.version or ''}".strip()),
+        ("CRI API", r.cri_api_version),
+        ("Endpoint", r.endpoint),
+        ("Connected", "yes" if r.connected else f"no ({r.reason}) since {r.since.isoformat()}"),
+        ("Changes via", f"{n.capabilities.change_source} + pidfd exit notifications"),
+        ("Pause processes", n.capabilities.pause_processes),
+        ("Sandboxes", f"{n.counts.sandboxes} ({n.counts.sandboxes_ready} ready)"),
+        (
+            "Containers",
+            f"{n.counts.containers} ({n.counts.containers_running} running, "
+            f"{n.counts.containers_exited} exited)",
+        ),
+        ("Pods", n.counts.pods),
+    ]
+    return _fields(pairs)

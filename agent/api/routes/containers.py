@@ -1,0 +1,78 @@
+"""Containers as the runtime holds them, every attempt, with their host PIDs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+from fastapi.responses import PlainTextResponse
+
+from agent import host
+from agent.api import render
+from agent.api.deps import NodeDep, OutputDep, SnapshotDep
+from agent.api.routes._common import (
+    ID_PATTERN,
+    ContainerNameFilter,
+    NamespaceFilter,
+    PodFilter,
+    respond,
+)
+from agent.api.schemas import ContainerDetail, ContainerItem, ErrorBody, ItemList
+from agent.errors import ProcessGone
+from agent.model import ContainerState, ProcessInfo, ProcessNode
+
+router = APIRouter(prefix="/v1/containers", tags=["runtime"])
+
+_ERRORS: dict[int | str, dict[str, object]] = {
+    404: {"model": ErrorBody},
+    409: {"model": ErrorBody, "description": "ambiguous ID prefix"},
+    503: {"model": ErrorBody, "description": "container runtime unavailable"},
+}
+
+
+@router.get("", response_model=ItemList[ContainerItem], responses=_ERRORS)
+def list_containers(
+    snap: SnapshotDep,
+    fmt: OutputDep,
+    namespace: NamespaceFilter = None,
+    pod: PodFilter = None,
+    name: ContainerNameFilter = None,
+    state: Annotated[ContainerState | None, Query()] = None,
+    sandbox: Annotated[
+        str | None, Query(pattern=ID_PATTERN, description="sandbox ID or prefix")
+    ] = None,
+) -> ItemList[ContainerItem] | PlainTextResponse:
+    items = [
+        ContainerItem.from_container(c)
+        for c in sorted(
+            snap.containers.values(),
+            key=lambda c: (c.pod.namespace, c.pod.name, c.name, -c.attempt),
+        )
+        if (namespace is None or c.pod.namespace == namespace)
+        and (pod is None or c.pod.name == pod)
+        and (name is None or c.name == name)
+        and (state is None or c.state == state)
+        and (sandbox is None or c.sandbox_id.startswith(sandbox.lower()))
+    ]
+    return respond(fmt, ItemList[ContainerItem](items=items), lambda m: render.containers(m.items))
+
+
+@router.get("/{container_id}", response_model=ContainerDetail, responses=_ERRORS)
+def get_container(
+    node: NodeDep,
+    fmt: OutputDep,
+    container_id: Annotated[
+        str, Path(pattern=ID_PATTERN, description="full ID or unique prefix")
+    ],
+) -> ContainerDetail | PlainTextResponse:
+    container = node.find_container(container_id.lower())
+    process: ProcessInfo | None = None
+    tree: ProcessNode | None = None
+    if container.pid is not None:
+        try:
+            tree = host.process_tree(container.pid, node.settings.proc_root)
+            process = tree.process
+        except ProcessGone:
+            # Exited since the last refresh; the next one will say so.
+            node.request_refresh()
+    return respond(fmt, ContainerDetail.build(container, process, tree), render.container_detail)

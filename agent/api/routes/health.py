@@ -1,0 +1,34 @@
+"""Liveness and readiness, for probes and for people."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from agent.api.deps import NodeDep
+from agent.api.schemas import Health
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", response_model=Health)
+def healthz(node: NodeDep) -> Health:
+    # Alive means the process serves; an unreachable runtime is a readiness
+    # matter, and restarting the agent would not fix it.
+    return Health(status="ok", checks={"http": "ok"})
+
+
+@router.get(
+    "/readyz",
+    response_model=Health,
+    responses={503: {"model": Health, "description": "not ready, with the reason"}},
+)
+def readyz(node: NodeDep) -> Health | JSONResponse:
+    health = node.health
+    if health.connected and health.synced:
+        checks = {"runtime": f"ok ({health.endpoint})"}
+        return Health(status="ok", checks=checks)
+    reason = health.reason or "not synced yet"
+    checks = {"runtime": f"unavailable since {health.since.isoformat()}: {reason}"}
+    body = Health(status="unavailable", checks=checks)
+    return JSONResponse(status_code=503, content=body.model_dump(mode="json"))

@@ -1,0 +1,65 @@
+"""Pod sandboxes as the runtime holds them, with their pause processes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+from fastapi.responses import PlainTextResponse
+
+from agent import host
+from agent.api import render
+from agent.api.deps import NodeDep, OutputDep, SnapshotDep
+from agent.api.routes._common import ID_PATTERN, NamespaceFilter, PodFilter, respond
+from agent.api.schemas import ErrorBody, ItemList, SandboxDetail, SandboxItem
+from agent.errors import ProcessGone
+from agent.model import ProcessInfo, SandboxState
+
+router = APIRouter(prefix="/v1/sandboxes", tags=["runtime"])
+
+_ERRORS: dict[int | str, dict[str, object]] = {
+    404: {"model": ErrorBody},
+    409: {"model": ErrorBody, "description": "ambiguous ID prefix"},
+    503: {"model": ErrorBody, "description": "container runtime unavailable"},
+}
+
+
+@router.get("", response_model=ItemList[SandboxItem], responses=_ERRORS)
+def list_sandboxes(
+    snap: SnapshotDep,
+    fmt: OutputDep,
+    namespace: NamespaceFilter = None,
+    pod: PodFilter = None,
+    state: Annotated[SandboxState | None, Query()] = None,
+) -> ItemList[SandboxItem] | PlainTextResponse:
+    counts: dict[str, int] = {}
+    for c in snap.containers.values():
+        counts[c.sandbox_id] = counts.get(c.sandbox_id, 0) + 1
+    items = [
+        SandboxItem.from_sandbox(s, counts.get(s.id, 0))
+        for s in sorted(snap.sandboxes.values(), key=lambda s: (s.pod.namespace, s.pod.name,
+                                                                 -s.attempt))
+        if (namespace is None or s.pod.namespace == namespace)
+        and (pod is None or s.pod.name == pod)
+        and (state is None or s.state == state)
+    ]
+    return respond(fmt, ItemList[SandboxItem](items=items), lambda m: render.sandboxes(m.items))
+
+
+@router.get("/{sandbox_id}", response_model=SandboxDetail, responses=_ERRORS)
+def get_sandbox(
+    node: NodeDep,
+    fmt: OutputDep,
+    sandbox_id: Annotated[str, Path(pattern=ID_PATTERN, description="full ID or unique prefix")],
+) -> SandboxDetail | PlainTextResponse:
+    sandbox = node.find_sandbox(sandbox_id)
+    containers = sorted(
+        node.snapshot.containers_in(sandbox.id), key=lambda c: (c.name, c.attempt)
+    )
+    pause: ProcessInfo | None = None
+    if sandbox.pause_pid is not None:
+        try:
+            pause = host.read_process(sandbox.pause_pid, node.settings.proc_root)
+        except ProcessGone:
+            pause = None
+    return respond(fmt, SandboxDetail.build(sandbox, containers, pause), render.sandbox_detail)

@@ -1,0 +1,300 @@
+"""Response models: the HTTP contract, as published in the OpenAPI document.
+
+Built from the agent's own types with ``from_*`` constructors, so routes stay
+thin and the wire shape is decided in one place.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Generic, Literal, TypeVar
+
+from pydantic import BaseModel, Field
+
+from agent.model import (
+    Container,
+    Mount,
+    NamespacePath,
+    ProcessInfo,
+    ProcessNode,
+    Sandbox,
+)
+
+T = TypeVar("T")
+
+
+class ItemList(BaseModel, Generic[T]):
+    items: list[T]
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="stable machine-readable error kind")
+    message: str = Field(description="what is wrong, for a person")
+    detail: dict[str, object] | None = None
+
+
+class NamespaceItem(BaseModel):
+    type: str
+    path: str | None
+
+
+class MountItem(BaseModel):
+    destination: str
+    source: str
+    type: str | None
+    readonly: bool
+
+
+class ProcessItem(BaseModel):
+    pid: int
+    ppid: int
+    name: str
+    cmdline: list[str]
+    state: str
+    started_at: datetime
+    user: str | None
+    rss_bytes: int
+    cpu_user_seconds: float
+    cpu_system_seconds: float
+    namespaces: dict[str, int]
+    cgroup: list[str]
+    container_id: str | None
+
+    @classmethod
+    def from_info(cls, p: ProcessInfo) -> ProcessItem:
+        return cls(
+            pid=p.pid,
+            ppid=p.ppid,
+            name=p.name,
+            cmdline=list(p.cmdline),
+            state=p.state,
+            started_at=p.started_at,
+            user=p.user,
+            rss_bytes=p.rss_bytes,
+            cpu_user_seconds=p.cpu_user_seconds,
+            cpu_system_seconds=p.cpu_system_seconds,
+            namespaces=dict(p.namespaces),
+            cgroup=list(p.cgroup),
+            container_id=p.container_id,
+        )
+
+
+class ProcessTreeItem(BaseModel):
+    pid: int
+    name: str
+    cmdline: list[str]
+    state: str
+    rss_bytes: int
+    children: list[ProcessTreeItem] = []
+
+    @classmethod
+    def from_node(cls, node: ProcessNode) -> ProcessTreeItem:
+        p = node.process
+        return cls(
+            pid=p.pid,
+            name=p.name,
+            cmdline=list(p.cmdline),
+            state=p.state,
+            rss_bytes=p.rss_bytes,
+            children=[cls.from_node(child) for child in node.children],
+        )
+
+
+def _namespaces(items: tuple[NamespacePath, ...]) -> list[NamespaceItem]:
+    return [NamespaceItem(type=n.type, path=n.path) for n in items]
+
+
+def _mounts(items: tuple[Mount, ...]) -> list[MountItem]:
+    return [
+        MountItem(destination=m.destination, source=m.source, type=m.type, readonly=m.readonly)
+        for m in items
+    ]
+
+
+class ContainerItem(BaseModel):
+    id: str
+    name: str
+    pod: str
+    namespace: str
+    pod_uid: str
+    sandbox_id: str
+    state: Literal["created", "running", "exited", "unknown"]
+    attempt: int
+    pid: int | None = Field(description="host PID of the main process; null when not running")
+    exit_code: int | None
+    reason: str | None
+    message: str | None
+    image: str
+    image_ref: str
+    created_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    log_path: str | None
+
+    @classmethod
+    def from_container(cls, c: Container) -> ContainerItem:
+        return cls(
+            id=c.id,
+            name=c.name,
+            pod=c.pod.name,
+            namespace=c.pod.namespace,
+            pod_uid=c.pod.uid,
+            sandbox_id=c.sandbox_id,
+            state=c.state.value,
+            attempt=c.attempt,
+            pid=c.pid,
+            exit_code=c.exit_code,
+            reason=c.reason,
+            message=c.message,
+            image=c.image,
+            image_ref=c.image_ref,
+            created_at=c.created_at,
+            started_at=c.started_at,
+            finished_at=c.finished_at,
+            log_path=c.log_path,
+        )
+
+
+class ContainerDetail(ContainerItem):
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    namespaces: list[NamespaceItem]
+    mounts: list[MountItem]
+    process: ProcessItem | None = Field(
+        description="the main process as the host sees it; null when not running or gone"
+    )
+    process_tree: ProcessTreeItem | None
+
+    @classmethod
+    def build(
+        cls, c: Container, process: ProcessInfo | None, tree: ProcessNode | None
+    ) -> ContainerDetail:
+        base = ContainerItem.from_container(c).model_dump()
+        return cls(
+            **base,
+            labels=dict(c.labels),
+            annotations=dict(c.annotations),
+            namespaces=_namespaces(c.namespaces),
+            mounts=_mounts(c.mounts),
+            process=ProcessItem.from_info(process) if process else None,
+            process_tree=ProcessTreeItem.from_node(tree) if tree else None,
+        )
+
+
+class SandboxItem(BaseModel):
+    id: str
+    pod: str
+    namespace: str
+    pod_uid: str
+    state: Literal["ready", "notready"]
+    attempt: int
+    pause_pid: int | None = Field(description="host PID of the pause (infra) process")
+    pause_pid_note: str | None = Field(
+        description="why pause_pid is null, when that is normal for the runtime"
+    )
+    network_namespace: str | None
+    network_mode: str | None = Field(description="pod, node or container")
+    ip: str | None
+    runtime_handler: str
+    created_at: datetime | None
+    container_count: int
+
+    @classmethod
+    def from_sandbox(cls, s: Sandbox, container_count: int) -> SandboxItem:
+        note = s.pause_pid_note
+        if s.pause_pid is None and note is None and s.state.value == "notready":
+            note = "sandbox is not ready: its pause process has exited"
+        return cls(
+            id=s.id,
+            pod=s.pod.name,
+            namespace=s.pod.namespace,
+            pod_uid=s.pod.uid,
+            state=s.state.value,
+            attempt=s.attempt,
+            pause_pid=s.pause_pid,
+            pause_pid_note=note,
+            network_namespace=s.network_namespace,
+            network_mode=s.network_mode,
+            ip=s.ip,
+            runtime_handler=s.runtime_handler,
+            created_at=s.created_at,
+            container_count=container_count,
+        )
+
+
+class SandboxDetail(SandboxItem):
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    namespaces: list[NamespaceItem]
+    pause_process: ProcessItem | None
+    containers: list[ContainerItem]
+
+    @classmethod
+    def build(
+        cls, s: Sandbox, containers: list[Container], pause: ProcessInfo | None
+    ) -> SandboxDetail:
+        base = SandboxItem.from_sandbox(s, len(containers)).model_dump()
+        return cls(
+            **base,
+            labels=dict(s.labels),
+            annotations=dict(s.annotations),
+            namespaces=_namespaces(s.namespaces),
+            pause_process=ProcessItem.from_info(pause) if pause else None,
+            containers=[ContainerItem.from_container(c) for c in containers],
+        )
+
+
+class ProcessLookup(BaseModel):
+    process: ProcessItem
+    matched_by: Literal["cgroup", "ancestor", "pause"] = Field(
+        description="how the PID was tied to its container"
+    )
+    container: ContainerItem | None = Field(description="null when the PID is a pause process")
+    sandbox: SandboxItem | None
+    pod: str
+    namespace: str
+    pod_uid: str
+
+
+class RuntimeSection(BaseModel):
+    connected: bool
+    since: datetime
+    reason: str | None
+    endpoint: str | None
+    name: str | None
+    version: str | None
+    cri_api_version: str | None
+
+
+class Capabilities(BaseModel):
+    change_source: Literal["events", "relist"] = Field(
+        description="how the agent learns of changes besides pidfd exit notifications"
+    )
+    relist_interval_seconds: float
+    pidfd_exit_notifications: bool
+    pause_processes: Literal["always", "per-pod", "unknown"] = Field(
+        description="containerd runs one per sandbox; CRI-O only for some pods"
+    )
+
+
+class Counts(BaseModel):
+    sandboxes: int
+    sandboxes_ready: int
+    containers: int
+    containers_running: int
+    containers_exited: int
+    pods: int
+
+
+class NodeInfo(BaseModel):
+    node_name: str
+    runtime: RuntimeSection
+    capabilities: Capabilities
+    counts: Counts
+    snapshot_version: int
+    snapshot_taken_at: datetime | None
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str]

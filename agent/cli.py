@@ -1,0 +1,78 @@
+"""Command line: ``podlens serve`` (and ``python -m agent serve``)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from agent.settings import Settings
+
+
+def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = sub.add_parser(
+        "serve",
+        help="run the agent's HTTP API",
+        description="Serve the node's pods, containers and processes over HTTP. "
+        "Every flag can also be set as PODLENS_<FLAG> in the environment.",
+    )
+    serve.add_argument("--cri-endpoint", help="CRI socket (unix:///... or a path); "
+                       "auto-detected from the known sockets when absent")
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to bind (default 8470)")
+    serve.add_argument("--node-name", help="this node's name (default: NODE_NAME or hostname)")
+    serve.add_argument("--relist-interval", type=float, dest="relist_interval_seconds",
+                       help="seconds between runtime relists (default 1.0)")
+    serve.add_argument("--cri-timeout", type=float, dest="cri_timeout_seconds",
+                       help="deadline for each CRI call in seconds (default 2.0)")
+    serve.add_argument("--log-level", default="info",
+                       choices=["debug", "info", "warning", "error"])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="podlens", description="Node-level pod troubleshooting agent."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    _serve_parser(sub)
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    fields = set(Settings.model_fields)
+    overrides = {k: v for k, v in vars(args).items() if k in fields and v is not None}
+    return Settings(**overrides)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from agent.api.app import create_app
+
+    settings = settings_from_args(args)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    app = create_app(settings)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level,
+                access_log=False)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "serve":
+            return _serve(args)
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = ".".join(str(p) for p in error["loc"])
+            print(f"podlens: invalid setting {where}: {error['msg']}", file=sys.stderr)
+        return 2
+    parser.error(f"unknown command {args.command!r}")
+    return 2
