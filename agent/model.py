@@ -87,6 +87,10 @@ class VerboseInfo:
     # without an infra container). None when a pid is present or pid 0 is
     # simply "not running".
     pid_note: str | None = None
+    # True when the runtime may report a pid that outlived its process (CRI-O
+    # keeps it after exit): the caller must check the process started after the
+    # container did before using ``pid``.
+    pid_needs_start_check: bool = False
 
 
 @dataclass(frozen=True, slots=True)
