@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     api_server: str | None = None
     api_timeout_seconds: float = Field(default=5.0, gt=0)
     api_watch_timeout_seconds: int = Field(default=300, ge=1)
+    events_cache_seconds: float = Field(default=5.0, ge=0)
+    # Set by Kubernetes in every pod; its presence selects in-cluster config.
+    kubernetes_service_host: str | None = Field(
+        default=None, validation_alias=AliasChoices("KUBERNETES_SERVICE_HOST")
+    )
 
     @field_validator("cri_endpoint")
     @classmethod
