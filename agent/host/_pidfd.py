@@ -1,0 +1,174 @@
+"""Exit notifications and signals that cannot hit a recycled PID.
+
+A pidfd refers to one process, not to a PID number: it becomes readable when
+that process exits and a signal sent through it can only reach that process.
+The identity check is ordered to close the recycling race: the pidfd is
+opened first, then ``/proc/PID/stat`` is compared with the expected start
+time. If the PID was recycled before the pidfd was opened, the start time
+differs. If it was recycled after, the pidfd's own process is gone, which the
+liveness probe (watch) or the signal itself (signal_pid_checked) reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from agent.errors import InvalidInput, ProcessGone, Refused
+from agent.host._procfs import check_pid, process_start_time, same_start
+
+log = logging.getLogger(__name__)
+
+PROC = Path("/proc")
+
+
+def _open_checked(pid: int, start_time: datetime | None, proc_root: Path) -> int | None:
+    """A pidfd for ``pid`` if it exists and started at ``start_time``, else None."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return None
+    try:
+        actual = process_start_time(pid, proc_root)
+        if actual is None or (start_time is not None and not same_start(actual, start_time)):
+            os.close(fd)
+            return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def signal_pid_checked(
+    pid: int,
+    start_time: datetime,
+    sig: int,
+    proc_root: Path = PROC,
+) -> None:
+    """Send ``sig`` to the process ``pid`` only if it started at ``start_time``.
+
+    ``proc_root`` must be the procfs of the agent's own PID namespace, since
+    pidfds are opened there. Raises ProcessGone when the process has exited
+    or the PID now belongs to a process with another start time,
+    InvalidInput for a naive ``start_time`` or an invalid signal, and
+    Refused when the kernel denies the signal.
+    """
+    check_pid(pid)
+    if isinstance(sig, bool) or not isinstance(sig, int):
+        raise InvalidInput(f"not a signal number: {sig!r}", signal=sig)
+    if start_time.tzinfo is None:
+        raise InvalidInput("start time must carry a time zone", start_time=start_time.isoformat())
+    fd = _open_checked(pid, start_time, proc_root)
+    if fd is None:
+        raise ProcessGone(
+            f"process {pid} started at {start_time.isoformat()} no longer exists",
+            pid=pid,
+            start_time=start_time.isoformat(),
+        )
+    try:
+        signal.pidfd_send_signal(fd, sig)
+    except ProcessLookupError:
+        raise ProcessGone(
+            f"process {pid} exited before it could be signalled",
+            pid=pid,
+            start_time=start_time.isoformat(),
+        ) from None
+    except PermissionError:
+        raise Refused(
+            f"not permitted to signal process {pid}", status_code=403, pid=pid, signal=sig
+        ) from None
+    except OSError as exc:
+        raise InvalidInput(f"cannot send signal {sig}: {exc.strerror}", signal=sig) from None
+    finally:
+        os.close(fd)
+
+
+@dataclass(slots=True)
+class _Watch:
+    pid: int
+    fd: int
+    callback: Callable[[int], None]
+    loop: asyncio.AbstractEventLoop
+
+
+class PidWatcher:
+    """Calls back when watched processes exit, from the asyncio event loop.
+
+    Methods must be called from the thread running the event loop. Each
+    ``watch`` holds its own pidfd, so one PID may be watched several times;
+    ``unwatch`` drops all watches of a PID.
+    """
+
+    def __init__(self, proc_root: Path = PROC) -> None:
+        self._proc_root = proc_root
+        self._watches: dict[int, _Watch] = {}  # by pidfd
+
+    @property
+    def watched(self) -> frozenset[int]:
+        return frozenset(w.pid for w in self._watches.values())
+
+    def watch(
+        self,
+        pid: int,
+        start_time: datetime | None,
+        callback: Callable[[int], None],
+    ) -> bool:
+        """Start watching; False if the process is gone or did not start at ``start_time``.
+
+        ``callback(pid)`` runs once, on the event loop, after the process
+        exits. A zombie has already exited, so watching one calls back on the
+        next loop iteration.
+        """
+        check_pid(pid)
+        loop = asyncio.get_running_loop()
+        fd = _open_checked(pid, start_time, self._proc_root)
+        if fd is None:
+            return False
+        try:
+            # The start time read above belongs to this pidfd's process only
+            # if that process still existed afterwards.
+            signal.pidfd_send_signal(fd, 0)
+        except ProcessLookupError:
+            os.close(fd)
+            return False
+        except PermissionError:
+            pass  # denied, but the process is there
+        self._watches[fd] = _Watch(pid=pid, fd=fd, callback=callback, loop=loop)
+        loop.add_reader(fd, self._exited, fd)
+        return True
+
+    def _exited(self, fd: int) -> None:
+        watch = self._release(fd)
+        if watch is None:
+            return
+        try:
+            watch.callback(watch.pid)
+        except Exception:
+            log.exception("exit callback for process %d failed", watch.pid)
+
+    def _release(self, fd: int) -> _Watch | None:
+        watch = self._watches.pop(fd, None)
+        if watch is None:
+            return None
+        if not watch.loop.is_closed():
+            watch.loop.remove_reader(fd)
+        os.close(fd)
+        return watch
+
+    def unwatch(self, pid: int) -> bool:
+        """Stop watching ``pid`` without calling back; False if it was not watched."""
+        fds = [fd for fd, w in self._watches.items() if w.pid == pid]
+        for fd in fds:
+            self._release(fd)
+        return bool(fds)
+
+    def close(self) -> None:
+        """Drop every watch and close its pidfd."""
+        for fd in list(self._watches):
+            self._release(fd)
