@@ -19,17 +19,26 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         description="Serve the node's pods, containers and processes over HTTP. "
         "Every flag can also be set as PODLENS_<FLAG> in the environment.",
     )
-    serve.add_argument("--cri-endpoint", help="CRI socket (unix:///... or a path); "
-                       "auto-detected from the known sockets when absent")
+    serve.add_argument(
+        "--cri-endpoint",
+        help="CRI socket (unix:///... or a path); auto-detected from the known sockets when absent",
+    )
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to bind (default 8470)")
     serve.add_argument("--node-name", help="this node's name (default: NODE_NAME or hostname)")
-    serve.add_argument("--relist-interval", type=float, dest="relist_interval_seconds",
-                       help="seconds between runtime relists (default 1.0)")
-    serve.add_argument("--cri-timeout", type=float, dest="cri_timeout_seconds",
-                       help="deadline for each CRI call in seconds (default 2.0)")
-    serve.add_argument("--log-level", default="info",
-                       choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--relist-interval",
+        type=float,
+        dest="relist_interval_seconds",
+        help="seconds between runtime relists (default 1.0)",
+    )
+    serve.add_argument(
+        "--cri-timeout",
+        type=float,
+        dest="cri_timeout_seconds",
+        help="deadline for each CRI call in seconds (default 2.0)",
+    )
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,8 +67,9 @@ def _serve(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     app = create_app(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level,
-                access_log=False)
+    uvicorn.run(
+        app, host=settings.host, port=settings.port, log_level=args.log_level, access_log=False
+    )
     return 0
 
 
@@ -75,4 +85,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"podlens: invalid setting {where}: {error['msg']}", file=sys.stderr)
         return 2
     parser.error(f"unknown command {args.command!r}")
-    return 2

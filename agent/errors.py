@@ -39,7 +39,7 @@ class AgentError(Exception):
         return body
 
 
-class RuntimeError_(AgentError):  # noqa: N801 - trailing underscore keeps the builtin visible
+class RuntimeError_(AgentError):  # the trailing underscore keeps the builtin visible
     """Something went wrong talking to the container runtime."""
 
     status_code = 503

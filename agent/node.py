@@ -179,12 +179,12 @@ class NodeState:
             owner_id, how = found
             container = snap.containers.get(owner_id)
             if container is not None:
-                sandbox = snap.sandboxes.get(container.sandbox_id)
-                return ProcessOwner(process, how, container, sandbox, container.pod)
+                home = snap.sandboxes.get(container.sandbox_id)
+                return ProcessOwner(process, how, container, home, container.pod)
             # On containerd the pause process runs in the sandbox's own cgroup.
-            sandbox = snap.sandboxes.get(owner_id)
-            if sandbox is not None:
-                return ProcessOwner(process, "pause", None, sandbox, sandbox.pod)
+            owning_sandbox = snap.sandboxes.get(owner_id)
+            if owning_sandbox is not None:
+                return ProcessOwner(process, "pause", None, owning_sandbox, owning_sandbox.pod)
         raise NotFound(
             f"PID {pid} ({process.name}) belongs to no container this runtime knows",
             pid=pid,
@@ -194,14 +194,11 @@ class NodeState:
     def request_refresh(self) -> None:
         self._wake.set()
 
-    async def wait_for_change(self, after_version: int, timeout: float) -> Snapshot:
-        """Wait until the snapshot is newer than ``after_version`` (or the timeout)."""
-        async with self._changed:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._changed.wait_for(lambda: self._snapshot.version > after_version),
-                    timeout,
-                )
+    async def wait_for_change(self, after_version: int, within: float) -> Snapshot:
+        """Wait until the snapshot is newer than ``after_version``, at most ``within`` seconds."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within), self._changed:
+                await self._changed.wait_for(lambda: self._snapshot.version > after_version)
         return self._snapshot
 
     # --- the loop
@@ -251,12 +248,12 @@ class NodeState:
                 change_source=self._health.change_source,
                 synced=True,
             )
-            log.info("runtime %s %s synced at %s", info.runtime_name, info.runtime_version, endpoint)
+            log.info(
+                "runtime %s %s synced at %s", info.runtime_name, info.runtime_version, endpoint
+            )
             while True:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        self._wake.wait(), self.settings.relist_interval_seconds
-                    )
+                    await asyncio.wait_for(self._wake.wait(), self.settings.relist_interval_seconds)
                 self._wake.clear()
                 await self.refresh_once(client)
         finally:
@@ -294,8 +291,11 @@ class NodeState:
                     self._health = dataclasses.replace(self._health, change_source="events")
                 self._wake.set()
         except EventsUnsupported as exc:
-            log.info("container events unavailable (%s); relisting every %.1fs", exc,
-                     self.settings.relist_interval_seconds)
+            log.info(
+                "container events unavailable (%s); relisting every %.1fs",
+                exc,
+                self.settings.relist_interval_seconds,
+            )
             self._health = dataclasses.replace(self._health, change_source="relist")
         except RuntimeError_:
             # The relist loop notices the outage itself and reconnects.
@@ -362,12 +362,19 @@ class NodeState:
         self._fresh.intersection_update(sandboxes.keys() | containers.keys())
         self._track_pids(prev, sandboxes, containers)
 
-        added = tuple(k for k in (*sandboxes, *containers)
-                      if k not in prev.sandboxes and k not in prev.containers)
-        removed = tuple(k for k in (*prev.sandboxes, *prev.containers)
-                        if k not in sandboxes and k not in containers)
+        added = tuple(
+            k
+            for k in (*sandboxes, *containers)
+            if k not in prev.sandboxes and k not in prev.containers
+        )
+        removed = tuple(
+            k
+            for k in (*prev.sandboxes, *prev.containers)
+            if k not in sandboxes and k not in containers
+        )
         changed = tuple(
-            k for k in (*(s.id for s in sandbox_jobs), *(c.id for c in container_jobs))
+            k
+            for k in (*(s.id for s in sandbox_jobs), *(c.id for c in container_jobs))
             if k not in added and (k in sandboxes or k in containers)
         )
         if not (added or removed or changed) and prev.taken_at is not None:
@@ -401,10 +408,16 @@ class NodeState:
         watcher = self._pid_watcher
         if watcher is None:
             return
-        wanted = {c.pid for c in containers.values()
-                  if c.pid is not None and c.state == ContainerState.RUNNING}
-        wanted |= {s.pause_pid for s in sandboxes.values()
-                   if s.pause_pid is not None and s.state == SandboxState.READY}
+        wanted = {
+            c.pid
+            for c in containers.values()
+            if c.pid is not None and c.state == ContainerState.RUNNING
+        }
+        wanted |= {
+            s.pause_pid
+            for s in sandboxes.values()
+            if s.pause_pid is not None and s.state == SandboxState.READY
+        }
         for pid in set(watcher.watched) - wanted:
             watcher.unwatch(pid)
         for pid in wanted - set(watcher.watched):

@@ -67,4 +67,6 @@ class Settings(BaseSettings):
             return value
         if value.startswith(("tcp://", "dns:", "ipv4:", "ipv6:")):
             return value
-        raise ValueError(f"unsupported CRI endpoint scheme in {value!r} (use unix:///path or a path)")
+        raise ValueError(
+            f"unsupported CRI endpoint scheme in {value!r} (use unix:///path or a path)"
+        )

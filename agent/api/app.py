@@ -62,7 +62,11 @@ def _install_error_handlers(app: FastAPI) -> None:
         summary = "; ".join(f"{p['field']}: {p['problem']}" for p in problems)
         return JSONResponse(
             status_code=422,
-            content={"error": "invalid_input", "message": summary, "detail": {"problems": problems}},
+            content={
+                "error": "invalid_input",
+                "message": summary,
+                "detail": {"problems": problems},
+            },
         )
 
     @app.exception_handler(StarletteHTTPException)

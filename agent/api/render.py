@@ -74,8 +74,18 @@ def sandboxes(items: Sequence[SandboxItem]) -> str:
 
 def containers(items: Sequence[ContainerItem]) -> str:
     return table(
-        ["CONTAINER", "NAME", "STATE", "ATTEMPT", "PID", "EXIT", "REASON", "POD", "NAMESPACE",
-         "CREATED"],
+        [
+            "CONTAINER",
+            "NAME",
+            "STATE",
+            "ATTEMPT",
+            "PID",
+            "EXIT",
+            "REASON",
+            "POD",
+            "NAMESPACE",
+            "CREATED",
+        ],
         (
             [
                 c.id[:SHORT_ID],
@@ -167,8 +177,12 @@ def process_lookup(p: ProcessLookup) -> str:
         ("Command", " ".join(p.process.cmdline) or p.process.name),
         ("State", p.process.state),
         ("Pod", f"{p.namespace}/{p.pod} (uid {p.pod_uid})"),
-        ("Container", f"{p.container.name} {p.container.id[:SHORT_ID]}" if p.container else
-         "(pause process of the sandbox)"),
+        (
+            "Container",
+            f"{p.container.name} {p.container.id[:SHORT_ID]}"
+            if p.container
+            else "(pause process of the sandbox)",
+        ),
         ("Sandbox", p.sandbox.id[:SHORT_ID] if p.sandbox else None),
         ("Matched by", p.matched_by),
     ]

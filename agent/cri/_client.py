@@ -165,9 +165,7 @@ class CriClient:
                 yield _convert.event_from_message(message)
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
-                raise EventsUnsupported(
-                    "runtime does not implement GetContainerEvents"
-                ) from None
+                raise EventsUnsupported("runtime does not implement GetContainerEvents") from None
             raise map_grpc_error(exc, "GetContainerEvents", self.endpoint) from None
         finally:
             call.cancel()

@@ -5,8 +5,14 @@ the agent's own types (``agent.kubemodel``).
 """
 
 from agent.kube._events import EventCache
-from agent.kube._source import Gone, KubeSource, PodList, PodSource, WatchEvent
-from agent.kube._source import api_client_from_settings
+from agent.kube._source import (
+    Gone,
+    KubeSource,
+    PodList,
+    PodSource,
+    WatchEvent,
+    api_client_from_settings,
+)
 from agent.kube._watch import ApiHealth, DisabledPodCache, PodCache, WatchStats
 
 __all__ = [

@@ -40,4 +40,3 @@ class EventCache:
                 for key, _ in sorted(self._cache.items(), key=lambda kv: kv[1][0])[:256]:
                     del self._cache[key]
         return events
-

@@ -8,6 +8,7 @@ Tests replace the whole seam with a scripted ``PodSource``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Iterator
@@ -99,6 +100,7 @@ class KubeSource:
     ) -> Iterator[WatchEvent]:
         from kubernetes.client.exceptions import ApiException
 
+        response: Any
         try:
             response = self._core.list_pod_for_all_namespaces(
                 field_selector=field_selector,
@@ -167,17 +169,13 @@ class KubeSource:
         with self._lock:
             open_now = list(self._open)
         for response in open_now:
-            try:
+            # shutdown() interrupts a blocked read; older urllib3 lacks it.
+            with contextlib.suppress(Exception):
                 response.shutdown()
-            except Exception:
-                try:
-                    response.close()
-                except Exception:
-                    pass
-        try:
+            with contextlib.suppress(Exception):
+                response.close()
+        with contextlib.suppress(Exception):
             self._api_client.close()
-        except Exception:
-            pass
 
 
 def _lines(response: Any) -> Iterator[bytes]:
@@ -202,9 +200,13 @@ def api_client_from_settings(settings: Settings) -> Any | None:
         configuration.host = settings.api_server.rstrip("/")
         return client.ApiClient(configuration)
     if settings.kubeconfig is not None:
-        return config.new_client_from_config(config_file=str(settings.kubeconfig))
+        return config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=str(settings.kubeconfig)
+        )
     if settings.kubernetes_service_host:
         configuration = client.Configuration()
-        config.load_incluster_config(client_configuration=configuration)
+        config.load_incluster_config(  # type: ignore[no-untyped-call]
+            client_configuration=configuration
+        )
         return client.ApiClient(configuration)
     return None

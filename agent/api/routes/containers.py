@@ -61,9 +61,7 @@ def list_containers(
 def get_container(
     node: NodeDep,
     fmt: OutputDep,
-    container_id: Annotated[
-        str, Path(pattern=ID_PATTERN, description="full ID or unique prefix")
-    ],
+    container_id: Annotated[str, Path(pattern=ID_PATTERN, description="full ID or unique prefix")],
 ) -> ContainerDetail | PlainTextResponse:
     container = node.find_container(container_id.lower())
     process: ProcessInfo | None = None

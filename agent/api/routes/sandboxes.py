@@ -37,8 +37,9 @@ def list_sandboxes(
         counts[c.sandbox_id] = counts.get(c.sandbox_id, 0) + 1
     items = [
         SandboxItem.from_sandbox(s, counts.get(s.id, 0))
-        for s in sorted(snap.sandboxes.values(), key=lambda s: (s.pod.namespace, s.pod.name,
-                                                                 -s.attempt))
+        for s in sorted(
+            snap.sandboxes.values(), key=lambda s: (s.pod.namespace, s.pod.name, -s.attempt)
+        )
         if (namespace is None or s.pod.namespace == namespace)
         and (pod is None or s.pod.name == pod)
         and (state is None or s.state == state)
@@ -53,9 +54,7 @@ def get_sandbox(
     sandbox_id: Annotated[str, Path(pattern=ID_PATTERN, description="full ID or unique prefix")],
 ) -> SandboxDetail | PlainTextResponse:
     sandbox = node.find_sandbox(sandbox_id)
-    containers = sorted(
-        node.snapshot.containers_in(sandbox.id), key=lambda c: (c.name, c.attempt)
-    )
+    containers = sorted(node.snapshot.containers_in(sandbox.id), key=lambda c: (c.name, c.attempt))
     pause: ProcessInfo | None = None
     if sandbox.pause_pid is not None:
         try:
