@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import hashlib
 import ipaddress
 import json
 import os
@@ -34,6 +35,9 @@ CNI_BIN_DIR = Path("/usr/lib/cni")
 # libcni keeps its result cache here whatever the CRI plugin's config says
 # (containerd 1.6 offers no setting for it).
 CNI_CACHE_DIR = Path("/var/lib/cni/results")
+# containerd 1.6 puts every shim's socket here, named by a hash of the
+# daemon address, namespace and task ID (runtime/v2/shim/util_unix.go).
+SHIM_SOCKET_DIR = Path("/run/containerd/s")
 # sockaddr_un.sun_path is 108 bytes; containerd also appends ".ttrpc".
 MAX_SOCKET_PATH = 100
 
@@ -155,6 +159,9 @@ class PrivateContainerd:
         self.log_path = self.base_dir / "containerd.log"
 
         self._proc: subprocess.Popen[bytes] | None = None
+        # Every sandbox/container ID seen under our dirs; outlives the dirs,
+        # so leftovers outside them can still be attributed after teardown.
+        self._known_ids: set[str] = set()
         self._imported = False
         self._stopped = False
         self.last_start_seconds: float | None = None
@@ -405,6 +412,34 @@ disabled_plugins = [
                     failed.append(sb.id)
         return failed
 
+    def _collect_ids(self) -> set[str]:
+        for parent in (
+            self.state_dir / "io.containerd.runtime.v2.task" / "k8s.io",
+            self.root_dir / "io.containerd.grpc.v1.cri" / "sandboxes",
+            self.root_dir / "io.containerd.grpc.v1.cri" / "containers",
+            self.runc_state_dir,
+        ):
+            if parent.is_dir():
+                self._known_ids.update(p.name for p in parent.iterdir() if p.is_dir())
+        return self._known_ids
+
+    def _shim_socket(self, task_id: str) -> Path:
+        digest = hashlib.sha256(f"{self.address}/k8s.io/{task_id}".encode()).hexdigest()
+        return SHIM_SOCKET_DIR / digest
+
+    def _remove_outside_files(self) -> None:
+        """Files a killed shim or a skipped CNI DEL leaves outside our dirs."""
+        for task_id in self._known_ids:
+            self._shim_socket(task_id).unlink(missing_ok=True)
+        if CNI_CACHE_DIR.is_dir():
+            for entry in CNI_CACHE_DIR.iterdir():
+                # Named <network>-<sandbox ID>-<ifname>; containerd's own
+                # loopback network uses the name "cni-loopback".
+                if entry.name.startswith(self.network_name + "-") or any(
+                    f"-{sid}-" in entry.name for sid in self._known_ids
+                ):
+                    entry.unlink(missing_ok=True)
+
     def _our_shims(self) -> list[int]:
         pids = []
         for pid, argv in _proc_cmdlines():
@@ -438,9 +473,6 @@ disabled_plugins = [
         subprocess.run(
             ["ip", "link", "del", self.bridge_name], capture_output=True, timeout=10, check=False
         )
-        if CNI_CACHE_DIR.is_dir():
-            for entry in CNI_CACHE_DIR.glob(f"{self.network_name}-*"):
-                entry.unlink(missing_ok=True)
 
     def stop(self, *, remove_dirs: bool = True) -> None:
         """Tear everything down: pods, daemon, shims, mounts, bridge, dirs.
@@ -450,13 +482,16 @@ disabled_plugins = [
         if self._stopped:
             return
         problems: list[str] = []
+        self._collect_ids()
         stuck = self.remove_all_pods()
         if stuck:
             problems.append(f"sandboxes not removed through CRI: {stuck}")
         self._terminate_daemon(grace=10.0)
+        self._collect_ids()
         self._kill_leftovers()
         left_mounted = self._unmount_all()
         self._remove_network()
+        self._remove_outside_files()
         if left_mounted:
             problems.append(f"still mounted: {left_mounted}")
         elif remove_dirs:
@@ -464,7 +499,16 @@ disabled_plugins = [
                 shutil.rmtree(d, ignore_errors=True)
             for f in (Path(self.address), Path(self.address + ".ttrpc"), self.config_path):
                 f.unlink(missing_ok=True)
+            self._imported = False
         self._stopped = True
+        if not problems:
+            # Killed processes may linger as zombies for a moment.
+            deadline = time.monotonic() + 5.0
+            left = self.leftovers()
+            while any(left.values()) and time.monotonic() < deadline:
+                time.sleep(0.1)
+                left = self.leftovers()
+            problems += [f"{kind} left: {items}" for kind, items in left.items() if items]
         if problems:
             raise ContainerdFailed("lab containerd teardown incomplete: " + "; ".join(problems))
 
@@ -478,8 +522,27 @@ disabled_plugins = [
             for pid, argv in _proc_cmdlines()
             if any(self.address in a or str(self.base_dir) in a for a in argv)
         ]
+        ids = self._collect_ids()
+        outside = [str(self._shim_socket(i)) for i in ids if self._shim_socket(i).exists()]
+        if CNI_CACHE_DIR.is_dir():
+            outside += [
+                str(e)
+                for e in CNI_CACHE_DIR.iterdir()
+                if e.name.startswith(self.network_name + "-")
+                or any(f"-{i}-" in e.name for i in ids)
+            ]
+        cgroup_root = Path("/sys/fs/cgroup")
+        if cgroup_root.is_dir():
+            outside += [
+                str(d)
+                for hierarchy in cgroup_root.iterdir()
+                for i in ids
+                for d in (hierarchy / "k8s.io" / i,)
+                if d.is_dir()
+            ]
         return {
             "processes": procs,
             "mounts": _mounts_under(self.base_dir),
             "bridge": [self.bridge_name] if bridge.returncode == 0 else [],
+            "files": sorted(outside),
         }

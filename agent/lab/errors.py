@@ -34,4 +34,12 @@ class ContainerdFailed(LabError):
 
 
 class CriCallFailed(LabError):
-    """A CRI call made by the lab's pod driver failed."""
+    """A CRI call made by the lab's pod driver failed.
+
+    ``handle`` is the pod concerned when the pod exists despite the failure
+    (a container that would not start), so the caller can still remove it.
+    """
+
+    def __init__(self, message: str, *, handle: object | None = None) -> None:
+        super().__init__(message)
+        self.handle = handle

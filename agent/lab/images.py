@@ -271,7 +271,10 @@ def build_image(recipe: ImageRecipe, cache_dir: Path) -> ImageTar:
         else:
             return ImageTar(recipe.name, dest, recipe.tags, image_id, key, cached=True)
 
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LabError(f"cannot create the image cache {cache_dir}: {exc}") from exc
     with tempfile.TemporaryDirectory(prefix=f"podlens-{recipe.name}-") as scratch:
         entries = recipe.entries(Path(scratch))
         # Written beside the destination and renamed, so a concurrent test
