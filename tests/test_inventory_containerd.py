@@ -117,7 +117,8 @@ def test_agent_view_equals_runtime_for_every_sandbox_and_container(
             assert seen["attempt"] == status.metadata.attempt == 0
             assert seen["state"] == STATE_NAMES[status.state] == "running"
             assert seen["sandbox_id"] == handle.sandbox_id
-            assert seen["pod"] == handle.name and seen["pod_uid"] == handle.uid
+            assert seen["pod"] == handle.name
+            assert seen["pod_uid"] == handle.uid
             assert seen["log_path"] == status.log_path
             assert seen["pid"] == verbose_pid
             # The PID checked against /proc: its cgroup names this container,
@@ -259,7 +260,8 @@ def test_runtime_down_gives_503_and_the_agent_recovers_by_itself(
         assert down.json()["error"] == "runtime_unavailable"
         assert agent.get("/healthz").status_code == 200
         node = agent.get("/v1/node").json()
-        assert node["runtime"]["connected"] is False and node["runtime"]["reason"]
+        assert node["runtime"]["connected"] is False
+        assert node["runtime"]["reason"]
     finally:
         containerd.start()
     agent.wait_for(lambda a: a.get("/readyz").status_code == 200, timeout=20)
