@@ -41,13 +41,38 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
+def _lab_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    lab = sub.add_parser("lab", help="the embedded lab node (needs root)")
+    actions = lab.add_subparsers(dest="lab_command", required=True)
+    walk = actions.add_parser(
+        "walkthrough",
+        help="start a private containerd with a few pods, run the agent against it, "
+        "and show what it sees; tears everything down at the end",
+    )
+    walk.add_argument("--port", type=int, default=8470, help="agent port (default 8470)")
+    walk.add_argument("--keep", action="store_true", help="leave the lab up until Ctrl-C")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="podlens", description="Node-level pod troubleshooting agent."
     )
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
+    _lab_parser(sub)
     return parser
+
+
+def _lab(args: argparse.Namespace) -> int:
+    from agent.lab import walkthrough
+    from agent.lab.errors import LabError
+
+    try:
+        walkthrough.preflight(args.port)
+        return walkthrough.run(port=args.port, keep=args.keep)
+    except LabError as exc:
+        print(f"podlens lab: {exc}", file=sys.stderr)
+        return 2
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -79,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
+        if args.command == "lab":
+            return _lab(args)
     except ValidationError as exc:
         for error in exc.errors():
             where = ".".join(str(p) for p in error["loc"])

@@ -125,6 +125,10 @@ def container_from_status(
     merged = dataclasses.replace(
         listed,
         state=state,
+        # ListContainers may name the image by ID; the status names what was asked for.
+        image=status.image.image
+        if status.HasField("image") and status.image.image
+        else listed.image,
         image_ref=status.image_ref or listed.image_ref,
         started_at=timestamp(status.started_at),
         finished_at=timestamp(status.finished_at),
