@@ -10,6 +10,7 @@ from agent.kube._source import (
     KubeSource,
     PodList,
     PodSource,
+    StreamBroken,
     WatchEvent,
     api_client_from_settings,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "PodCache",
     "PodList",
     "PodSource",
+    "StreamBroken",
     "WatchEvent",
     "WatchStats",
     "api_client_from_settings",

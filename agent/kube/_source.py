@@ -23,6 +23,10 @@ class Gone(Exception):
     """The resourceVersion asked for is too old (HTTP 410): list again."""
 
 
+class StreamBroken(Exception):
+    """An established watch stream was cut: resume from the last version."""
+
+
 @dataclass(frozen=True, slots=True)
 class PodList:
     items: list[dict[str, Any]]
@@ -136,8 +140,8 @@ class KubeSource:
                 yield WatchEvent(kind, obj)
         except (Gone, ApiServerError):
             raise
-        except Exception as exc:
-            raise _api_error(exc, "watch pods (stream)") from None
+        except Exception as exc:  # urllib3 ProtocolError / ReadTimeoutError, truncated JSON
+            raise StreamBroken(f"watch stream cut: {exc!r}") from None
         finally:
             with self._lock:
                 self._open.discard(response)

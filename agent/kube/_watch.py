@@ -25,7 +25,7 @@ from types import MappingProxyType
 from typing import Any
 
 from agent.errors import AgentError, ApiServerError, InvalidInput
-from agent.kube._source import Gone, PodSource
+from agent.kube._source import Gone, PodSource, StreamBroken
 from agent.kube.convert import pod_from_dict
 from agent.kubemodel import ApiPod
 
@@ -58,6 +58,7 @@ class WatchStats:
     relists_after_gone: int
     events: int
     bookmarks: int
+    streams_cut: int
 
 
 class PodCache:
@@ -86,6 +87,7 @@ class PodCache:
         self._thread: threading.Thread | None = None
         self._synced = threading.Event()
         self._lists = self._watches = self._gone = self._events = self._bookmarks = 0
+        self._broken = 0
         self.generation = 0
 
     # --- reading
@@ -105,7 +107,9 @@ class PodCache:
 
     @property
     def stats(self) -> WatchStats:
-        return WatchStats(self._lists, self._watches, self._gone, self._events, self._bookmarks)
+        return WatchStats(
+            self._lists, self._watches, self._gone, self._events, self._bookmarks, self._broken
+        )
 
     def find(self, namespace: str, name: str) -> ApiPod | None:
         for pod in self._pods.values():
@@ -146,6 +150,11 @@ class PodCache:
                 self._gone += 1
                 need_list = True
                 continue
+            except StreamBroken as exc:
+                # The server replays from our version; nothing was lost.
+                log.info("pod watch: %s; resuming from %s", exc, self._version)
+                self._broken += 1
+                self._stop.wait(self._backoff_min)
             except (AgentError, OSError) as exc:
                 if self._stop.is_set():
                     return
