@@ -38,6 +38,12 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         dest="cri_timeout_seconds",
         help="deadline for each CRI call in seconds (default 2.0)",
     )
+    serve.add_argument(
+        "--api-server",
+        help="Kubernetes API server URL (e.g. the lab's); without it and without "
+        "--kubeconfig, in-cluster config is used when running in a pod, else CRI-only mode",
+    )
+    serve.add_argument("--kubeconfig", help="kubeconfig file for the API server")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 

@@ -14,18 +14,25 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agent.api.routes import containers, health, node, processes, sandboxes
 from agent.errors import AgentError
+from agent.kube import PodCacheLike, pod_cache_from_settings
 from agent.node import NodeState
 from agent.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, node_state: NodeState | None = None) -> FastAPI:
-    """Build the HTTP app. ``node_state`` is injectable so tests can drive it."""
+def create_app(
+    settings: Settings,
+    node_state: NodeState | None = None,
+    pod_cache: PodCacheLike | None = None,
+) -> FastAPI:
+    """Build the HTTP app. The node state and pod cache are injectable for tests."""
     state = node_state if node_state is not None else NodeState(settings)
+    pods = pod_cache if pod_cache is not None else pod_cache_from_settings(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pods.start()
         task = asyncio.create_task(state.run(), name="node-refresh")
         try:
             yield
@@ -33,6 +40,7 @@ def create_app(settings: Settings, node_state: NodeState | None = None) -> FastA
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            await asyncio.to_thread(pods.stop)
 
     app = FastAPI(
         title="podlens",
@@ -42,6 +50,7 @@ def create_app(settings: Settings, node_state: NodeState | None = None) -> FastA
     )
     app.state.settings = settings
     app.state.node = state
+    app.state.pods = pods
     _install_error_handlers(app)
     for module in (health, node, sandboxes, containers, processes):
         app.include_router(module.router)

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Query, Request
 
+from agent.kube import PodCacheLike
 from agent.node import NodeState, Snapshot
 from agent.settings import Settings
 
@@ -24,6 +25,11 @@ def get_settings(request: Request) -> Settings:
 def get_node(request: Request) -> NodeState:
     node: NodeState = request.app.state.node
     return node
+
+
+def get_pods(request: Request) -> PodCacheLike:
+    pods: PodCacheLike = request.app.state.pods
+    return pods
 
 
 def get_live_snapshot(node: Annotated[NodeState, Depends(get_node)]) -> Snapshot:
@@ -50,5 +56,6 @@ def get_output_format(
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 NodeDep = Annotated[NodeState, Depends(get_node)]
+PodsDep = Annotated[PodCacheLike, Depends(get_pods)]
 SnapshotDep = Annotated[Snapshot, Depends(get_live_snapshot)]
 OutputDep = Annotated[OutputFormat, Depends(get_output_format)]

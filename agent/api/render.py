@@ -197,6 +197,7 @@ def node(n: NodeInfo) -> str:
         ("CRI API", r.cri_api_version),
         ("Endpoint", r.endpoint),
         ("Connected", "yes" if r.connected else f"no ({r.reason}) since {r.since.isoformat()}"),
+        ("API server", f"{n.api.detail}; {n.api.pods_on_node} pods bound here"),
         ("Changes via", f"{n.capabilities.change_source} + pidfd exit notifications"),
         ("Pause processes", n.capabilities.pause_processes),
         ("Sandboxes", f"{n.counts.sandboxes} ({n.counts.sandboxes_ready} ready)"),

@@ -286,9 +286,17 @@ class Counts(BaseModel):
     pods: int
 
 
+class ApiSection(BaseModel):
+    state: Literal["ok", "unavailable", "disabled"]
+    detail: str = Field(description='"ok", or why not and since when')
+    since: datetime
+    pods_on_node: int
+
+
 class NodeInfo(BaseModel):
     node_name: str
     runtime: RuntimeSection
+    api: ApiSection
     capabilities: Capabilities
     counts: Counts
     snapshot_version: int
@@ -296,5 +304,5 @@ class NodeInfo(BaseModel):
 
 
 class Health(BaseModel):
-    status: Literal["ok", "unavailable"]
+    status: Literal["ok", "degraded", "unavailable"]
     checks: dict[str, str]

@@ -14,7 +14,14 @@ from agent.kube._source import (
     WatchEvent,
     api_client_from_settings,
 )
-from agent.kube._watch import ApiHealth, DisabledPodCache, PodCache, WatchStats
+from agent.kube._watch import (
+    ApiHealth,
+    DisabledPodCache,
+    PodCache,
+    PodCacheLike,
+    WatchStats,
+    pod_cache_from_settings,
+)
 
 __all__ = [
     "ApiHealth",
@@ -23,10 +30,12 @@ __all__ = [
     "Gone",
     "KubeSource",
     "PodCache",
+    "PodCacheLike",
     "PodList",
     "PodSource",
     "StreamBroken",
     "WatchEvent",
     "WatchStats",
     "api_client_from_settings",
+    "pod_cache_from_settings",
 ]

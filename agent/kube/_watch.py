@@ -24,10 +24,18 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
-from agent.errors import AgentError, ApiServerError, InvalidInput
-from agent.kube._source import Gone, PodSource, StreamBroken
+from agent.errors import AgentError, InvalidInput
+from agent.kube._events import EventCache
+from agent.kube._source import (
+    Gone,
+    KubeSource,
+    PodSource,
+    StreamBroken,
+    api_client_from_settings,
+)
 from agent.kube.convert import pod_from_dict
-from agent.kubemodel import ApiPod
+from agent.kubemodel import ApiEvent, ApiPod
+from agent.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +80,11 @@ class PodCache:
         watch_timeout_seconds: int = 300,
         backoff_min: float = 0.5,
         backoff_max: float = 30.0,
+        events_ttl_seconds: float = 5.0,
         on_change: Callable[[], None] | None = None,
     ) -> None:
         self._source = source
+        self._events_cache = EventCache(source, events_ttl_seconds)
         self._selector = f"spec.nodeName={node_name}"
         self._watch_timeout = watch_timeout_seconds
         self._backoff_min = backoff_min
@@ -119,6 +129,10 @@ class PodCache:
 
     def wait_synced(self, timeout: float) -> bool:
         return self._synced.wait(timeout)
+
+    def events_for(self, namespace: str, uid: str) -> tuple[ApiEvent, ...]:
+        """The pod's events (blocking, with a deadline; cached briefly)."""
+        return self._events_cache.for_pod(namespace, uid)
 
     # --- lifecycle
 
@@ -259,6 +273,9 @@ class DisabledPodCache:
     def find(self, namespace: str, name: str) -> ApiPod | None:
         return None
 
+    def events_for(self, namespace: str, uid: str) -> tuple[ApiEvent, ...]:
+        return ()
+
     def start(self) -> DisabledPodCache:
         return self
 
@@ -266,4 +283,17 @@ class DisabledPodCache:
         return None
 
 
-__all__ = ["ApiHealth", "ApiServerError", "DisabledPodCache", "PodCache", "WatchStats"]
+PodCacheLike = PodCache | DisabledPodCache
+
+
+def pod_cache_from_settings(settings: Settings) -> PodCacheLike:
+    """The node's pod cache, or the disabled stand-in when no API server is configured."""
+    api_client = api_client_from_settings(settings)
+    if api_client is None:
+        return DisabledPodCache()
+    return PodCache(
+        KubeSource(api_client, settings),
+        settings.node_name,
+        watch_timeout_seconds=settings.api_watch_timeout_seconds,
+        events_ttl_seconds=settings.events_cache_seconds,
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from agent.api.deps import NodeDep
+from agent.api.deps import NodeDep, PodsDep
 from agent.api.schemas import Health
 
 router = APIRouter(tags=["health"])
@@ -23,12 +23,16 @@ def healthz(node: NodeDep) -> Health:
     response_model=Health,
     responses={503: {"model": Health, "description": "not ready, with the reason"}},
 )
-def readyz(node: NodeDep) -> Health | JSONResponse:
+def readyz(node: NodeDep, pods: PodsDep) -> Health | JSONResponse:
+    # Ready needs the runtime; an API server that is away only degrades the
+    # answers (the runtime's view is still served), so it does not fail readiness.
     health = node.health
+    api = pods.health
+    checks = {"api": api.describe()}
     if health.connected and health.synced:
-        checks = {"runtime": f"ok ({health.endpoint})"}
-        return Health(status="ok", checks=checks)
+        checks["runtime"] = f"ok ({health.endpoint})"
+        return Health(status="ok" if api.state != "unavailable" else "degraded", checks=checks)
     reason = health.reason or "not synced yet"
-    checks = {"runtime": f"unavailable since {health.since.isoformat()}: {reason}"}
+    checks["runtime"] = f"unavailable since {health.since.isoformat()}: {reason}"
     body = Health(status="unavailable", checks=checks)
     return JSONResponse(status_code=503, content=body.model_dump(mode="json"))

@@ -6,16 +6,16 @@ from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
 
 from agent.api import render
-from agent.api.deps import NodeDep, OutputDep
+from agent.api.deps import NodeDep, OutputDep, PodsDep
 from agent.api.routes._common import respond
-from agent.api.schemas import Capabilities, Counts, NodeInfo, RuntimeSection
+from agent.api.schemas import ApiSection, Capabilities, Counts, NodeInfo, RuntimeSection
 from agent.model import ContainerState, RuntimeKind, SandboxState
 
 router = APIRouter(prefix="/v1", tags=["node"])
 
 
 @router.get("/node", response_model=NodeInfo)
-def get_node_info(node: NodeDep, fmt: OutputDep) -> NodeInfo | PlainTextResponse:
+def get_node_info(node: NodeDep, pods: PodsDep, fmt: OutputDep) -> NodeInfo | PlainTextResponse:
     # Answers even while the runtime is down: this is where people look to see why.
     health = node.health
     snap = node.snapshot
@@ -36,6 +36,12 @@ def get_node_info(node: NodeDep, fmt: OutputDep) -> NodeInfo | PlainTextResponse
             name=info.runtime_name if info else None,
             version=info.runtime_version if info else None,
             cri_api_version=info.cri_api_version if info else None,
+        ),
+        api=ApiSection(
+            state=pods.health.state,  # type: ignore[arg-type]
+            detail=pods.health.describe(),
+            since=pods.health.since,
+            pods_on_node=len(pods.pods),
         ),
         capabilities=Capabilities(
             change_source="events" if health.change_source == "events" else "relist",
