@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     api_timeout_seconds: float = Field(default=5.0, gt=0)
     api_watch_timeout_seconds: int = Field(default=300, ge=1)
     events_cache_seconds: float = Field(default=5.0, ge=0)
+    # The API server learns of runtime changes from kubelet a little later;
+    # disagreements younger than this are not reported.
+    mismatch_grace_seconds: float = Field(default=30.0, ge=0)
     # Set by Kubernetes in every pod; its presence selects in-cluster config.
     kubernetes_service_host: str | None = Field(
         default=None, validation_alias=AliasChoices("KUBERNETES_SERVICE_HOST")

@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from agent.api.routes import containers, health, node, processes, sandboxes
+from agent.api.routes import containers, health, node, pods, processes, sandboxes
 from agent.errors import AgentError
 from agent.kube import PodCacheLike, pod_cache_from_settings
 from agent.node import NodeState
@@ -28,11 +28,11 @@ def create_app(
 ) -> FastAPI:
     """Build the HTTP app. The node state and pod cache are injectable for tests."""
     state = node_state if node_state is not None else NodeState(settings)
-    pods = pod_cache if pod_cache is not None else pod_cache_from_settings(settings)
+    cache = pod_cache if pod_cache is not None else pod_cache_from_settings(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pods.start()
+        cache.start()
         task = asyncio.create_task(state.run(), name="node-refresh")
         try:
             yield
@@ -40,7 +40,7 @@ def create_app(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-            await asyncio.to_thread(pods.stop)
+            await asyncio.to_thread(cache.stop)
 
     app = FastAPI(
         title="podlens",
@@ -50,9 +50,9 @@ def create_app(
     )
     app.state.settings = settings
     app.state.node = state
-    app.state.pods = pods
+    app.state.pods = cache
     _install_error_handlers(app)
-    for module in (health, node, sandboxes, containers, processes):
+    for module in (health, node, pods, sandboxes, containers, processes):
         app.include_router(module.router)
     return app
 

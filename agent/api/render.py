@@ -9,6 +9,7 @@ from agent.api.schemas import (
     ContainerDetail,
     ContainerItem,
     NodeInfo,
+    PodViewItem,
     ProcessLookup,
     ProcessTreeItem,
     SandboxDetail,
@@ -209,3 +210,101 @@ def node(n: NodeInfo) -> str:
         ("Pods", n.counts.pods),
     ]
     return _fields(pairs)
+
+
+def pods(items: Sequence[PodViewItem]) -> str:
+    rows = []
+    for p in items:
+        current = p.sandboxes[0] if p.sandboxes else None
+        rows.append(
+            [
+                p.namespace,
+                p.name,
+                p.ready,
+                p.status,
+                p.restarts,
+                p.created_at,
+                current.pause_pid if current else None,
+                len(p.sandboxes),
+                len(p.mismatches) or None,
+            ]
+        )
+    return table(
+        [
+            "NAMESPACE",
+            "NAME",
+            "READY",
+            "STATUS",
+            "RESTARTS",
+            "AGE",
+            "PAUSE PID",
+            "SANDBOXES",
+            "PROBLEMS",
+        ],
+        rows,
+    )
+
+
+def pod_detail(p: PodViewItem) -> str:
+    out = _fields(
+        [
+            ("Pod", f"{p.namespace}/{p.name}"),
+            ("UID", p.uid),
+            ("Status", f"{p.status}  (READY {p.ready}, RESTARTS {p.restarts})"),
+            ("Phase", p.phase),
+            ("API", p.api if p.api_known else f"{p.api}; this pod is unknown to the API server"),
+            ("Node", p.node_name),
+        ]
+    )
+    out += "\nSandboxes:\n" + (sandboxes(p.sandboxes) if p.sandboxes else "  (none)\n")
+    out += "\nContainers:\n"
+    out += table(
+        [
+            "NAME",
+            "ROLE",
+            "STATE",
+            "READY",
+            "RESTARTS",
+            "PID",
+            "EXIT",
+            "REASON",
+            "CONTAINER",
+            "SHARES WITH PAUSE",
+        ],
+        (
+            [
+                c.name,
+                c.role or "runtime-only",
+                c.state,
+                {True: "yes", False: "no", None: None}[c.ready],
+                c.restart_count,
+                c.pid,
+                c.exit_code,
+                c.reason,
+                c.id[:SHORT_ID] if c.id else None,
+                ",".join(k for k, v in (c.shares_with_pause or {}).items() if v) or None,
+            ]
+            for c in p.containers
+        ),
+    )
+    attempts = [(c.name, a) for c in p.containers for a in c.attempts]
+    if attempts:
+        out += "\nEarlier attempts the runtime still holds:\n" + table(
+            ["NAME", "ATTEMPT", "STATE", "EXIT", "REASON", "CONTAINER", "FINISHED"],
+            (
+                [n, a.attempt, a.state, a.exit_code, a.reason, a.id[:SHORT_ID], a.finished_at]
+                for n, a in attempts
+            ),
+        )
+    shared = [v for v in p.volumes if len(v.mounted_by) > 1]
+    if shared:
+        out += "\nShared volumes:\n"
+        for v in shared:
+            users = ", ".join(f"{u.container}:{u.mount_path}" for u in v.mounted_by)
+            same = {True: "same host path", False: "DIFFERENT host paths", None: "runtime unknown"}
+            out += f"  {v.name} ({v.kind}): {users} [{same[v.shared_in_runtime]}]\n"
+    if p.mismatches:
+        out += "\nMismatches:\n" + "".join(
+            f"  [{m.severity}] {m.kind}: {m.message}\n" for m in p.mismatches
+        )
+    return out

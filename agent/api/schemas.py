@@ -306,3 +306,104 @@ class NodeInfo(BaseModel):
 class Health(BaseModel):
     status: Literal["ok", "degraded", "unavailable"]
     checks: dict[str, str]
+
+
+# --------------------------------------------------------------------------
+# Pods: the runtime joined with the API server
+# --------------------------------------------------------------------------
+
+
+class AttemptItem(BaseModel):
+    id: str
+    attempt: int
+    state: Literal["created", "running", "exited", "unknown"]
+    exit_code: int | None
+    reason: str | None
+    sandbox_id: str
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def from_container(cls, c: Container) -> AttemptItem:
+        return cls(
+            id=c.id,
+            attempt=c.attempt,
+            state=c.state.value,
+            exit_code=c.exit_code,
+            reason=c.reason,
+            sandbox_id=c.sandbox_id,
+            started_at=c.started_at,
+            finished_at=c.finished_at,
+        )
+
+
+class PodContainerItem(BaseModel):
+    name: str
+    role: Literal["init", "sidecar", "app", "ephemeral"] | None = Field(
+        description="from the pod spec; null for a container only the runtime knows"
+    )
+    state: str = Field(
+        description="the runtime's state of the current attempt, else the API's "
+        "(waiting:<reason>, terminated:<reason>), else not-created"
+    )
+    ready: bool | None
+    restart_count: int
+    pid: int | None
+    id: str | None
+    image: str | None
+    exit_code: int | None
+    reason: str | None
+    sandbox_id: str | None
+    attempts: list[AttemptItem] = Field(description="older attempts the runtime still holds")
+    shares_with_pause: dict[str, bool] | None = Field(
+        default=None,
+        description="namespace type -> whether the container's process shares it with the "
+        "pause process (detail view, while both run)",
+    )
+    process_tree: ProcessTreeItem | None = None
+
+
+class MismatchItem(BaseModel):
+    kind: str
+    severity: Literal["info", "warning", "error"]
+    message: str
+    container: str | None
+    since: datetime | None
+    evidence: dict[str, str | int | None]
+
+
+class VolumeUserItem(BaseModel):
+    container: str
+    mount_path: str
+    read_only: bool
+
+
+class SharedVolumeItem(BaseModel):
+    name: str
+    kind: str
+    mounted_by: list[VolumeUserItem]
+    runtime_sources: list[str] = Field(description="host paths the runtime mounted for it")
+    shared_in_runtime: bool | None = Field(
+        description="true when the containers really mount the same host path"
+    )
+
+
+class PodViewItem(BaseModel):
+    namespace: str
+    name: str
+    uid: str
+    status: str = Field(description="STATUS exactly as kubectl prints it")
+    ready: str = Field(description="READY as kubectl prints it, e.g. 1/2")
+    restarts: str = Field(description="RESTARTS as kubectl prints it, e.g. 3 (2m ago)")
+    phase: str | None
+    api: str = Field(description='"ok", or why the API view is missing or stale, since when')
+    api_known: bool = Field(description="false for pods only the runtime knows (orphans)")
+    node_name: str | None
+    created_at: datetime | None
+    sandboxes: list[SandboxItem] = Field(description="newest attempt first")
+    containers: list[PodContainerItem] = Field(
+        description="init containers and sidecars in spec order, then app, ephemeral, "
+        "and runtime-only containers"
+    )
+    mismatches: list[MismatchItem]
+    volumes: list[SharedVolumeItem]
