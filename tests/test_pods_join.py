@@ -280,3 +280,38 @@ def test_api_server_away_keeps_runtime_view_and_says_so(
         assert pod["containers"][0]["pid"] is not None
         assert agent.get("/readyz").json()["status"] == "degraded"
         assert agent.get("/v1/node").json()["api"]["state"] == "unavailable"
+
+
+def test_pod_detail_carries_its_events(
+    agent: RunningAgent, api: FakeApiServer, web: tuple[dict[str, Any], PodHandle]
+) -> None:
+    created, _ = web
+    uid = created["metadata"]["uid"]
+    for reason, message in (("Pulled", "Container image already present"), ("Started", "ok")):
+        api.add(
+            "events",
+            {
+                "metadata": {"generateName": "web.", "namespace": "shop"},
+                "involvedObject": {"kind": "Pod", "name": "web", "namespace": "shop", "uid": uid},
+                "reason": reason,
+                "message": message,
+                "type": "Normal",
+                "count": 1,
+                "lastTimestamp": iso(datetime.now(UTC)),
+                "source": {"component": "kubelet", "host": NODE},
+            },
+        )
+    api.add(
+        "events",
+        {
+            "metadata": {"generateName": "other.", "namespace": "shop"},
+            "involvedObject": {"kind": "Pod", "name": "other", "namespace": "shop", "uid": "x"},
+            "reason": "BackOff",
+            "message": "not this pod's",
+        },
+    )
+    pod = wait_view(agent, "shop", "web", lambda p: bool(p["events"]))
+    assert {e["reason"] for e in pod["events"]} == {"Pulled", "Started"}
+    assert pod["events"][0]["source"] == "kubelet"
+    listed = agent.get("/v1/pods", params={"namespace": "shop"}).json()["items"]
+    assert all(p["events"] is None for p in listed)

@@ -303,6 +303,13 @@ def pod_detail(p: PodViewItem) -> str:
             users = ", ".join(f"{u.container}:{u.mount_path}" for u in v.mounted_by)
             same = {True: "same host path", False: "DIFFERENT host paths", None: "runtime unknown"}
             out += f"  {v.name} ({v.kind}): {users} [{same[v.shared_in_runtime]}]\n"
+    if p.events:
+        out += "\nEvents:\n" + table(
+            ["LAST SEEN", "TYPE", "REASON", "MESSAGE"],
+            ([e.last_seen, e.type, e.reason, e.message] for e in p.events[-15:]),
+        )
+    elif p.events_error:
+        out += f"\nEvents: unavailable ({p.events_error})\n"
     if p.mismatches:
         out += "\nMismatches:\n" + "".join(
             f"  [{m.severity}] {m.kind}: {m.message}\n" for m in p.mismatches

@@ -388,6 +388,15 @@ class SharedVolumeItem(BaseModel):
     )
 
 
+class EventItem(BaseModel):
+    type: str | None
+    reason: str | None
+    message: str | None
+    count: int | None
+    last_seen: datetime | None
+    source: str | None
+
+
 class PodViewItem(BaseModel):
     namespace: str
     name: str
@@ -407,3 +416,9 @@ class PodViewItem(BaseModel):
     )
     mismatches: list[MismatchItem]
     volumes: list[SharedVolumeItem]
+    events: list[EventItem] | None = Field(
+        default=None, description="the pod's events, oldest first (detail view only)"
+    )
+    events_error: str | None = Field(
+        default=None, description="why events could not be read, when they could not"
+    )

@@ -16,6 +16,7 @@ from agent.api.routes._common import DNS1123_LABEL, DNS1123_SUBDOMAIN, Namespace
 from agent.api.schemas import (
     AttemptItem,
     ErrorBody,
+    EventItem,
     ItemList,
     MismatchItem,
     PodContainerItem,
@@ -25,7 +26,7 @@ from agent.api.schemas import (
     SharedVolumeItem,
     VolumeUserItem,
 )
-from agent.errors import NotFound, ProcessGone
+from agent.errors import ApiServerError, NotFound, ProcessGone
 from agent.kube import PodCacheLike
 from agent.node import Snapshot
 from agent.podview import ContainerView, PodView, build_pod_view, build_pod_views
@@ -183,6 +184,21 @@ def get_pod(
         )
     item = pod_item(view, snap, pods)
     _add_process_facts(item, view, node.settings.proc_root)
+    if view.api_known:
+        try:
+            item.events = [
+                EventItem(
+                    type=e.type,
+                    reason=e.reason,
+                    message=e.message,
+                    count=e.count,
+                    last_seen=e.last_seen,
+                    source=e.source_component or e.reporting_component,
+                )
+                for e in pods.events_for(view.namespace, view.uid)
+            ]
+        except ApiServerError as exc:
+            item.events_error = exc.message
     return respond(fmt, item, render.pod_detail)
 
 
