@@ -31,7 +31,6 @@ from agent.kubemodel import (
     ContainerStateInfo,
     ContainerStatus,
     VolumeKind,
-    VolumeMount,
 )
 from agent.model import Container, ContainerState, Sandbox, SandboxState
 from agent.podstatus import human_duration, status_strings
@@ -77,6 +76,8 @@ _TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
 # (static pods: "file" or "http"); sandboxes carry the pod's annotations.
 _CONFIG_SOURCE_ANNOTATION = "kubernetes.io/config.source"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Enum ``.value`` goes through a descriptor; this runs once per container.
+_STATE_TEXT = {state: state.value for state in ContainerState}
 # crictl's short ID length; messages use it, evidence keeps the full ID.
 _SHORT_ID = 13
 
@@ -224,7 +225,8 @@ class _Index:
     """The runtime snapshot regrouped once per build, so each pod is a dict lookup."""
 
     sandboxes_by_uid: dict[str, list[Sandbox]]
-    containers_by_uid: dict[str, list[Container]]
+    # pod UID -> container name -> instances, newest first
+    containers_by_uid: dict[str, dict[str, list[Container]]]
     sandbox_by_id: dict[str, Sandbox]
     container_ids: set[str]
 
@@ -235,11 +237,27 @@ def _index(sandboxes: Mapping[str, Sandbox], containers: Mapping[str, Container]
     for sb in sandboxes.values():
         by_uid.setdefault(sb.pod.uid, []).append(sb)
         by_id[sb.id] = sb
-    c_by_uid: dict[str, list[Container]] = {}
+    sandbox_attempt = {sb_id: sb.attempt for sb_id, sb in by_id.items()}
+
+    def newest_first(c: Container) -> tuple[int, int, datetime]:
+        # Container attempts continue across a recreated sandbox only while the
+        # old instance is still around, so the sandbox attempt ranks first.
+        t = c.created_at
+        return (
+            sandbox_attempt.get(c.sandbox_id, -1),
+            c.attempt,
+            _EPOCH if t is None else _aware(t),
+        )
+
+    c_by_uid: dict[str, dict[str, list[Container]]] = {}
     ids: set[str] = set()
     for c in containers.values():
-        c_by_uid.setdefault(c.pod.uid, []).append(c)
+        c_by_uid.setdefault(c.pod.uid, {}).setdefault(c.name, []).append(c)
         ids.add(c.id)
+    for by_name in c_by_uid.values():
+        for instances in by_name.values():
+            if len(instances) > 1:
+                instances.sort(key=newest_first, reverse=True)
     return _Index(by_uid, c_by_uid, by_id, ids)
 
 
@@ -256,15 +274,10 @@ def _sandbox_key(sb: Sandbox) -> tuple[int, datetime, str]:
     return (sb.attempt, _aware(sb.created_at) if sb.created_at else _EPOCH, sb.id)
 
 
-def _container_key(c: Container, sandbox_by_id: Mapping[str, Sandbox]) -> tuple[int, int, datetime]:
-    # Container attempts continue across a recreated sandbox only while the
-    # old instance is still around, so the sandbox attempt ranks first.
-    sb = sandbox_by_id.get(c.sandbox_id)
-    return (
-        sb.attempt if sb is not None else -1,
-        c.attempt,
-        _aware(c.created_at) if c.created_at else _EPOCH,
-    )
+def _newest_first(sandboxes: list[Sandbox]) -> tuple[Sandbox, ...]:
+    if len(sandboxes) < 2:
+        return tuple(sandboxes)
+    return tuple(sorted(sandboxes, key=_sandbox_key, reverse=True))
 
 
 def _current_sandbox(ordered: tuple[Sandbox, ...]) -> Sandbox | None:
@@ -272,18 +285,6 @@ def _current_sandbox(ordered: tuple[Sandbox, ...]) -> Sandbox | None:
         if sb.state is SandboxState.READY:
             return sb
     return ordered[0] if ordered else None
-
-
-def _group_by_name(
-    runtime: Iterable[Container], sandbox_by_id: Mapping[str, Sandbox]
-) -> dict[str, list[Container]]:
-    grouped: dict[str, list[Container]] = {}
-    for c in runtime:
-        grouped.setdefault(c.name, []).append(c)
-    for instances in grouped.values():
-        if len(instances) > 1:
-            instances.sort(key=lambda c: _container_key(c, sandbox_by_id), reverse=True)
-    return grouped
 
 
 # --------------------------------------------------------------------------
@@ -312,65 +313,87 @@ def _container_view(
     instances: list[Container],
     newest: Container | None,
 ) -> ContainerView:
-    current: Container | None = None
-    rid = status.runtime_container_id if status is not None else None
-    if rid is not None:
-        for c in instances:
-            if c.id == rid:
-                current = c
-                break
-    if current is None:
-        current = newest
-
-    if current is not None:
-        state = current.state.value
-        exit_code, reason = current.exit_code, current.reason
-    elif status is not None:
-        state = _api_state_text(status.state)
-        exit_code = status.state.exit_code if status.state.is_terminated else None
-        reason = status.state.reason
-    else:
-        state, exit_code, reason = "not-created", None, None
-
+    current = newest
     if status is not None:
-        restart_count = status.restart_count
-    else:
-        restart_count = max((c.attempt for c in instances), default=0)
+        rid = status.runtime_container_id
+        if rid is not None and (current is None or current.id != rid):
+            for c in instances:
+                if c.id == rid:
+                    current = c
+                    break
 
+    if current is None:
+        if status is not None:
+            api_state = status.state
+            return ContainerView(
+                name=name,
+                role=role,
+                spec=spec,
+                api_status=status,
+                state=_api_state_text(api_state),
+                ready=status.ready,
+                restart_count=status.restart_count,
+                pid=None,
+                id=None,
+                current=None,
+                attempts=(),
+                exit_code=api_state.exit_code if api_state.is_terminated else None,
+                reason=api_state.reason,
+                sandbox_id=None,
+            )
+        return ContainerView(
+            name=name,
+            role=role,
+            spec=spec,
+            api_status=None,
+            state="not-created",
+            ready=None,
+            restart_count=0,
+            pid=None,
+            id=None,
+            current=None,
+            attempts=(),
+            exit_code=None,
+            reason=None,
+            sandbox_id=None,
+        )
+
+    if len(instances) == 1:
+        attempts: tuple[Container, ...] = ()
+        highest = current.attempt
+    else:
+        attempts = tuple([c for c in instances if c is not current])
+        highest = max(c.attempt for c in instances)
     return ContainerView(
         name=name,
         role=role,
         spec=spec,
         api_status=status,
-        state=state,
+        state=_STATE_TEXT[current.state],
         ready=status.ready if status is not None else None,
-        restart_count=restart_count,
-        pid=current.pid if current is not None else None,
-        id=current.id if current is not None else None,
+        restart_count=status.restart_count if status is not None else highest,
+        pid=current.pid,
+        id=current.id,
         current=current,
-        attempts=tuple(c for c in instances if c is not current),
-        exit_code=exit_code,
-        reason=reason,
-        sandbox_id=current.sandbox_id if current is not None else None,
+        attempts=attempts,
+        exit_code=current.exit_code,
+        reason=current.reason,
+        sandbox_id=current.sandbox_id,
     )
 
 
 def _container_mismatches(
     where: str,
     status: ContainerStatus,
-    instances: list[Container],
+    view: ContainerView,
     newest: Container | None,
     ctx: _Ctx,
 ) -> list[Mismatch]:
     out: list[Mismatch] = []
     rid = status.runtime_container_id
     api_state = status.state
-    held = None
-    if rid is not None:
-        for c in instances:
-            if c.id == rid:
-                held = c
-                break
+    # The view's current instance is the one the API names whenever the runtime holds it.
+    held = view.current if view.current is not None and view.current.id == rid else None
 
     if (
         api_state.is_running
@@ -477,67 +500,71 @@ def _container_mismatches(
 # --------------------------------------------------------------------------
 
 
-def _sources(current: Container | None, mounts: tuple[VolumeMount, ...]) -> list[str | None]:
-    """The host path the runtime mounted at each of ``mounts``, None where it reported none."""
-    out: list[str | None] = [None] * len(mounts)
-    if current is None or not current.mounts:
-        return out
-    want = {_norm_path(vm.mount_path): i for i, vm in enumerate(mounts)}
-    # Later OCI mounts over the same destination hide earlier ones: last wins.
-    for m in current.mounts:
-        dest = m.destination
-        i = want.get(dest)
-        if i is None and dest.endswith("/"):
-            i = want.get(_norm_path(dest))
-        if i is not None:
-            out[i] = m.source
-    return out
+def _runtime_source(table: Mapping[str, str], mount_path: str) -> str | None:
+    source = table.get(mount_path)
+    if source is None:
+        # Destinations are compared as written; a trailing slash is the one
+        # spelling difference seen in practice.
+        path = _norm_path(mount_path)
+        source = table.get(path)
+        if source is None:
+            source = table.get(path + "/")
+    return source
 
 
 def _volumes(
     pod: ApiPod, views: Mapping[str, ContainerView]
 ) -> tuple[list[SharedVolume], list[Mismatch]]:
-    users: dict[str, list[VolumeUser]] = {}
-    # Per volume: every mount's runtime source, and the sources of whole-volume
-    # mounts by container. Mounts with a subPath get a per-container directory
-    # kubelet prepares (volume-subpaths/...), so their source differs by design.
-    seen: dict[str, list[str | None]] = {}
-    whole: dict[str, dict[str, str | None]] = {}
+    # Per volume: each mount, the host path the runtime gave it, and whether it
+    # mounts the whole volume. A subPath mount gets a per-container directory
+    # kubelet prepares (volume-subpaths/...), so its source differs by design.
+    mounts: dict[str, list[tuple[VolumeUser, str | None, bool]]] = {}
     for group in (pod.init_containers, pod.containers, pod.ephemeral_containers):
         for spec in group:
             if not spec.volume_mounts:
                 continue
             view = views.get(spec.name)
-            sources = _sources(view.current if view is not None else None, spec.volume_mounts)
-            for vm, source in zip(spec.volume_mounts, sources, strict=True):
-                users.setdefault(vm.name, []).append(
-                    VolumeUser(spec.name, vm.mount_path, vm.read_only)
+            current = view.current if view is not None else None
+            # Later OCI mounts over the same destination hide earlier ones: the
+            # comprehension keeps the last.
+            table = {m.destination: m.source for m in current.mounts} if current else {}
+            for vm in spec.volume_mounts:
+                entry = (
+                    VolumeUser(spec.name, vm.mount_path, vm.read_only),
+                    _runtime_source(table, vm.mount_path) if table else None,
+                    vm.sub_path is None,
                 )
-                seen.setdefault(vm.name, []).append(source)
-                if vm.sub_path is None:
-                    whole.setdefault(vm.name, {})[spec.name] = source
+                entries = mounts.get(vm.name)
+                if entries is None:
+                    mounts[vm.name] = [entry]
+                else:
+                    entries.append(entry)
 
     out: list[SharedVolume] = []
     mismatches: list[Mismatch] = []
     for volume in pod.volumes:
-        mounted_by = users.get(volume.name)
-        if not mounted_by:
+        entries = mounts.get(volume.name)
+        if not entries:
             continue
-        runtime_sources = tuple(dict.fromkeys(s for s in seen[volume.name] if s is not None))
-
-        by_container = whole.get(volume.name, {})
-        known = {name: src for name, src in by_container.items() if src is not None}
+        mounted_by = tuple([entry[0] for entry in entries])
+        runtime_sources = tuple(dict.fromkeys([e[1] for e in entries if e[1] is not None]))
+        if not runtime_sources:
+            out.append(SharedVolume(volume.name, volume.kind, mounted_by, (), None))
+            continue
+        # container -> source, whole-volume mounts the runtime reported
+        known = {e[0].container: e[1] for e in entries if e[2] and e[1] is not None}
+        distinct = len(set(known.values()))
         shared: bool | None
         if not known:
             shared = None
-        elif len(known) > len(set(known.values())):
+        elif len(known) > distinct:
             shared = True
-        elif len(known) >= 2 or len(by_container) == 1:
+        elif len(known) >= 2 or len({e[0].container for e in entries if e[2]}) == 1:
             shared = False
         else:
             shared = None
 
-        if len(known) >= 2 and len(set(known.values())) > 1:
+        if len(known) >= 2 and distinct > 1:
             evidence: Evidence = {"volume": volume.name, "kind": volume.kind}
             evidence.update((f"source:{name}", src) for name, src in known.items())
             mismatches.append(
@@ -552,15 +579,7 @@ def _volumes(
                     evidence=evidence,
                 )
             )
-        out.append(
-            SharedVolume(
-                name=volume.name,
-                kind=volume.kind,
-                mounted_by=tuple(mounted_by),
-                runtime_sources=runtime_sources,
-                shared_in_runtime=shared,
-            )
-        )
+        out.append(SharedVolume(volume.name, volume.kind, mounted_by, runtime_sources, shared))
     return out, mismatches
 
 
@@ -570,6 +589,8 @@ def _volumes(
 
 
 def _multiple_ready(where: str, ordered: tuple[Sandbox, ...], ctx: _Ctx) -> Mismatch | None:
+    if len(ordered) < 2:
+        return None
     ready = [sb for sb in ordered if sb.state is SandboxState.READY]
     if len(ready) < 2:
         return None
@@ -622,11 +643,9 @@ def _no_sandbox(pod: ApiPod, ctx: _Ctx) -> Mismatch | None:
 def _api_pod_view(pod: ApiPod, ctx: _Ctx) -> PodView:
     runtime_uid = _runtime_uid(pod)
     index = ctx.index
-    sandboxes = tuple(
-        sorted(index.sandboxes_by_uid.get(runtime_uid, ()), key=_sandbox_key, reverse=True)
-    )
+    sandboxes = _newest_first(index.sandboxes_by_uid.get(runtime_uid, []))
     current_sandbox = _current_sandbox(sandboxes)
-    grouped = _group_by_name(index.containers_by_uid.get(runtime_uid, ()), index.sandbox_by_id)
+    grouped = index.containers_by_uid.get(runtime_uid, {})
     on_node = pod.node_name == ctx.node_name
     # Comparing the API's status with the runtime only makes sense when the
     # status describes this node and is current.
@@ -643,29 +662,32 @@ def _api_pod_view(pod: ApiPod, ctx: _Ctx) -> PodView:
         mismatches.append(many)
 
     statuses: dict[str, ContainerStatus] = {}
-    for group in (
+    for status_group in (
         pod.init_container_statuses,
         pod.container_statuses,
         pod.ephemeral_container_statuses,
     ):
-        for st in group:
+        for st in status_group:
             statuses[st.name] = st
 
     views: dict[str, ContainerView] = {}
-    roles: list[tuple[ContainerSpec, ContainerRole]] = [
-        (s, ContainerRole.SIDECAR if s.is_restartable else ContainerRole.INIT)
-        for s in pod.init_containers
-    ]
-    roles += [(s, ContainerRole.APP) for s in pod.containers]
-    roles += [(s, ContainerRole.EPHEMERAL) for s in pod.ephemeral_containers]
-    for spec, role in roles:
-        instances = grouped.get(spec.name, [])
-        newest = _newest_runtime(instances, current_sandbox)
-        status = statuses.get(spec.name)
-        views[spec.name] = _container_view(spec.name, role, spec, status, instances, newest)
-        if compare and status is not None:
-            mismatches.extend(_container_mismatches(where, status, instances, newest, ctx))
-    for name in sorted(grouped.keys() - views.keys()):
+    for group, role in (
+        (pod.init_containers, ContainerRole.INIT),
+        (pod.containers, ContainerRole.APP),
+        (pod.ephemeral_containers, ContainerRole.EPHEMERAL),
+    ):
+        for spec in group:
+            instances = grouped.get(spec.name, [])
+            newest = _newest_runtime(instances, current_sandbox)
+            status = statuses.get(spec.name)
+            this_role = role
+            if role is ContainerRole.INIT and spec.is_restartable:
+                this_role = ContainerRole.SIDECAR
+            view = _container_view(spec.name, this_role, spec, status, instances, newest)
+            views[spec.name] = view
+            if compare and status is not None:
+                mismatches.extend(_container_mismatches(where, status, view, newest, ctx))
+    for name in sorted(grouped.keys() - views.keys()) if grouped else ():
         instances = grouped[name]
         newest = _newest_runtime(instances, current_sandbox)
         views[name] = _container_view(name, None, None, None, instances, newest)
@@ -772,17 +794,16 @@ def _runtime_status(sandboxes: tuple[Sandbox, ...], views: Iterable[ContainerVie
 
 def _runtime_pod_view(uid: str, ctx: _Ctx) -> PodView:
     index = ctx.index
-    sandboxes = tuple(sorted(index.sandboxes_by_uid.get(uid, ()), key=_sandbox_key, reverse=True))
+    sandboxes = _newest_first(index.sandboxes_by_uid.get(uid, []))
     current_sandbox = _current_sandbox(sandboxes)
-    runtime = index.containers_by_uid.get(uid, [])
-    grouped = _group_by_name(runtime, index.sandbox_by_id)
+    grouped = index.containers_by_uid.get(uid, {})
     views: list[ContainerView] = []
     for name in sorted(grouped):
         instances = grouped[name]
         newest = _newest_runtime(instances, current_sandbox)
         views.append(_container_view(name, None, None, None, instances, newest))
 
-    ref = sandboxes[0].pod if sandboxes else runtime[0].pod
+    ref = sandboxes[0].pod if sandboxes else next(iter(grouped.values()))[0].pod
     where = f"{ref.namespace}/{ref.name}"
     mismatches: list[Mismatch] = []
     if ctx.api_synced:
@@ -798,7 +819,7 @@ def _runtime_pod_view(uid: str, ctx: _Ctx) -> PodView:
         mismatches.append(many)
 
     created = [sb.created_at for sb in sandboxes if sb.created_at is not None] or [
-        c.created_at for c in runtime if c.created_at is not None
+        c.created_at for group in grouped.values() for c in group if c.created_at is not None
     ]
     return PodView(
         namespace=ref.namespace,
@@ -902,16 +923,17 @@ def build_pod_view(
             return _api_pod_view(pod, ctx)
 
     known = _known_uids(api_pods.values())
-    candidates: dict[str, tuple[int, datetime]] = {}
+    # Attempts count per UID, so only creation times compare across UIDs.
+    candidates: dict[str, datetime] = {}
     for sb in sandboxes.values():
         ref = sb.pod
         if ref.namespace == namespace and ref.name == name and ref.uid not in known:
-            key = (sb.attempt, _aware(sb.created_at) if sb.created_at else _EPOCH)
-            candidates[ref.uid] = max(candidates.get(ref.uid, key), key)
+            created = _aware(sb.created_at) if sb.created_at else _EPOCH
+            candidates[ref.uid] = max(candidates.get(ref.uid, created), created)
     for c in containers.values():
         ref = c.pod
         if ref.namespace == namespace and ref.name == name and ref.uid not in known:
-            candidates.setdefault(ref.uid, (-1, _EPOCH))
+            candidates.setdefault(ref.uid, _EPOCH)
     if not candidates:
         return None
     uid = max(candidates, key=lambda u: (candidates[u], u))
