@@ -42,6 +42,8 @@ PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
 PAUSE_IMAGE_LAB_ALIAS = "localhost/podlens/pause:lab"
 BUSYBOX_IMAGE = "docker.io/library/busybox:latest"
 BUSYBOX_IMAGE_1_37 = "docker.io/library/busybox:1.37"
+NGINX_IMAGE = "docker.io/library/nginx:latest"
+NGINX_IMAGE_1_27 = "docker.io/library/nginx:1.27"
 
 
 def default_cache_dir() -> Path:
@@ -465,5 +467,187 @@ def busybox_recipe() -> ImageRecipe:
     )
 
 
+NGINX_BINARY = Path("/usr/sbin/nginx")
+NGINX_MIME_TYPES = Path("/etc/nginx/mime.types")
+NGINX_WELCOME_PAGE = Path("/usr/share/nginx/html/index.html")
+
+# The main config stays generic and pulls the server from conf.d, the layout
+# people know from the upstream image, so a mounted default.conf replaces it.
+# No "daemon off;" here: the image's command passes it with -g, and nginx
+# refuses a directive given twice.
+NGINX_CONF = b"""\
+user www-data;
+# One worker keeps a lab node with a dozen nginx pods small.
+worker_processes 1;
+error_log /var/log/nginx/error.log notice;
+pid /run/nginx.pid;
+
+events {
+    worker_connections 1024;
+}
+
+http {
+    include /etc/nginx/mime.types;
+    default_type application/octet-stream;
+    log_format main '$remote_addr - $remote_user [$time_local] "$request" '
+                    '$status $body_bytes_sent "$http_referer" '
+                    '"$http_user_agent" "$http_x_forwarded_for"';
+    # Real files, not /dev/stdout: a sidecar sharing /var/log/nginx reads them.
+    access_log /var/log/nginx/access.log main;
+    sendfile on;
+    keepalive_timeout 65;
+    include /etc/nginx/conf.d/*.conf;
+}
+"""
+
+NGINX_DEFAULT_SERVER = b"""\
+server {
+    listen 80;
+    listen [::]:80;
+    server_name localhost;
+
+    location / {
+        root /usr/share/nginx/html;
+        index index.html index.htm;
+    }
+
+    error_page 500 502 503 504 /50x.html;
+    location = /50x.html {
+        root /usr/share/nginx/html;
+    }
+}
+"""
+
+NGINX_ERROR_PAGE = b"""\
+<!DOCTYPE html>
+<html>
+<head><title>Error</title></head>
+<body>
+<h1>An error occurred.</h1>
+<p>The page you are looking for is currently unavailable.</p>
+</body>
+</html>
+"""
+
+# glibc 2.34+ has the "files" service built in, so no libnss_* is needed.
+NSSWITCH_CONF = b"passwd: files\ngroup: files\nshadow: files\nhosts: files dns\n"
+
+
+def _nginx_binary() -> Path:
+    if not NGINX_BINARY.is_file():
+        raise MissingTool(str(NGINX_BINARY), "nginx", "the nginx image is made from it")
+    return NGINX_BINARY
+
+
+def shared_libraries(binary: Path) -> list[Path]:
+    """The dynamic loader and every library ``binary`` links, as the loader finds them.
+
+    Paths are the ones ``ldd`` prints (symlinks included), since those are
+    the names the loader looks up inside the image too.
+    """
+    ldd = require_tool("ldd", "libc-bin")
+    proc = subprocess.run([ldd, str(binary)], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise LabError(f"ldd {binary} failed: {(proc.stderr or proc.stdout).strip()}")
+    found: list[Path] = []
+    missing: list[str] = []
+    for line in proc.stdout.splitlines():
+        line = line.strip()
+        if not line or line.startswith("linux-vdso") or line.startswith("linux-gate"):
+            continue
+        name, arrow, rest = line.partition("=>")
+        target = (rest if arrow else name).strip().split(" (", 1)[0].strip()
+        if target == "not found" or not target.startswith("/"):
+            missing.append(name.strip())
+            continue
+        found.append(Path(target))
+    if missing:
+        raise LabError(f"{binary} links libraries this machine lacks: {', '.join(missing)}")
+    if not any("ld-linux" in p.name or p.name.startswith("ld-") for p in found):
+        raise LabError(f"ldd {binary} named no dynamic loader; is it statically linked?")
+    return sorted(set(found))
+
+
+def _nginx_inputs() -> list[tuple[str, Path]]:
+    """(path in the image, file on this machine) for every host file the image copies."""
+    binary = _nginx_binary()
+    for needed, why in ((NGINX_MIME_TYPES, "its mime.types"), (NGINX_WELCOME_PAGE, "its page")):
+        if not needed.is_file():
+            raise MissingTool(str(needed), "nginx", f"the nginx image copies {why}")
+    inputs = [(str(binary), binary), (str(NGINX_MIME_TYPES), NGINX_MIME_TYPES)]
+    inputs.append((str(NGINX_WELCOME_PAGE), NGINX_WELCOME_PAGE))
+    inputs += [(str(lib), lib) for lib in shared_libraries(binary)]
+    return inputs
+
+
+def _nginx_fingerprint() -> bytes:
+    h = hashlib.sha256()
+    for inside, source in _nginx_inputs():
+        h.update(inside.encode() + b"\0" + _file_sha256(source))
+    h.update(_busybox_fingerprint())
+    for text in (NGINX_CONF, NGINX_DEFAULT_SERVER, NGINX_ERROR_PAGE, NSSWITCH_CONF):
+        h.update(hashlib.sha256(text).digest())
+    return h.digest()
+
+
+def _nginx_entries(_scratch: Path) -> list[LayerEntry]:
+    # /etc/passwd and /etc/group come from here, with the worker's user.
+    entries = [e for e in minimal_rootfs() if e.path not in ("etc/passwd", "etc/group")]
+    entries += [
+        LayerFile(
+            "etc/passwd",
+            b"root:x:0:0:root:/root:/bin/sh\n"
+            b"www-data:x:33:33:www-data:/var/www:/usr/sbin/nologin\n"
+            b"nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+        ),
+        LayerFile("etc/group", b"root:x:0:\nwww-data:x:33:\nnobody:x:65534:\n"),
+        LayerFile("etc/nsswitch.conf", NSSWITCH_CONF),
+        LayerFile("etc/nginx/nginx.conf", NGINX_CONF),
+        LayerFile("etc/nginx/conf.d/default.conf", NGINX_DEFAULT_SERVER),
+        LayerFile("usr/share/nginx/html/50x.html", NGINX_ERROR_PAGE),
+        # The master (root) creates the temp dirs below and hands them to
+        # the worker user; logs are opened by the master before it forks.
+        LayerDir("var/lib/nginx"),
+        LayerDir("var/log/nginx"),
+        LayerDir("var/cache/nginx"),
+        LayerDir("run"),
+    ]
+    for inside, source in _nginx_inputs():
+        # Read through symlinks: the image holds a plain file under each name.
+        entries.append(LayerFile(inside, source.read_bytes(), source.stat().st_mode & 0o755))
+    # A shell and the usual tools, so `exec -c nginx -- sh` and wget work,
+    # as they do in the upstream image.
+    busybox = _busybox_binary()
+    entries.append(LayerFile("bin/busybox", busybox.read_bytes(), 0o755))
+    entries.extend(
+        LayerSymlink(f"bin/{applet}", "busybox")
+        for applet in _busybox_applets(busybox)
+        if applet != "busybox" and "/" not in applet
+    )
+    return entries
+
+
+def nginx_recipe() -> ImageRecipe:
+    """nginx from this machine's Debian package, serving the welcome page on port 80."""
+    return ImageRecipe(
+        name="nginx",
+        tags=(NGINX_IMAGE, NGINX_IMAGE_1_27),
+        fingerprint=_nginx_fingerprint,
+        entries=_nginx_entries,
+        config=ImageConfig(
+            env=(DEFAULT_PATH_ENV,),
+            cmd=("nginx", "-g", "daemon off;"),
+            # SIGQUIT lets nginx finish the requests in flight.
+            stop_signal="SIGQUIT",
+            exposed_ports=("80/tcp",),
+        ),
+    )
+
+
 def default_recipes() -> list[ImageRecipe]:
     return [pause_recipe(), busybox_recipe()]
+
+
+def lab_node_recipes() -> list[ImageRecipe]:
+    """Every image the lab node offers to its pods (needs the nginx package)."""
+    return [*default_recipes(), nginx_recipe()]
