@@ -44,6 +44,35 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--kubeconfig, in-cluster config is used when running in a pod, else CRI-only mode",
     )
     serve.add_argument("--kubeconfig", help="kubeconfig file for the API server")
+    kill = serve.add_argument_group("kill-and-watch (off unless --enable-kill)")
+    kill.add_argument(
+        "--enable-kill",
+        action="store_true",
+        default=None,
+        help="allow POST /v1/pods/{ns}/{name}/kill-and-watch",
+    )
+    kill.add_argument(
+        "--kill-namespaces",
+        metavar="NS[,NS...]",
+        help="namespaces whose pods may be killed (default: none)",
+    )
+    kill.add_argument(
+        "--kill-opt-in-label",
+        metavar="LABEL",
+        help="a pod with LABEL=true may be killed (default podlens.io/allow-kill)",
+    )
+    kill.add_argument(
+        "--kill-allow-system",
+        action="store_true",
+        default=None,
+        help="also allow kube-system and static (mirror) pods",
+    )
+    kill.add_argument("--kill-rate-per-minute", type=int, help="node-wide kill rate (default 6)")
+    kill.add_argument(
+        "--audit-log",
+        dest="audit_log_path",
+        help="append every kill and refusal to this file (JSON lines)",
+    )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 

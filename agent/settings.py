@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def _default_node_name() -> str:
@@ -60,6 +61,38 @@ class Settings(BaseSettings):
     kubernetes_service_host: str | None = Field(
         default=None, validation_alias=AliasChoices("KUBERNETES_SERVICE_HOST")
     )
+
+    # --- the agent's own pod (downward API), so it never kills itself
+    pod_name: str | None = Field(
+        default=None, validation_alias=AliasChoices("PODLENS_POD_NAME", "POD_NAME", "pod_name")
+    )
+    pod_namespace: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("PODLENS_POD_NAMESPACE", "POD_NAMESPACE", "pod_namespace"),
+    )
+
+    # --- kill-and-watch: off unless enabled, and then only where allowed
+    enable_kill: bool = False
+    # Namespaces where any pod may be targeted; empty means none (opt-in label only).
+    kill_namespaces: Annotated[tuple[str, ...], NoDecode] = ()
+    # A pod carrying this label with value "true" may be targeted in any namespace
+    # the guards otherwise allow.
+    kill_opt_in_label: str = "podlens.io/allow-kill"
+    # kube-system and static (mirror) pods are refused unless this is set.
+    kill_allow_system: bool = False
+    kill_rate_per_minute: int = Field(default=6, ge=1, le=600)
+    kill_timeout_seconds: float = Field(default=120.0, gt=0, le=1800)
+    # Every kill and every refusal is appended here (JSON lines, fsynced) as
+    # well as logged; None logs only.
+    audit_log_path: Path | None = None
+
+    @field_validator("kill_namespaces", mode="before")
+    @classmethod
+    def _split_namespaces(cls, value: object) -> object:
+        # Environment variables and flags give "a,b,c".
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
 
     @field_validator("cri_endpoint")
     @classmethod

@@ -12,8 +12,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from agent.api.routes import containers, health, node, pods, processes, sandboxes
+from agent.api.metrics import Metrics
+from agent.api.routes import ROUTERS
 from agent.errors import AgentError
+from agent.heal import AuditLog, HealManager
 from agent.kube import PodCacheLike, pod_cache_from_settings
 from agent.node import NodeState
 from agent.settings import Settings
@@ -30,13 +32,25 @@ def create_app(
     state = node_state if node_state is not None else NodeState(settings)
     cache = pod_cache if pod_cache is not None else pod_cache_from_settings(settings)
 
+    registry = Metrics(state, cache)
+    healer = HealManager(
+        settings,
+        state,
+        cache,
+        AuditLog(settings.audit_log_path),
+        on_finished=registry.observe_run,
+        on_refused=registry.refused,
+    )
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        healer.bind_loop()
         cache.start()
         task = asyncio.create_task(state.run(), name="node-refresh")
         try:
             yield
         finally:
+            await healer.shutdown()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -51,9 +65,11 @@ def create_app(
     app.state.settings = settings
     app.state.node = state
     app.state.pods = cache
+    app.state.heal = healer
+    app.state.metrics = registry
     _install_error_handlers(app)
-    for module in (health, node, pods, sandboxes, containers, processes):
-        app.include_router(module.router)
+    for router in ROUTERS:
+        app.include_router(router)
     return app
 
 

@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from agent.api.schemas import (
     ContainerDetail,
     ContainerItem,
+    HealRunItem,
+    HealRunSummary,
     NodeInfo,
     PodViewItem,
     ProcessLookup,
@@ -314,4 +316,49 @@ def pod_detail(p: PodViewItem) -> str:
         out += "\nMismatches:\n" + "".join(
             f"  [{m.severity}] {m.kind}: {m.message}\n" for m in p.mismatches
         )
+    return out
+
+
+def runs(items: Sequence[HealRunSummary]) -> str:
+    return table(
+        ["RUN", "STATE", "NAMESPACE", "POD", "TARGET", "RECOVERED IN", "REQUESTED"],
+        (
+            [
+                r.id,
+                r.state,
+                r.namespace,
+                r.pod,
+                r.target,
+                f"{r.time_to_recover_seconds:.2f}s" if r.time_to_recover_seconds else None,
+                r.requested_at,
+            ]
+            for r in items
+        ),
+    )
+
+
+def run_detail(r: HealRunItem) -> str:
+    t = r.target
+    what = f"container {t.container}" if t.container else "pause process (sandbox)"
+    out = _fields(
+        [
+            ("Run", r.id),
+            ("Target", f"{what} of {t.namespace}/{t.pod}, PID {t.pid}, attempt {t.attempt}"),
+            ("Signal", r.plan.signal),
+            ("Requested by", r.requested_by),
+            ("State", r.state),
+        ]
+    )
+    out += "\nTimeline:\n" + table(
+        ["+SECONDS", "PHASE", "DETAIL"],
+        (
+            [
+                f"{p.since_signal_seconds:.3f}" if p.since_signal_seconds is not None else None,
+                p.name,
+                " ".join(f"{k}={v}" for k, v in p.detail.items()) or None,
+            ]
+            for p in r.phases
+        ),
+    )
+    out += f"\nVerdict: {r.verdict or '(watching)'}\n"
     return out

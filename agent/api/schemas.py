@@ -422,3 +422,91 @@ class PodViewItem(BaseModel):
     events_error: str | None = Field(
         default=None, description="why events could not be read, when they could not"
     )
+
+
+# --------------------------------------------------------------------------
+# Kill-and-watch
+# --------------------------------------------------------------------------
+
+
+class KillBody(BaseModel):
+    """What to kill: one container by name, or the pod's sandbox (its pause process)."""
+
+    model_config = {"extra": "forbid"}
+
+    container: str | None = Field(
+        default=None, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+    )
+    sandbox: bool = False
+    signal: str | int = Field(default="SIGKILL", description="a name (SIGKILL, TERM) or number")
+    timeout_seconds: float | None = Field(
+        default=None, gt=0, le=1800, description="how long to watch for the heal"
+    )
+    dry_run: bool = False
+
+
+class TargetItem(BaseModel):
+    kind: Literal["container", "sandbox"]
+    namespace: str
+    pod: str
+    pod_uid: str
+    container: str | None
+    container_id: str | None
+    sandbox_id: str
+    pid: int
+    attempt: int
+    restart_count: int | None
+
+
+class PlanItem(BaseModel):
+    target: TargetItem
+    signal: str
+    timeout_seconds: float
+    expected_attempt: int = Field(description="the attempt kubelet should create next")
+    expected_delay_seconds: float = Field(
+        description="the delay kubelet's current backoff step adds before the restart"
+    )
+    expected_delay_reason: str
+    restart_policy: str
+    steps: list[str]
+
+
+class PhaseItem(BaseModel):
+    name: str
+    at: datetime
+    since_signal_seconds: float | None
+    detail: dict[str, object]
+
+
+class HealRunItem(BaseModel):
+    id: str
+    state: Literal["running", "healed", "not_healed", "failed"]
+    target: TargetItem
+    plan: PlanItem
+    requested_by: str
+    requested_at: datetime
+    finished_at: datetime | None
+    phases: list[PhaseItem]
+    time_to_recover_seconds: float | None
+    verdict: str
+    diagnosis_url: str | None
+
+
+class HealRunSummary(BaseModel):
+    id: str
+    state: Literal["running", "healed", "not_healed", "failed"]
+    namespace: str
+    pod: str
+    target: str
+    requested_at: datetime
+    time_to_recover_seconds: float | None
+    verdict: str
+
+
+class KillAccepted(BaseModel):
+    id: str | None = Field(description="the run's id; null for a dry run")
+    dry_run: bool
+    state: str
+    plan: PlanItem
+    run_url: str | None
+    events_url: str | None

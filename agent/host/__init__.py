@@ -13,17 +13,24 @@ different moments compare equal for the same process.
 """
 
 from agent.host._cgroup import container_id_from_cgroup, pod_uid_from_cgroup
-from agent.host._pidfd import PidWatcher, signal_pid_checked
+from agent.host._pidfd import (
+    PidWatcher,
+    SignalledProcess,
+    signal_container_process,
+    signal_pid_checked,
+)
 from agent.host._process import find_container_for_pid, process_tree, read_process
 from agent.host._procfs import process_start_time
 
 __all__ = [
     "PidWatcher",
+    "SignalledProcess",
     "container_id_from_cgroup",
     "find_container_for_pid",
     "pod_uid_from_cgroup",
     "process_start_time",
     "process_tree",
     "read_process",
+    "signal_container_process",
     "signal_pid_checked",
 ]

@@ -17,10 +17,11 @@ import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from agent.errors import InvalidInput, ProcessGone, Refused
+from agent.host._cgroup import container_id_from_cgroup
 from agent.host._procfs import check_pid, process_start_time, same_start
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,101 @@ def signal_pid_checked(
         raise InvalidInput(f"cannot send signal {sig}: {exc.strerror}", signal=sig) from None
     finally:
         os.close(fd)
+
+
+class SignalledProcess:
+    """A process signalled through a pidfd, which stays open to see it exit.
+
+    The pidfd names that one process, so waiting on it can never be fooled
+    by a new process that got the same PID.
+    """
+
+    def __init__(self, pid: int, fd: int, signalled_at: datetime) -> None:
+        self.pid = pid
+        self.signalled_at = signalled_at
+        self._fd: int | None = fd
+
+    async def wait_gone(self, within: float) -> datetime | None:
+        """When the process was seen gone, or None if it outlived ``within`` seconds."""
+        fd = self._fd
+        if fd is None:
+            raise InvalidInput("this process handle is closed")
+        loop = asyncio.get_running_loop()
+        gone: asyncio.Future[datetime] = loop.create_future()
+
+        def readable() -> None:
+            if not gone.done():
+                gone.set_result(datetime.now(UTC))
+
+        loop.add_reader(fd, readable)
+        try:
+            return await asyncio.wait_for(gone, within)
+        except TimeoutError:
+            return None
+        finally:
+            loop.remove_reader(fd)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def signal_container_process(
+    pid: int,
+    start_time: datetime,
+    container_id: str,
+    sig: int,
+    proc_root: Path = PROC,
+) -> SignalledProcess:
+    """Signal ``pid`` only if it is still the process that started at ``start_time``
+    in the cgroup of ``container_id``; return a handle to await its exit.
+
+    Both checks run after the pidfd is open, so the PID cannot be recycled
+    between the check and the signal.
+    """
+    check_pid(pid)
+    if isinstance(sig, bool) or not isinstance(sig, int):
+        raise InvalidInput(f"not a signal number: {sig!r}", signal=sig)
+    if start_time.tzinfo is None:
+        raise InvalidInput("start time must carry a time zone", start_time=start_time.isoformat())
+    fd = _open_checked(pid, start_time, proc_root)
+    if fd is None:
+        raise ProcessGone(
+            f"process {pid} started at {start_time.isoformat()} no longer exists",
+            pid=pid,
+            start_time=start_time.isoformat(),
+        )
+    try:
+        try:
+            lines = (proc_root / str(pid) / "cgroup").read_text().splitlines()
+        except OSError:
+            lines = []
+        owner = container_id_from_cgroup(lines)
+        if owner != container_id:
+            raise ProcessGone(
+                f"process {pid} is not in container {container_id[:13]}'s cgroup "
+                f"(its cgroup names {owner[:13] if owner else 'no container'})",
+                pid=pid,
+                expected_container=container_id,
+                found_container=owner,
+            )
+        try:
+            signal.pidfd_send_signal(fd, sig)
+        except ProcessLookupError:
+            raise ProcessGone(
+                f"process {pid} exited before it could be signalled", pid=pid
+            ) from None
+        except PermissionError:
+            raise Refused(
+                f"not permitted to signal process {pid}", status_code=403, pid=pid, signal=sig
+            ) from None
+        except OSError as exc:
+            raise InvalidInput(f"cannot send signal {sig}: {exc.strerror}", signal=sig) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    return SignalledProcess(pid, fd, datetime.now(UTC))
 
 
 @dataclass(slots=True)

@@ -89,7 +89,7 @@ class PodCache:
         self._watch_timeout = watch_timeout_seconds
         self._backoff_min = backoff_min
         self._backoff_max = backoff_max
-        self._on_change = on_change
+        self._listeners: list[Callable[[], None]] = [on_change] if on_change else []
         self._pods: Mapping[str, ApiPod] = MappingProxyType({})
         self._version = ""
         self._health = ApiHealth(state="unavailable", since=_now(), reason="not synced yet")
@@ -249,10 +249,17 @@ class PodCache:
         else:
             self._health = ApiHealth(state="unavailable", since=was.since, reason=reason)
 
+    def add_listener(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (from the watch thread) after every change to the cache."""
+        self._listeners.append(callback)
+
     def _changed(self) -> None:
         self.generation += 1
-        if self._on_change is not None:
-            self._on_change()
+        for listener in self._listeners:
+            try:
+                listener()
+            except Exception:
+                log.exception("pod cache listener failed")
 
 
 class DisabledPodCache:
@@ -271,6 +278,9 @@ class DisabledPodCache:
         return self._health
 
     def find(self, namespace: str, name: str) -> ApiPod | None:
+        return None
+
+    def add_listener(self, callback: Callable[[], None]) -> None:
         return None
 
     def events_for(self, namespace: str, uid: str) -> tuple[ApiEvent, ...]:

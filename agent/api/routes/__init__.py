@@ -1,0 +1,16 @@
+"""One module per resource; ``ROUTERS`` is the order they are mounted in."""
+
+from agent.api.routes import containers, heal, health, metrics, node, pods, processes, sandboxes
+
+ROUTERS = (
+    health.router,
+    metrics.router,
+    node.router,
+    pods.router,
+    sandboxes.router,
+    containers.router,
+    processes.router,
+    heal.router,
+)
+
+__all__ = ["ROUTERS"]
