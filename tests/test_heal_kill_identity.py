@@ -1,0 +1,83 @@
+"""The kill only ever reaches the container's own process: start time and cgroup checked
+after the pidfd is open, and the pidfd then reports the exit."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+
+from agent import host
+from agent.errors import ProcessGone
+from agent.lab.cri_pods import ContainerDef, CriPodDriver, PodHandle
+
+pytestmark = pytest.mark.containerd
+BUSYBOX = "docker.io/library/busybox:latest"
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return host.read_process(pid).state != "zombie"
+
+
+async def test_identity_checks_refuse_and_the_right_process_is_killed(
+    lab_pod: Callable[..., PodHandle], cri_driver: CriPodDriver
+) -> None:
+    handle = lab_pod(
+        "victim",
+        containers=[
+            ContainerDef("a", BUSYBOX, command=["sleep", "3600"]),
+            ContainerDef("b", BUSYBOX, command=["sleep", "3600"]),
+        ],
+    )
+    a_id, b_id = handle.container_id("a"), handle.container_id("b")
+    pid = cri_driver.container_pid(a_id)
+    assert pid is not None
+    started = host.process_start_time(pid)
+    assert started is not None
+
+    # A PID that now belongs to a process with another start time (what a
+    # recycled PID looks like) is never signalled.
+    with pytest.raises(ProcessGone, match="no longer exists"):
+        host.signal_container_process(pid, started + timedelta(seconds=5), a_id, 9)
+    # The right start time but another container's cgroup: refused too.
+    with pytest.raises(ProcessGone, match="not in container"):
+        host.signal_container_process(pid, started, b_id, 9)
+    assert alive(pid)
+
+    handle_a = host.signal_container_process(pid, started, a_id, 9)
+    try:
+        gone_at = await handle_a.wait_gone(within=5)
+    finally:
+        handle_a.close()
+    assert gone_at is not None
+    assert (gone_at - handle_a.signalled_at).total_seconds() < 1
+    status = cri_driver.wait_container_state(a_id, 2, timeout=5)  # CONTAINER_EXITED
+    assert status.exit_code == 137
+    # The other container was untouched.
+    assert alive(cri_driver.container_pid(b_id) or -1)
+
+
+async def test_wait_gone_times_out_on_a_process_that_survives(
+    lab_pod: Callable[..., PodHandle], cri_driver: CriPodDriver
+) -> None:
+    handle = lab_pod("survivor", containers=[ContainerDef("a", BUSYBOX, command=["sleep", "3600"])])
+    container_id = handle.container_id("a")
+    pid = cri_driver.container_pid(container_id)
+    assert pid is not None
+    started = host.process_start_time(pid)
+    assert started is not None
+    # Signal 0 checks the identity and delivers nothing.
+    process = host.signal_container_process(pid, started, container_id, 0)
+    try:
+        assert await process.wait_gone(within=0.2) is None
+    finally:
+        process.close()
+    await asyncio.sleep(0)
+    assert alive(pid)
