@@ -17,6 +17,7 @@ apt_packages=(
     iproute2                     # bridge teardown
     gcc libc6-dev                # the pause image's static binary
     util-linux                   # nsenter, for checks inside a pod's network namespace
+    nginx                        # the lab's nginx image is built from the distribution's nginx
 )
 missing=()
 for package in "${apt_packages[@]}"; do
@@ -26,7 +27,14 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "install-deps: apt-get install ${missing[*]}"
     apt-get update -qq
+    # Packages must not start their services (nginx on :80, containerd on the
+    # default socket): the lab and the tests start private instances.
+    policy=/usr/sbin/policy-rc.d
+    had_policy=0; [ -e "$policy" ] && had_policy=1
+    [ "$had_policy" = 1 ] || printf '#!/bin/sh\nexit 101\n' > "$policy"
+    chmod +x "$policy"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    [ "$had_policy" = 1 ] || rm -f "$policy"
 fi
 
 python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -e '.[dev]'
