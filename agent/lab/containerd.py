@@ -17,11 +17,13 @@ import ipaddress
 import json
 import os
 import secrets
+import select
 import shutil
 import signal
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -119,6 +121,76 @@ def _proc_cmdlines() -> Iterator[tuple[int, list[str]]]:
             yield int(entry.name), [a.decode(errors="replace") for a in raw.split(b"\0") if a]
 
 
+def process_start_ticks(pid: int) -> int | None:
+    """When ``pid`` started, in clock ticks since boot; None if it is gone or a zombie.
+
+    With the PID, this names one process: a recycled PID has another start.
+    """
+    try:
+        data = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    # comm (field 2) may hold blanks and parentheses; the fields after its
+    # closing parenthesis are fixed: state is field 3, starttime field 22.
+    fields = data[data.rfind(b")") + 2 :].split()
+    if len(fields) < 20 or fields[0] in (b"Z", b"X"):
+        return None
+    return int(fields[19])
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessRef:
+    """A process started by an earlier (possibly exited) process, named by PID and start.
+
+    Signals go through a pidfd opened before the start time is compared, so
+    they can never reach a process that got the PID later.
+    """
+
+    pid: int
+    start_ticks: int
+
+    @classmethod
+    def of(cls, pid: int) -> ProcessRef | None:
+        ticks = process_start_ticks(pid)
+        return None if ticks is None else cls(pid, ticks)
+
+    def alive(self) -> bool:
+        return process_start_ticks(self.pid) == self.start_ticks
+
+    def _pidfd(self) -> int | None:
+        try:
+            fd = os.pidfd_open(self.pid)
+        except ProcessLookupError:
+            return None
+        if process_start_ticks(self.pid) != self.start_ticks:
+            os.close(fd)
+            return None
+        return fd
+
+    def _reap(self) -> None:
+        # Only a child of ours can be reaped here; anyone else's parent
+        # (init, once the starting process exited) does it.
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(self.pid, os.WNOHANG)
+
+    def terminate(self, grace: float = 10.0, sig: int = signal.SIGTERM) -> bool:
+        """Send ``sig``, then SIGKILL after ``grace`` seconds; True once it is gone."""
+        fd = self._pidfd()
+        if fd is None:
+            return True
+        try:
+            for signum, wait in ((sig, grace), (signal.SIGKILL, 10.0)):
+                with contextlib.suppress(ProcessLookupError):
+                    signal.pidfd_send_signal(fd, signum)
+                # A pidfd turns readable when its process exits.
+                if select.select([fd], [], [], wait)[0]:
+                    self._reap()
+                    return True
+            return False
+        finally:
+            os.close(fd)
+
+
 class PrivateContainerd:
     """One containerd instance with its own dirs, socket, runc root and bridge.
 
@@ -126,6 +198,11 @@ class PrivateContainerd:
     ``kill()`` stops only the daemon, leaving shims and pods running as a
     runtime restart on a real node does; ``start()`` again reattaches on the
     same dirs. ``stop()`` tears everything down and is idempotent.
+
+    The daemon runs in its own session and outlives the process that
+    started it. Another process can take it over with ``adopt()``, given the
+    same base directory and ``token`` (which names the bridge and network),
+    and then ``stop()`` it as if it had started it.
     """
 
     def __init__(
@@ -136,6 +213,7 @@ class PrivateContainerd:
         sandbox_image: str = PAUSE_IMAGE,
         start_timeout: float = 30.0,
         log_level: str = "info",
+        token: bytes | None = None,
     ) -> None:
         self.base_dir = Path(base_dir).resolve()
         self.images = tuple(images)
@@ -143,7 +221,9 @@ class PrivateContainerd:
         self.start_timeout = start_timeout
         self.log_level = log_level
 
-        token = secrets.token_bytes(3)
+        if token is not None and len(token) != 3:
+            raise LabError("a containerd token is 3 bytes")
+        token = token if token is not None else secrets.token_bytes(3)
         self.bridge_name = "plns" + token.hex()
         self.network_name = "podlens-lab-" + token.hex()
         self._token = token
@@ -159,6 +239,7 @@ class PrivateContainerd:
         self.log_path = self.base_dir / "containerd.log"
 
         self._proc: subprocess.Popen[bytes] | None = None
+        self._adopted: ProcessRef | None = None
         # Every sandbox/container ID seen under our dirs; outlives the dirs,
         # so leftovers outside them can still be attributed after teardown.
         self._known_ids: set[str] = set()
@@ -173,8 +254,16 @@ class PrivateContainerd:
         return "unix://" + self.address
 
     @property
+    def token(self) -> bytes:
+        return self._token
+
+    @property
     def pid(self) -> int | None:
-        return self._proc.pid if self.is_running() and self._proc is not None else None
+        if not self.is_running():
+            return None
+        if self._proc is not None:
+            return self._proc.pid
+        return self._adopted.pid if self._adopted is not None else None
 
     @property
     def runc_state_dir(self) -> Path:
@@ -182,7 +271,28 @@ class PrivateContainerd:
         return self.runc_root / "k8s.io"
 
     def is_running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        if self._proc is not None:
+            return self._proc.poll() is None
+        return self._adopted is not None and self._adopted.alive()
+
+    def adopt(self, daemon: ProcessRef) -> PrivateContainerd:
+        """Take over a daemon an earlier process started on this base directory."""
+        if not daemon.alive():
+            raise ContainerdFailed(f"containerd (pid {daemon.pid}) is no longer running")
+        argv = dict(_proc_cmdlines()).get(daemon.pid, [])
+        if str(self.config_path) not in argv:
+            raise ContainerdFailed(
+                f"pid {daemon.pid} is not the containerd of {self.base_dir}: {' '.join(argv)}"
+            )
+        self._proc = None
+        self._adopted = daemon
+        self._stopped = False
+        self._imported = True
+        with contextlib.suppress(OSError, ValueError, KeyError, IndexError):
+            conflist = json.loads((self.cni_conf_dir / "10-podlens-lab.conflist").read_text())
+            subnet = conflist["plugins"][0]["ipam"]["ranges"][0][0]["subnet"]
+            self.subnet = ipaddress.IPv4Network(subnet)
+        return self
 
     # ------------------------------------------------------------ lifecycle
 
@@ -303,6 +413,7 @@ disabled_plugins = [
         Path(self.address + ".ttrpc").unlink(missing_ok=True)
 
         containerd = require_tool("containerd", "containerd")
+        self._adopted = None
         t0 = time.monotonic()
         with self.log_path.open("ab") as log:
             log.write(f"---- podlens lab: starting containerd at {time.ctime()}\n".encode())
@@ -356,6 +467,9 @@ disabled_plugins = [
         )
 
     def _terminate_daemon(self, grace: float) -> None:
+        if self._proc is None and self._adopted is not None:
+            self._adopted.terminate(grace)
+            return
         proc = self._proc
         if proc is None or proc.poll() is not None:
             return
@@ -368,6 +482,9 @@ disabled_plugins = [
 
     def kill(self, *, graceful: bool = True, grace: float = 10.0) -> None:
         """Stop only the daemon; shims and pods keep running, as on a real node."""
+        if self._proc is None and self._adopted is not None:
+            self._adopted.terminate(grace, sig=signal.SIGTERM if graceful else signal.SIGKILL)
+            return
         proc = self._proc
         if proc is None or proc.poll() is not None:
             return
