@@ -127,6 +127,8 @@ class NodeState:
         self._changed = asyncio.Condition()
         # Objects whose status call is current for their listed state.
         self._fresh: set[str] = set()
+        # Objects whose verbose status a bulk refresh left for later.
+        self._needs_verbose: set[str] = set()
         self._pid_watcher: host.PidWatcher | None = None
         self._client: CriClient | None = None
         self.refresh_count = 0
@@ -238,8 +240,11 @@ class NodeState:
         self._client = client
         info = await client.version()
         events_task = asyncio.create_task(self._consume_events(client), name="cri-events")
+        filler: asyncio.Task[None] | None = None
         try:
             await self.refresh_once(client)
+            if self._needs_verbose:
+                filler = asyncio.create_task(self._fill_verbose(client), name="cri-verbose")
             self._health = RuntimeHealth(
                 connected=True,
                 since=_now(),
@@ -256,7 +261,11 @@ class NodeState:
                     await asyncio.wait_for(self._wake.wait(), self.settings.relist_interval_seconds)
                 self._wake.clear()
                 await self.refresh_once(client)
+                if self._needs_verbose and (filler is None or filler.done()):
+                    filler = asyncio.create_task(self._fill_verbose(client), name="cri-verbose")
         finally:
+            if filler is not None:
+                filler.cancel()
             events_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await events_task
@@ -329,11 +338,24 @@ class NodeState:
                 container_jobs.append(c)
                 containers[c.id] = c
 
+        # Many new objects at once (a cold start, a mass reschedule): ask for
+        # the plain status, which costs the runtime a fraction of the verbose
+        # one, take every PID from one scan of /proc, and fill in the verbose
+        # details (namespaces, mounts) in the background once the inventory
+        # is out. A few objects get their verbose status right away.
+        bulk = len(sandbox_jobs) + len(container_jobs) > self.settings.verbose_batch_limit
+        pids: dict[str, int] = {}
+
+        async def scan() -> None:
+            pids.update(
+                await asyncio.to_thread(host.main_pids_by_container, self.settings.proc_root)
+            )
+
         async def fetch_sandbox(listed: Sandbox) -> None:
             async with limit:
                 self.status_calls += 1
                 try:
-                    sandboxes[listed.id] = await client.sandbox_status(listed.id)
+                    sandboxes[listed.id] = await client.sandbox_status(listed.id, verbose=not bulk)
                 except NotFound:
                     sandboxes.pop(listed.id, None)  # removed since the list
                     return
@@ -343,7 +365,7 @@ class NodeState:
             async with limit:
                 self.status_calls += 1
                 try:
-                    fetched, needs_check = await client.container_status(listed)
+                    fetched, needs_check = await client.container_status(listed, verbose=not bulk)
                 except NotFound:
                     containers.pop(listed.id, None)
                     return
@@ -355,7 +377,19 @@ class NodeState:
         await asyncio.gather(
             *(fetch_sandbox(sb) for sb in sandbox_jobs),
             *(fetch_container(c) for c in container_jobs),
+            *((scan(),) if bulk else ()),
         )
+        if bulk:
+            self._apply_scanned_pids(sandbox_jobs, container_jobs, sandboxes, containers, pids)
+
+        # Objects carried over unchanged are taken from the snapshot as it is
+        # now, so verbose details filled in while this refresh awaited stay.
+        current = self._snapshot
+        if current is not prev:
+            for key in sandboxes.keys() - {s.id for s in sandbox_jobs}:
+                sandboxes[key] = current.sandboxes.get(key, sandboxes[key])
+            for key in containers.keys() - {c.id for c in container_jobs}:
+                containers[key] = current.containers.get(key, containers[key])
 
         # A status fetched before a sandbox's containers were listed may
         # name no sandbox; the list is the authority for membership.
@@ -388,6 +422,71 @@ class NodeState:
         async with self._changed:
             self._changed.notify_all()
         return change
+
+    def _apply_scanned_pids(
+        self,
+        sandbox_jobs: list[Sandbox],
+        container_jobs: list[Container],
+        sandboxes: dict[str, Sandbox],
+        containers: dict[str, Container],
+        pids: Mapping[str, int],
+    ) -> None:
+        for listed in sandbox_jobs:
+            sb = sandboxes.get(listed.id)
+            if sb is None:
+                continue
+            pid = pids.get(sb.id) if sb.state == SandboxState.READY else None
+            netns = f"/proc/{pid}/ns/net" if pid is not None and sb.network_mode == "pod" else None
+            sandboxes[sb.id] = dataclasses.replace(sb, pause_pid=pid, network_namespace=netns)
+            self._needs_verbose.add(sb.id)
+        for listed_c in container_jobs:
+            c = containers.get(listed_c.id)
+            if c is None:
+                continue
+            pid = pids.get(c.id) if c.state == ContainerState.RUNNING else None
+            containers[c.id] = dataclasses.replace(c, pid=pid)
+            self._needs_verbose.add(c.id)
+
+    async def _fill_verbose(self, client: CriClient) -> None:
+        """Fetch the verbose details a bulk refresh skipped, a few at a time."""
+        limit = asyncio.Semaphore(4)
+        pending = sorted(self._needs_verbose)
+        self._needs_verbose.clear()
+        sandboxes: dict[str, Sandbox] = {}
+        containers: dict[str, Container] = {}
+
+        async def one(key: str) -> None:
+            snap = self._snapshot
+            async with limit:
+                self.status_calls += 1
+                with contextlib.suppress(NotFound):
+                    if key in snap.sandboxes:
+                        sandboxes[key] = await client.sandbox_status(key)
+                    elif key in snap.containers:
+                        fetched, needs_check = await client.container_status(snap.containers[key])
+                        if needs_check and fetched.pid is not None:
+                            fetched = self._drop_stale_pid(fetched)
+                        containers[key] = fetched
+
+        await asyncio.gather(*(one(key) for key in pending))
+        snap = self._snapshot
+        # Keep only answers that still describe what the snapshot holds.
+        new_sandboxes = dict(snap.sandboxes)
+        for key, sb in sandboxes.items():
+            if key in new_sandboxes and new_sandboxes[key].state == sb.state:
+                new_sandboxes[key] = sb
+        new_containers = dict(snap.containers)
+        for key, c in containers.items():
+            if key in new_containers and new_containers[key].state == c.state:
+                new_containers[key] = c
+        self._snapshot = Snapshot(
+            version=snap.version + 1,
+            taken_at=_now(),
+            sandboxes=new_sandboxes,
+            containers=new_containers,
+        )
+        async with self._changed:
+            self._changed.notify_all()
 
     def _drop_stale_pid(self, container: Container) -> Container:
         assert container.pid is not None

@@ -40,7 +40,10 @@ class Settings(BaseSettings):
     relist_interval_seconds: float = Field(default=1.0, gt=0)
     # How many status calls may be in flight at once when many objects
     # appear together (cold start).
-    status_concurrency: int = Field(default=16, ge=1, le=512)
+    status_concurrency: int = Field(default=32, ge=1, le=512)
+    # Above this many new objects in one refresh, PIDs come from one scan of
+    # /proc and the verbose status follows in the background.
+    verbose_batch_limit: int = Field(default=32, ge=0)
     # Back-off between reconnect attempts when the runtime is down.
     reconnect_min_seconds: float = Field(default=0.5, gt=0)
     reconnect_max_seconds: float = Field(default=10.0, gt=0)

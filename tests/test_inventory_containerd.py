@@ -281,3 +281,35 @@ def test_stale_state_is_dropped_when_a_pod_is_removed(
     assert missing.status_code == 404
     assert gone.sandbox_id in missing.json()["message"]
     assert api_pb2.SANDBOX_READY == 0  # the enum the agent maps "ready" from
+
+
+def test_bulk_start_takes_pids_from_proc_then_fills_in_verbose_details(
+    containerd: PrivateContainerd, cri_driver: CriPodDriver, two_pods: list[PodHandle]
+) -> None:
+    # Every object counts as "many at once": plain status calls plus one /proc scan.
+    settings = Settings(
+        cri_endpoint=containerd.endpoint,
+        node_name="lab-node",
+        relist_interval_seconds=0.5,
+        verbose_batch_limit=0,
+    )
+    with running_agent(settings) as bulk:
+        bulk.wait_for(lambda a: a.get("/readyz").status_code == 200)
+        for handle in two_pods:
+            sandbox = bulk.get(f"/v1/sandboxes/{handle.sandbox_id}").json()
+            assert sandbox["pause_pid"] == cri_driver.sandbox_pid(handle.sandbox_id)
+            for container_id in handle.container_ids.values():
+                seen = bulk.get(f"/v1/containers/{container_id}").json()
+                assert seen["pid"] == cri_driver.container_pid(container_id)
+
+        # The verbose details (namespaces, mounts) follow in the background.
+        app_id = two_pods[0].container_id("app")
+
+        def enriched(a: RunningAgent) -> bool:
+            detail = a.get(f"/v1/containers/{app_id}").json()
+            return bool(detail["namespaces"]) and bool(detail["mounts"])
+
+        bulk.wait_for(enriched)
+        web = bulk.get(f"/v1/sandboxes/{two_pods[0].sandbox_id}").json()
+        assert web["network_namespace"]
+        assert bulk.node.status_calls >= 2 * (len(two_pods) + 3)

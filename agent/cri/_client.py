@@ -82,6 +82,8 @@ class CriClient:
         )
         self._runtime = api_pb2_grpc.RuntimeServiceStub(self._channel)
         self._images = api_pb2_grpc.ImageServiceStub(self._channel)
+        self._sandbox_memo: dict[str, tuple[int, Sandbox]] = {}
+        self._container_memo: dict[str, tuple[int, Container]] = {}
 
     async def close(self) -> None:
         await self._channel.close()
@@ -120,27 +122,49 @@ class CriClient:
         response = await self._call(
             "ListPodSandbox", self._runtime.ListPodSandbox, api_pb2.ListPodSandboxRequest()
         )
-        return [_convert.sandbox_from_list_item(item) for item in response.items]
+        # A relist where nothing changed converts nothing: items whose state is
+        # what it was reuse the object made last time.
+        memo, self._sandbox_memo = self._sandbox_memo, {}
+        out = []
+        for item in response.items:
+            known = memo.get(item.id)
+            if known is None or known[0] != item.state:
+                known = (item.state, _convert.sandbox_from_list_item(item))
+            self._sandbox_memo[item.id] = known
+            out.append(known[1])
+        return out
 
     async def list_containers(self) -> list[Container]:
         response = await self._call(
             "ListContainers", self._runtime.ListContainers, api_pb2.ListContainersRequest()
         )
-        return [_convert.container_from_list_item(item) for item in response.containers]
+        memo, self._container_memo = self._container_memo, {}
+        out = []
+        for item in response.containers:
+            known = memo.get(item.id)
+            if known is None or known[0] != item.state:
+                known = (item.state, _convert.container_from_list_item(item))
+            self._container_memo[item.id] = known
+            out.append(known[1])
+        return out
 
-    async def sandbox_status(self, sandbox_id: str) -> Sandbox:
+    async def sandbox_status(self, sandbox_id: str, *, verbose: bool = True) -> Sandbox:
+        """The sandbox's status; ``verbose`` adds the pause PID and namespaces."""
         response = await self._call(
             "PodSandboxStatus",
             self._runtime.PodSandboxStatus,
-            api_pb2.PodSandboxStatusRequest(pod_sandbox_id=sandbox_id, verbose=True),
+            api_pb2.PodSandboxStatusRequest(pod_sandbox_id=sandbox_id, verbose=verbose),
         )
         return _convert.sandbox_from_status(response, self.kind)
 
-    async def container_status(self, listed: Container) -> tuple[Container, bool]:
+    async def container_status(
+        self, listed: Container, *, verbose: bool = True
+    ) -> tuple[Container, bool]:
+        """The container's status; ``verbose`` adds its PID, namespaces and mounts."""
         response = await self._call(
             "ContainerStatus",
             self._runtime.ContainerStatus,
-            api_pb2.ContainerStatusRequest(container_id=listed.id, verbose=True),
+            api_pb2.ContainerStatusRequest(container_id=listed.id, verbose=verbose),
         )
         return _convert.container_from_status(response, self.kind, listed)
 
