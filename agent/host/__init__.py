@@ -21,12 +21,14 @@ from agent.host._pidfd import (
 )
 from agent.host._process import find_container_for_pid, process_tree, read_process
 from agent.host._procfs import process_start_time
+from agent.host._scan import main_pids_by_container
 
 __all__ = [
     "PidWatcher",
     "SignalledProcess",
     "container_id_from_cgroup",
     "find_container_for_pid",
+    "main_pids_by_container",
     "pod_uid_from_cgroup",
     "process_start_time",
     "process_tree",
