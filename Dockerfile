@@ -1,0 +1,83 @@
+# The podlens agent image, run by daemonset/ on every node.
+#
+#   docker build -t podlens:0.1.0 .
+#
+# Both stages use the same base, so the virtualenv copied into the final stage
+# finds its interpreter at the same path. The tag pins an exact Python and
+# Debian release; at release time, pin the digest as well
+# (python:3.11.11-slim-bookworm@sha256:...) so a rebuild cannot change the base.
+
+# --- builder: the dependencies and the agent, installed into /opt/podlens
+FROM python:3.11.11-slim-bookworm AS builder
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore \
+    PYTHONDONTWRITEBYTECODE=1
+
+# A virtualenv without pip or setuptools of its own: the base image's pip
+# installs into it (--python), so neither ends up in the final image.
+RUN python -m venv --without-pip /opt/podlens
+
+WORKDIR /src
+
+# Dependencies first, in their own layer: it is rebuilt only when
+# pyproject.toml changes, not on every change to the source. The list is read
+# from [project].dependencies, so it is never written down twice. Every
+# dependency ships wheels for CPython 3.11 on amd64 and arm64: no compiler.
+#
+# The kubernetes package carries an asyncio copy of its whole client
+# (kubernetes/aio, about a third of the installed size). The agent uses the
+# synchronous client only, so that copy is removed; the import check below
+# fails the build if any agent module ever needs it.
+COPY pyproject.toml ./
+RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; open('/tmp/requirements.txt', 'w').write('\n'.join(deps) + '\n')" \
+    && python -m pip --python /opt/podlens/bin/python install --no-cache-dir -r /tmp/requirements.txt \
+    && rm -rf /opt/podlens/lib/python3.11/site-packages/kubernetes/aio
+
+# Then the agent itself (not editable; no dependencies left to resolve).
+# pip compiles every module to bytecode here, at build time: the agent's root
+# filesystem is read-only, so nothing could be compiled at run time, and
+# without the bytecode every start would recompile the kubernetes client.
+COPY README.md ./
+COPY cri_proto/ cri_proto/
+COPY agent/ agent/
+# Then every agent module is imported once, as a check that the image holds
+# all they need (agent/lab is not in the build context: see .dockerignore).
+RUN python -m pip --python /opt/podlens/bin/python install --no-cache-dir --no-deps . \
+    && /opt/podlens/bin/python -c "import importlib, pkgutil, agent; [importlib.import_module(m.name) for m in pkgutil.walk_packages(agent.__path__, 'agent.') if m.name != 'agent.__main__']"
+
+# --- final: the base image and the virtualenv, nothing else
+FROM python:3.11.11-slim-bookworm
+
+ARG VERSION=0.1.0
+LABEL org.opencontainers.image.title="podlens" \
+      org.opencontainers.image.description="Node-level pod troubleshooting agent: CRI inventory, pod join, diagnosis and a guarded self-healing demo over HTTP" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.base.name="docker.io/library/python:3.11.11-slim-bookworm"
+
+# No .pyc written at run time (the root filesystem is read-only; the installed
+# modules were compiled in the builder); logs reach kubectl logs unbuffered.
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PATH=/opt/podlens/bin:$PATH
+
+COPY --from=builder /opt/podlens /opt/podlens
+
+# No USER: the agent runs as root, and cannot do otherwise. On the node it
+# opens the CRI socket (root:root, mode 0660) and reads kubelet's log files
+# (root-owned, 0640 or 0600), and there is no user namespace in between.
+# What makes that safe is the manifest, not the image: it drops every
+# capability and adds back only SYS_PTRACE (and KILL with kill-and-watch),
+# with a read-only root filesystem and no privilege escalation
+# (daemonset/daemonset.yaml).
+
+WORKDIR /
+EXPOSE 8470
+
+# Kubernetes probes /healthz and /readyz (daemonset/daemonset.yaml); an image
+# health check would only run a second, unobserved copy of the liveness probe.
+HEALTHCHECK NONE
+
+ENTRYPOINT ["python", "-m", "agent", "serve"]
