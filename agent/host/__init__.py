@@ -13,6 +13,8 @@ different moments compare equal for the same process.
 """
 
 from agent.host._cgroup import container_id_from_cgroup, pod_uid_from_cgroup
+from agent.host._netstat import listening_tcp_ports
+from agent.host._oom import oom_kill_count
 from agent.host._pidfd import (
     PidWatcher,
     SignalledProcess,
@@ -28,7 +30,9 @@ __all__ = [
     "SignalledProcess",
     "container_id_from_cgroup",
     "find_container_for_pid",
+    "listening_tcp_ports",
     "main_pids_by_container",
+    "oom_kill_count",
     "pod_uid_from_cgroup",
     "process_start_time",
     "process_tree",
