@@ -127,6 +127,7 @@ class NodeState:
         self._changed = asyncio.Condition()
         # Objects whose status call is current for their listed state.
         self._fresh: set[str] = set()
+        self._exit_listeners: list[Callable[[Container], None]] = []
         # Objects whose verbose status a bulk refresh left for later.
         self._needs_verbose: set[str] = set()
         self._pid_watcher: host.PidWatcher | None = None
@@ -192,6 +193,23 @@ class NodeState:
             pid=pid,
             cgroup=list(process.cgroup),
         )
+
+    def add_exit_listener(self, callback: Callable[[Container], None]) -> None:
+        """Call ``callback(container)`` once for each container the refresh sees exit."""
+        self._exit_listeners.append(callback)
+
+    def _announce_exits(self, prev: Snapshot, containers: Mapping[str, Container]) -> None:
+        for c in containers.values():
+            if c.state != ContainerState.EXITED:
+                continue
+            before = prev.containers.get(c.id)
+            if before is not None and before.state == ContainerState.EXITED:
+                continue
+            for listener in self._exit_listeners:
+                try:
+                    listener(c)
+                except Exception:
+                    log.exception("exit listener failed for %s", c.id[:13])
 
     def request_refresh(self) -> None:
         self._wake.set()
@@ -395,6 +413,10 @@ class NodeState:
         # name no sandbox; the list is the authority for membership.
         self._fresh.intersection_update(sandboxes.keys() | containers.keys())
         self._track_pids(prev, sandboxes, containers)
+        if self._exit_listeners and prev.taken_at is not None:
+            self._announce_exits(
+                prev, {c.id: containers[c.id] for c in container_jobs if c.id in containers}
+            )
 
         added = tuple(
             k

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -51,6 +51,19 @@ class Settings(BaseSettings):
     # --- the host
     proc_root: Path = Path("/proc")
 
+    # --- logs: files outside these directories (and the directories the runtime
+    # reports for its containers) are never opened
+    log_roots: Annotated[tuple[Path, ...], NoDecode] = (Path("/var/log/pods"),)
+    # Lines kept per dead attempt, so a crash's output outlives kubelet's GC.
+    last_words_lines: int = Field(default=50, ge=0, le=1000)
+
+    @field_validator("log_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(Path(part) for part in value.split(",") if part.strip())
+        return value
+
     # --- the Kubernetes API server (absent: CRI-only mode)
     kubeconfig: Path | None = None
     api_server: str | None = None
@@ -64,6 +77,34 @@ class Settings(BaseSettings):
     kubernetes_service_host: str | None = Field(
         default=None, validation_alias=AliasChoices("KUBERNETES_SERVICE_HOST")
     )
+
+    # --- who may ask: bearer tokens checked with TokenReview, then a
+    # SubjectAccessReview per request, as the kubelet does. None picks
+    # "kubernetes" when an API server is configured, else "none".
+    auth_mode: Literal["kubernetes", "none"] | None = None
+    # Loopback callers are trusted: inside the agent's pod only kubectl
+    # port-forward (authorized by the API server) and the pod itself reach it.
+    trust_loopback: bool = True
+    auth_cache_seconds: float = Field(default=10.0, ge=0)
+    auth_timeout_seconds: float = Field(default=5.0, gt=0)
+    auth_token_audiences: Annotated[tuple[str, ...], NoDecode] = ()
+
+    @field_validator("auth_token_audiences", mode="before")
+    @classmethod
+    def _split_audiences(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @property
+    def api_configured(self) -> bool:
+        return bool(self.api_server or self.kubeconfig or self.kubernetes_service_host)
+
+    @property
+    def resolved_auth_mode(self) -> Literal["kubernetes", "none"]:
+        if self.auth_mode is not None:
+            return self.auth_mode
+        return "kubernetes" if self.api_configured else "none"
 
     # --- the agent's own pod (downward API), so it never kills itself
     pod_name: str | None = Field(

@@ -11,6 +11,7 @@ import httpx
 import uvicorn
 
 from agent.api.app import create_app
+from agent.logs import LastWords
 from agent.node import NodeState
 from agent.settings import Settings
 
@@ -21,6 +22,10 @@ class RunningAgent:
         self.node = app_node
         self.url = url
         self.http = httpx.Client(base_url=url, timeout=10)
+
+    def node_last_words(self) -> LastWords:
+        words: LastWords = self.server.config.app.state.last_words  # type: ignore[attr-defined]
+        return words
 
     def get(self, path: str, **kwargs: object) -> httpx.Response:
         return self.http.get(path, **kwargs)  # type: ignore[arg-type]

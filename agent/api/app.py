@@ -6,17 +6,21 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path as FsPath
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from agent.api.auth import AuthConfig, install_auth
 from agent.api.metrics import Metrics
 from agent.api.routes import ROUTERS
 from agent.errors import AgentError
 from agent.heal import AuditLog, HealManager
-from agent.kube import PodCacheLike, pod_cache_from_settings
+from agent.kube import PodCacheLike, access_reviewer_from_settings, pod_cache_from_settings
+from agent.logs import AttemptKey, LastWords
+from agent.model import Container
 from agent.node import NodeState
 from agent.settings import Settings
 
@@ -32,6 +36,18 @@ def create_app(
     state = node_state if node_state is not None else NodeState(settings)
     cache = pod_cache if pod_cache is not None else pod_cache_from_settings(settings)
 
+    last_words = LastWords(lines=settings.last_words_lines)
+
+    def keep_last_words(container: Container) -> None:
+        # Read the dead attempt's last lines before kubelet's GC removes the file.
+        if container.log_path:
+            # The path comes from the runtime itself, not from a request.
+            key = AttemptKey(container.pod.uid, container.name, container.attempt)
+            asyncio.get_running_loop().run_in_executor(
+                None, _remember, last_words, key, FsPath(container.log_path)
+            )
+
+    state.add_exit_listener(keep_last_words)
     registry = Metrics(state, cache)
     healer = HealManager(
         settings,
@@ -55,6 +71,8 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             await asyncio.to_thread(cache.stop)
+            if app.state.reviewer is not None:
+                app.state.reviewer.close()
 
     app = FastAPI(
         title="podlens",
@@ -67,10 +85,35 @@ def create_app(
     app.state.pods = cache
     app.state.heal = healer
     app.state.metrics = registry
+    app.state.last_words = last_words
     _install_error_handlers(app)
+    reviewer = access_reviewer_from_settings(
+        settings,
+        timeout_seconds=settings.auth_timeout_seconds,
+        audiences=settings.auth_token_audiences,
+    )
+    app.state.reviewer = reviewer
+    install_auth(
+        app,
+        AuthConfig(
+            mode=settings.resolved_auth_mode,
+            node_name=settings.node_name,
+            trust_loopback=settings.trust_loopback,
+            cache_seconds=settings.auth_cache_seconds,
+            timeout_seconds=settings.auth_timeout_seconds,
+        ),
+        reviewer,
+    )
     for router in ROUTERS:
         app.include_router(router)
     return app
+
+
+def _remember(last_words: LastWords, key: AttemptKey, path: FsPath) -> None:
+    try:
+        last_words.remember(key, path)
+    except AgentError as exc:
+        log.info("could not keep the last log lines of %s: %s", key, exc.message)
 
 
 def _install_error_handlers(app: FastAPI) -> None:

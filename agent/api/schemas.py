@@ -510,3 +510,32 @@ class KillAccepted(BaseModel):
     plan: PlanItem
     run_url: str | None
     events_url: str | None
+
+
+# --------------------------------------------------------------------------
+# Logs
+# --------------------------------------------------------------------------
+
+
+class LogLineItem(BaseModel):
+    at: datetime | None
+    stream: str
+    text: str
+    partial: bool
+
+
+class LogsItem(BaseModel):
+    namespace: str
+    pod: str
+    container: str
+    attempt: int | None = Field(description="the attempt whose log this is")
+    previous: bool
+    source: Literal["file", "kept-after-exit"] = Field(
+        description="read from the CRI log file, or the lines the agent kept when it "
+        "saw the attempt exit (the file is gone)"
+    )
+    files: list[str]
+    truncated: bool
+    note: str | None
+    tail: int
+    lines: list[LogLineItem]

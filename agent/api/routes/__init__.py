@@ -1,12 +1,23 @@
 """One module per resource; ``ROUTERS`` is the order they are mounted in."""
 
-from agent.api.routes import containers, heal, health, metrics, node, pods, processes, sandboxes
+from agent.api.routes import (
+    containers,
+    heal,
+    health,
+    logs,
+    metrics,
+    node,
+    pods,
+    processes,
+    sandboxes,
+)
 
 ROUTERS = (
     health.router,
     metrics.router,
     node.router,
     pods.router,
+    logs.router,
     sandboxes.router,
     containers.router,
     processes.router,
