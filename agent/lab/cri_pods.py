@@ -3,9 +3,11 @@
 What it sends is what kubelet sends (kubernetes pkg/kubelet/kuberuntime:
 kuberuntime_sandbox.go, kuberuntime_container.go, labels.go), so anything the
 agent reads back from the runtime (labels, annotations, attempts, log paths,
-namespaces) looks as it does on a real node. What it leaves out (volumes,
-probes, service environment variables, DNS for a cluster) the agent never
-reads from the runtime.
+namespaces) looks as it does on a real node. Used on its own it runs
+containers as given; the lab kubelet (``agent.lab.kubelet``) adds what
+kubelet decides on top of CRI: volumes as bind mounts, probes, restarts and
+their backoff, status. Service environment variables and a cluster DNS are
+left out everywhere.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ ANN_RESTART_COUNT = "io.kubernetes.container.restartCount"
 ANN_TERMINATION_MESSAGE_PATH = "io.kubernetes.container.terminationMessagePath"
 ANN_TERMINATION_MESSAGE_POLICY = "io.kubernetes.container.terminationMessagePolicy"
 ANN_TERMINATION_GRACE_PERIOD = "io.kubernetes.pod.terminationGracePeriod"
+ANN_CONTAINER_PORTS = "io.kubernetes.container.ports"
 ANN_CONFIG_SEEN = "kubernetes.io/config.seen"
 ANN_CONFIG_SOURCE = "kubernetes.io/config.source"
 
@@ -98,6 +101,54 @@ def _fnv32a(data: bytes) -> int:
 
 
 @dataclass(frozen=True, slots=True)
+class MountDef:
+    """A host path bind-mounted into a container (kubelet's volume mounts)."""
+
+    container_path: str
+    host_path: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PortDef:
+    """A declared container port; kubelet only records these in an annotation."""
+
+    container_port: int
+    name: str = ""
+    protocol: str = "TCP"
+
+    def to_api(self) -> dict[str, Any]:
+        # json.Marshal of a v1.ContainerPort: empty fields are omitted.
+        out: dict[str, Any] = {}
+        if self.name:
+            out["name"] = self.name
+        out["containerPort"] = self.container_port
+        out["protocol"] = self.protocol
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class ResourcesDef:
+    """Linux cgroup settings as kubelet derives them from requests and limits."""
+
+    cpu_shares: int = 0
+    cpu_period: int = 0
+    cpu_quota: int = 0
+    memory_limit_bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityDef:
+    """The parts of a container security context the runtime enforces."""
+
+    run_as_user: int | None = None
+    run_as_group: int | None = None
+    supplemental_groups: Sequence[int] = ()
+    readonly_rootfs: bool = False
+    no_new_privs: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class ContainerDef:
     name: str
     image: str
@@ -107,9 +158,18 @@ class ContainerDef:
     working_dir: str = ""
     termination_message_path: str = "/dev/termination-log"
     termination_message_policy: str = "File"
+    mounts: Sequence[MountDef] = ()
+    ports: Sequence[PortDef] = ()
+    resources: ResourcesDef | None = None
+    security: SecurityDef | None = None
+    # Kubelet hashes the API's container spec; a caller that has one passes
+    # its hash here so the annotation matches it, not this narrower view.
+    api_hash: str = ""
 
     def spec_hash(self) -> str:
         """Stands in for kubelet's container hash: changes when the spec does."""
+        if self.api_hash:
+            return self.api_hash
         spec = {
             "name": self.name,
             "image": self.image,
@@ -131,6 +191,13 @@ class ContainerInstance:
     log_path: Path
 
 
+@dataclass(frozen=True, slots=True)
+class ExecResult:
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+
+
 @dataclass(slots=True)
 class PodHandle:
     name: str
@@ -144,6 +211,7 @@ class PodHandle:
     definitions: dict[str, ContainerDef]
     cgroup_parent: str = ""
     termination_grace_period: int = 30
+    share_process_namespace: bool = False
     # The newest instance of each container, by container name.
     containers: dict[str, ContainerInstance] = field(default_factory=dict)
     # Every instance ever created, oldest first.
@@ -198,7 +266,8 @@ class CriPodDriver:
         except grpc.RpcError as exc:
             raise CriCallFailed(f"CRI {method} failed: {exc.code()}: {exc.details()}") from exc
 
-    def resolve_image(self, image: str) -> api_pb2.Image:
+    def image_status(self, image: str) -> api_pb2.Image | None:
+        """The local image ``image`` names (normalized as kubelet does), or None."""
         ref = normalize_image_ref(image)
         try:
             resp = self.images.ImageStatus(
@@ -209,20 +278,29 @@ class CriPodDriver:
         except grpc.RpcError as exc:
             raise CriCallFailed(f"CRI ImageStatus({ref}) failed: {exc.details()}") from exc
         if not resp.image.id:
+            return None
+        found: api_pb2.Image = resp.image
+        return found
+
+    def resolve_image(self, image: str) -> api_pb2.Image:
+        ref = normalize_image_ref(image)
+        found = self.image_status(image)
+        if found is None:
             raise CriCallFailed(
                 f"image {ref} is not in the runtime and the lab cannot pull; "
                 "build it in agent.lab.images and import it"
             )
-        image_msg: api_pb2.Image = resp.image
-        return image_msg
+        return found
 
     # --------------------------------------------------------------- config
 
     @staticmethod
-    def _namespace_options(host_network: bool) -> api_pb2.NamespaceOption:
+    def _namespace_options(
+        host_network: bool, share_process_namespace: bool = False
+    ) -> api_pb2.NamespaceOption:
         return api_pb2.NamespaceOption(
             network=api_pb2.NODE if host_network else api_pb2.POD,
-            pid=api_pb2.CONTAINER,
+            pid=api_pb2.POD if share_process_namespace else api_pb2.CONTAINER,
             ipc=api_pb2.POD,
         )
 
@@ -238,6 +316,9 @@ class CriPodDriver:
         host_network: bool,
         log_directory: Path,
         cgroup_parent: str,
+        share_process_namespace: bool = False,
+        hostname: str | None = None,
+        dns_config: api_pb2.DNSConfig | None = None,
     ) -> api_pb2.PodSandboxConfig:
         sandbox_labels = dict(labels)
         sandbox_labels.update(
@@ -256,14 +337,17 @@ class CriPodDriver:
             ),
             # containerd refuses a hostname without a private UTS namespace,
             # and kubelet leaves it empty for host-network pods.
-            hostname="" if host_network else name,
+            hostname="" if host_network else (hostname or name),
             log_directory=str(log_directory),
+            dns_config=dns_config,
             labels=sandbox_labels,
             annotations=sandbox_annotations,
             linux=api_pb2.LinuxPodSandboxConfig(
                 cgroup_parent=cgroup_parent,
                 security_context=api_pb2.LinuxSandboxSecurityContext(
-                    namespace_options=self._namespace_options(host_network),
+                    namespace_options=self._namespace_options(
+                        host_network, share_process_namespace
+                    ),
                 ),
             ),
         )
@@ -271,6 +355,38 @@ class CriPodDriver:
     def _container_config(
         self, handle: PodHandle, definition: ContainerDef, attempt: int, image_id: str
     ) -> api_pb2.ContainerConfig:
+        annotations = {
+            ANN_CONTAINER_HASH: definition.spec_hash(),
+            ANN_RESTART_COUNT: str(attempt),
+            ANN_TERMINATION_MESSAGE_PATH: definition.termination_message_path,
+            ANN_TERMINATION_MESSAGE_POLICY: definition.termination_message_policy,
+            ANN_TERMINATION_GRACE_PERIOD: str(handle.termination_grace_period),
+        }
+        if definition.ports:
+            annotations[ANN_CONTAINER_PORTS] = json.dumps(
+                [p.to_api() for p in definition.ports], separators=(",", ":")
+            )
+        security = api_pb2.LinuxContainerSecurityContext(
+            namespace_options=self._namespace_options(
+                handle.host_network, handle.share_process_namespace
+            ),
+            masked_paths=list(DEFAULT_MASKED_PATHS),
+            readonly_paths=list(DEFAULT_READONLY_PATHS),
+        )
+        if (sc := definition.security) is not None:
+            if sc.run_as_user is not None:
+                security.run_as_user.value = sc.run_as_user
+            if sc.run_as_group is not None:
+                security.run_as_group.value = sc.run_as_group
+            security.supplemental_groups.extend(sc.supplemental_groups)
+            security.readonly_rootfs = sc.readonly_rootfs
+            security.no_new_privs = sc.no_new_privs
+        linux = api_pb2.LinuxContainerConfig(security_context=security)
+        if (res := definition.resources) is not None:
+            linux.resources.cpu_shares = res.cpu_shares
+            linux.resources.cpu_period = res.cpu_period
+            linux.resources.cpu_quota = res.cpu_quota
+            linux.resources.memory_limit_in_bytes = res.memory_limit_bytes
         return api_pb2.ContainerConfig(
             metadata=api_pb2.ContainerMetadata(name=definition.name, attempt=attempt),
             # Kubelet hands the runtime the resolved image ID and keeps what
@@ -280,27 +396,21 @@ class CriPodDriver:
             args=list(definition.args),
             working_dir=definition.working_dir,
             envs=[api_pb2.KeyValue(key=k, value=v) for k, v in definition.env.items()],
+            mounts=[
+                api_pb2.Mount(
+                    container_path=m.container_path, host_path=m.host_path, readonly=m.read_only
+                )
+                for m in definition.mounts
+            ],
             labels={
                 LABEL_CONTAINER_NAME: definition.name,
                 LABEL_POD_NAME: handle.name,
                 LABEL_POD_NAMESPACE: handle.namespace,
                 LABEL_POD_UID: handle.uid,
             },
-            annotations={
-                ANN_CONTAINER_HASH: definition.spec_hash(),
-                ANN_RESTART_COUNT: str(attempt),
-                ANN_TERMINATION_MESSAGE_PATH: definition.termination_message_path,
-                ANN_TERMINATION_MESSAGE_POLICY: definition.termination_message_policy,
-                ANN_TERMINATION_GRACE_PERIOD: str(handle.termination_grace_period),
-            },
+            annotations=annotations,
             log_path=f"{definition.name}/{attempt}.log",
-            linux=api_pb2.LinuxContainerConfig(
-                security_context=api_pb2.LinuxContainerSecurityContext(
-                    namespace_options=self._namespace_options(handle.host_network),
-                    masked_paths=list(DEFAULT_MASKED_PATHS),
-                    readonly_paths=list(DEFAULT_READONLY_PATHS),
-                ),
-            ),
+            linux=linux,
         )
 
     # --------------------------------------------------------------- pods
@@ -319,6 +429,9 @@ class CriPodDriver:
         termination_grace_period: int = 30,
         cgroup_parent: str = "",
         check: bool = True,
+        share_process_namespace: bool = False,
+        hostname: str | None = None,
+        dns_config: api_pb2.DNSConfig | None = None,
     ) -> PodHandle:
         """Create the sandbox, then create and start each container in order.
 
@@ -339,6 +452,9 @@ class CriPodDriver:
             host_network=host_network,
             log_directory=log_directory,
             cgroup_parent=cgroup_parent,
+            share_process_namespace=share_process_namespace,
+            hostname=hostname,
+            dns_config=dns_config,
         )
         resp = self._call("RunPodSandbox", api_pb2.RunPodSandboxRequest(config=config), timeout=120)
         handle = PodHandle(
@@ -353,6 +469,7 @@ class CriPodDriver:
             definitions={c.name: c for c in containers},
             cgroup_parent=cgroup_parent,
             termination_grace_period=termination_grace_period,
+            share_process_namespace=share_process_namespace,
         )
         self.pods[handle.sandbox_id] = handle
         for definition in containers:
@@ -363,35 +480,148 @@ class CriPodDriver:
             )
         return handle
 
-    def _start_container(
-        self, handle: PodHandle, definition: ContainerDef, attempt: int
-    ) -> ContainerInstance | None:
+    def adopt_pod(
+        self,
+        sandbox_id: str,
+        name: str,
+        namespace: str,
+        uid: str,
+        *,
+        sandbox_attempt: int,
+        host_network: bool = False,
+        labels: Mapping[str, str] | None = None,
+        annotations: Mapping[str, str] | None = None,
+        termination_grace_period: int = 30,
+        share_process_namespace: bool = False,
+        hostname: str | None = None,
+        dns_config: api_pb2.DNSConfig | None = None,
+    ) -> PodHandle:
+        """A handle for a sandbox that already runs (created by an earlier process).
+
+        The sandbox config is rebuilt from the same inputs, as kubelet does
+        after a restart, so containers created through the handle get the
+        config they would have had.
+        """
+        log_directory = self.log_root / f"{namespace}_{name}_{uid}"
+        log_directory.mkdir(parents=True, exist_ok=True)
+        config = self._sandbox_config(
+            name=name,
+            namespace=namespace,
+            uid=uid,
+            attempt=sandbox_attempt,
+            labels=labels or {},
+            annotations=annotations or {},
+            host_network=host_network,
+            log_directory=log_directory,
+            cgroup_parent="",
+            share_process_namespace=share_process_namespace,
+            hostname=hostname,
+            dns_config=dns_config,
+        )
+        handle = PodHandle(
+            name=name,
+            namespace=namespace,
+            uid=uid,
+            sandbox_id=sandbox_id,
+            sandbox_attempt=sandbox_attempt,
+            host_network=host_network,
+            log_directory=log_directory,
+            sandbox_config=config,
+            definitions={},
+            termination_grace_period=termination_grace_period,
+            share_process_namespace=share_process_namespace,
+        )
+        self.pods[sandbox_id] = handle
+        return handle
+
+    def create_container(
+        self, handle: PodHandle, definition: ContainerDef, attempt: int, image_id: str
+    ) -> ContainerInstance:
+        """CreateContainer only (no start); the instance is recorded on the handle."""
         (handle.log_directory / definition.name).mkdir(parents=True, exist_ok=True)
-        handle.errors.pop(definition.name, None)
-        try:
-            image = self.resolve_image(definition.image)
-            config = self._container_config(handle, definition, attempt, image.id)
-            created = self._call(
-                "CreateContainer",
-                api_pb2.CreateContainerRequest(
-                    pod_sandbox_id=handle.sandbox_id,
-                    config=config,
-                    sandbox_config=handle.sandbox_config,
-                ),
-            )
-        except CriCallFailed as exc:
-            handle.errors[definition.name] = str(exc)
-            return None
+        config = self._container_config(handle, definition, attempt, image_id)
+        created = self._call(
+            "CreateContainer",
+            api_pb2.CreateContainerRequest(
+                pod_sandbox_id=handle.sandbox_id,
+                config=config,
+                sandbox_config=handle.sandbox_config,
+            ),
+        )
         instance = ContainerInstance(
             name=definition.name,
             id=created.container_id,
             attempt=attempt,
             log_path=handle.log_directory / config.log_path,
         )
+        handle.definitions[definition.name] = definition
         handle.containers[definition.name] = instance
         handle.history.append(instance)
+        return instance
+
+    def start_container(self, container_id: str) -> None:
+        self._call("StartContainer", api_pb2.StartContainerRequest(container_id=container_id))
+
+    def stop_container(self, container_id: str, timeout: int = 0) -> None:
+        """StopContainer: the stop signal, then SIGKILL after ``timeout`` seconds."""
+        self._call(
+            "StopContainer",
+            api_pb2.StopContainerRequest(container_id=container_id, timeout=timeout),
+            timeout=self.timeout + timeout,
+        )
+
+    def remove_container(self, container_id: str) -> None:
+        self._call("RemoveContainer", api_pb2.RemoveContainerRequest(container_id=container_id))
+
+    def stop_sandbox(self, sandbox_id: str) -> None:
+        self._call("StopPodSandbox", api_pb2.StopPodSandboxRequest(pod_sandbox_id=sandbox_id))
+
+    def remove_sandbox(self, sandbox_id: str) -> None:
+        self._call("RemovePodSandbox", api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sandbox_id))
+        handle = self.pods.pop(sandbox_id, None)
+        if handle is not None:
+            handle.removed = True
+
+    def exec_sync(self, container_id: str, cmd: Sequence[str], timeout: int = 0) -> ExecResult:
+        """ExecSync; ``timeout`` is the runtime's, in whole seconds (0: none)."""
+        resp = self._call(
+            "ExecSync",
+            api_pb2.ExecSyncRequest(container_id=container_id, cmd=list(cmd), timeout=timeout),
+            timeout=self.timeout + timeout,
+        )
+        return ExecResult(int(resp.exit_code), bytes(resp.stdout), bytes(resp.stderr))
+
+    def list_sandboxes(self, labels: Mapping[str, str] | None = None) -> list[api_pb2.PodSandbox]:
+        resp = self._call(
+            "ListPodSandbox",
+            api_pb2.ListPodSandboxRequest(
+                filter=api_pb2.PodSandboxFilter(label_selector=dict(labels or {}))
+            ),
+        )
+        return list(resp.items)
+
+    def list_containers(self, labels: Mapping[str, str] | None = None) -> list[api_pb2.Container]:
+        resp = self._call(
+            "ListContainers",
+            api_pb2.ListContainersRequest(
+                filter=api_pb2.ContainerFilter(label_selector=dict(labels or {}))
+            ),
+        )
+        return list(resp.containers)
+
+    def _start_container(
+        self, handle: PodHandle, definition: ContainerDef, attempt: int
+    ) -> ContainerInstance | None:
+        handle.errors.pop(definition.name, None)
         try:
-            self._call("StartContainer", api_pb2.StartContainerRequest(container_id=instance.id))
+            image = self.resolve_image(definition.image)
+            instance = self.create_container(handle, definition, attempt, image.id)
+        except CriCallFailed as exc:
+            (handle.log_directory / definition.name).mkdir(parents=True, exist_ok=True)
+            handle.errors[definition.name] = str(exc)
+            return None
+        try:
+            self.start_container(instance.id)
         except CriCallFailed as exc:
             handle.errors[definition.name] = str(exc)
         return instance
