@@ -181,6 +181,11 @@ def required_permission(method: str, path: str) -> Permission | None:
     parts = [part for part in path.split("/") if part]
     if len(parts) >= 5 and parts[0] == "v1" and parts[1] == "pods" and parts[4] == "logs":
         return READ_LOGS
+    # Diagnoses quote the containers' last log lines as evidence.
+    if parts[:2] == ["v1", "diagnostics"] or (
+        len(parts) == 5 and parts[:2] == ["v1", "pods"] and parts[4] == "diagnosis"
+    ):
+        return READ_LOGS
     return READ
 
 

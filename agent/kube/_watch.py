@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -85,6 +86,8 @@ class PodCache:
     ) -> None:
         self._source = source
         self._events_cache = EventCache(source, events_ttl_seconds)
+        self._events_ttl = events_ttl_seconds
+        self._services: dict[str, tuple[float, frozenset[str]]] = {}
         self._selector = f"spec.nodeName={node_name}"
         self._watch_timeout = watch_timeout_seconds
         self._backoff_min = backoff_min
@@ -133,6 +136,19 @@ class PodCache:
     def events_for(self, namespace: str, uid: str) -> tuple[ApiEvent, ...]:
         """The pod's events (blocking, with a deadline; cached briefly)."""
         return self._events_cache.for_pod(namespace, uid)
+
+    def services_in(self, namespace: str) -> frozenset[str]:
+        """Names of the Services in a namespace (blocking, with a deadline; cached briefly)."""
+        now = time.monotonic()
+        hit = self._services.get(namespace)
+        if hit is not None and now - hit[0] < self._events_ttl:
+            return hit[1]
+        names = frozenset(
+            str(item.get("metadata", {}).get("name", ""))
+            for item in self._source.list_services(namespace)
+        )
+        self._services[namespace] = (now, names)
+        return names
 
     # --- lifecycle
 
@@ -285,6 +301,9 @@ class DisabledPodCache:
 
     def events_for(self, namespace: str, uid: str) -> tuple[ApiEvent, ...]:
         return ()
+
+    def services_in(self, namespace: str) -> frozenset[str] | None:
+        return None
 
     def start(self) -> DisabledPodCache:
         return self
