@@ -88,6 +88,17 @@ def _lab_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     walk.add_argument("--keep", action="store_true", help="leave the lab up until Ctrl-C")
 
 
+def _diagnose_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    diag = sub.add_parser(
+        "diagnose",
+        help="run the diagnosis rules on saved `kubectl get pod -o yaml` output, offline",
+        description="Prints JSON findings; see `podlens diagnose -h`.",
+    )
+    # Listed for the top-level help; main() hands the arguments to the
+    # diagnose command's own parser.
+    del diag
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="podlens", description="Node-level pod troubleshooting agent."
@@ -95,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     _lab_parser(sub)
+    _diagnose_parser(sub)
     return parser
 
 
@@ -134,8 +146,13 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["diagnose"]:
+        from agent.diagnose.offline import main as diagnose_main
+
+        return diagnose_main(args_list[1:])
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(args_list)
     try:
         if args.command == "serve":
             return _serve(args)

@@ -8,9 +8,12 @@ from datetime import UTC, datetime
 from agent.api.schemas import (
     ContainerDetail,
     ContainerItem,
+    FindingItem,
     HealRunItem,
     HealRunSummary,
+    NodeDiagnostics,
     NodeInfo,
+    PodDiagnosis,
     PodViewItem,
     ProcessLookup,
     ProcessTreeItem,
@@ -362,3 +365,37 @@ def run_detail(r: HealRunItem) -> str:
     )
     out += f"\nVerdict: {r.verdict or '(watching)'}\n"
     return out
+
+
+def _finding(f: FindingItem) -> str:
+    where = f"{f.namespace}/{f.pod}" + (f" [{f.container}]" if f.container else "")
+    out = f"{f.severity.upper():<8} {f.rule:<22} {where}\n  {f.summary}\n"
+    if f.cause:
+        out += f"  Cause: {f.cause}\n"
+    if f.evidence:
+        out += "  Evidence:\n"
+        for e in f.evidence:
+            value = e.value.replace("\n", "\n      ")
+            out += f"    - ({e.kind}) {e.label}: {value}\n"
+    if f.next_steps:
+        out += "  Next:\n" + "".join(f"    $ {step}\n" for step in f.next_steps)
+    return out
+
+
+def diagnosis(d: PodDiagnosis) -> str:
+    head = (
+        f"Pod {d.namespace}/{d.name}: {d.status}  READY {d.ready}  RESTARTS {d.restarts}"
+        f"  (api: {d.api})\n"
+    )
+    if not d.findings:
+        return head + "\nNo problems found.\n"
+    return head + "\n" + "\n".join(_finding(f) for f in d.findings)
+
+
+def diagnostics(d: NodeDiagnostics) -> str:
+    head = (
+        f"Node {d.node_name}: {d.pods_checked} pods checked, {d.pods_with_findings} with findings\n"
+    )
+    if not d.items:
+        return head + "\nNo problems found.\n"
+    return head + "\n" + "\n".join(_finding(f) for f in d.items)

@@ -539,3 +539,44 @@ class LogsItem(BaseModel):
     note: str | None
     tail: int
     lines: list[LogLineItem]
+
+
+# --------------------------------------------------------------------------
+# Diagnosis
+# --------------------------------------------------------------------------
+
+
+class EvidenceItem(BaseModel):
+    kind: str = Field(description="where the fact comes from: api, runtime, exit-code, log, ...")
+    label: str
+    value: str
+
+
+class FindingItem(BaseModel):
+    rule: str = Field(description="stable rule id, e.g. crashloop or init-waiting")
+    severity: Literal["critical", "error", "warning", "info"]
+    namespace: str
+    pod: str
+    container: str | None
+    summary: str
+    evidence: list[EvidenceItem]
+    cause: str
+    next_steps: list[str]
+    since: datetime | None
+
+
+class PodDiagnosis(BaseModel):
+    namespace: str
+    name: str
+    status: str
+    ready: str
+    restarts: str
+    api: str
+    findings: list[FindingItem]
+
+
+class NodeDiagnostics(BaseModel):
+    node_name: str
+    pods_checked: int
+    pods_with_findings: int
+    items: list[FindingItem] = Field(description="every finding on the node, most severe first")

@@ -2,6 +2,7 @@
 
 from agent.api.routes import (
     containers,
+    diagnosis,
     heal,
     health,
     logs,
@@ -18,6 +19,7 @@ ROUTERS = (
     node.router,
     pods.router,
     logs.router,
+    diagnosis.router,
     sandboxes.router,
     containers.router,
     processes.router,

@@ -1,0 +1,125 @@
+"""Why pods are stuck or crashing: the rules over evidence gathered on the node."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import PlainTextResponse
+
+from agent import evidence
+from agent.api import render
+from agent.api.deps import NodeDep, OutputDep, PodsDep, SnapshotDep
+from agent.api.routes._common import DNS1123_LABEL, DNS1123_SUBDOMAIN, respond
+from agent.api.schemas import (
+    ErrorBody,
+    EvidenceItem,
+    FindingItem,
+    NodeDiagnostics,
+    PodDiagnosis,
+)
+from agent.diagnose import Finding, diagnose
+from agent.errors import NotFound
+from agent.logs import LastWords
+from agent.podview import PodView, build_pod_view, build_pod_views
+
+router = APIRouter(tags=["diagnosis"])
+
+_SEVERITY_ORDER = {"critical": 0, "error": 1, "warning": 2, "info": 3}
+
+
+def finding_item(view: PodView, f: Finding) -> FindingItem:
+    return FindingItem(
+        rule=f.rule,
+        severity=f.severity,
+        namespace=view.namespace,
+        pod=view.name,
+        container=f.container,
+        summary=f.summary,
+        evidence=[EvidenceItem(kind=e.kind, label=e.label, value=e.value) for e in f.evidence],
+        cause=f.cause,
+        next_steps=list(f.next_steps),
+        since=f.since,
+    )
+
+
+@router.get(
+    "/v1/pods/{namespace}/{name}/diagnosis",
+    response_model=PodDiagnosis,
+    responses={404: {"model": ErrorBody}, 503: {"model": ErrorBody}},
+)
+async def pod_diagnosis(
+    request: Request,
+    node: NodeDep,
+    pods: PodsDep,
+    snap: SnapshotDep,
+    fmt: OutputDep,
+    namespace: Annotated[str, Path(max_length=63, pattern=DNS1123_LABEL)],
+    name: Annotated[str, Path(max_length=253, pattern=DNS1123_SUBDOMAIN)],
+) -> PodDiagnosis | PlainTextResponse:
+    now = datetime.now(UTC)
+    view = build_pod_view(
+        pods.pods,
+        snap.sandboxes,
+        snap.containers,
+        namespace=namespace,
+        name=name,
+        node_name=node.settings.node_name,
+        api_synced=pods.health.state == "ok",
+        now=now,
+    )
+    if view is None:
+        raise NotFound(f"no pod {namespace}/{name} on this node", namespace=namespace, name=name)
+    last_words: LastWords = request.app.state.last_words
+    facts = await evidence.gather(view, pods, node.client, node.settings, last_words, now)
+    body = PodDiagnosis(
+        namespace=view.namespace,
+        name=view.name,
+        status=view.status,
+        ready=view.ready,
+        restarts=view.restarts,
+        api=pods.health.describe(),
+        findings=[finding_item(view, f) for f in diagnose(facts)],
+    )
+    return respond(fmt, body, render.diagnosis)
+
+
+@router.get(
+    "/v1/diagnostics", response_model=NodeDiagnostics, responses={503: {"model": ErrorBody}}
+)
+async def node_diagnostics(
+    request: Request,
+    node: NodeDep,
+    pods: PodsDep,
+    snap: SnapshotDep,
+    fmt: OutputDep,
+) -> NodeDiagnostics | PlainTextResponse:
+    now = datetime.now(UTC)
+    views = build_pod_views(
+        pods.pods,
+        snap.sandboxes,
+        snap.containers,
+        node_name=node.settings.node_name,
+        api_synced=pods.health.state == "ok",
+        now=now,
+    )
+    # Healthy pods have nothing to find; gathering evidence for them is wasted I/O.
+    candidates = [v for v in views if evidence.needs_attention(v)]
+    last_words: LastWords = request.app.state.last_words
+    inputs = await evidence.gather_many(
+        candidates, pods, node.client, node.settings, last_words, now
+    )
+    items = [
+        finding_item(view, f)
+        for view, facts in zip(candidates, inputs, strict=True)
+        for f in diagnose(facts)
+    ]
+    items.sort(key=lambda f: (_SEVERITY_ORDER[f.severity], f.namespace, f.pod))
+    body = NodeDiagnostics(
+        node_name=node.settings.node_name,
+        pods_checked=len(views),
+        pods_with_findings=len({(f.namespace, f.pod) for f in items}),
+        items=items,
+    )
+    return respond(fmt, body, render.diagnostics)

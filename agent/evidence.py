@@ -1,0 +1,222 @@
+"""Gathering what the diagnosis rules look at, from the node and the API server.
+
+The rules in ``agent.diagnose`` are pure; this module does their I/O: the
+pod's events and its namespace's Services (API server, cached briefly), the
+last log lines of the containers that need attention (CRI log files, or what
+was kept at their exit), whether the node holds an image that fails to pull
+(CRI ImageStatus), which ports listen inside the pod's network namespace,
+and the cgroup's OOM kill count. Every fact that cannot be had stays
+``None`` ("unknown"), never a guess; a failing source never fails the
+diagnosis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from agent import host
+from agent.cri import CriClient
+from agent.diagnose import ContainerLogs, DiagnosisInput
+from agent.errors import AgentError
+from agent.kube import PodCacheLike
+from agent.kubemodel import ApiEvent
+from agent.logs import LastWords, previous_log_path, tail
+from agent.model import Container, ContainerState
+from agent.podview import ContainerView, PodView
+from agent.settings import Settings
+
+log = logging.getLogger(__name__)
+
+LOG_LINES = 10
+_IMAGE_REASONS = {"ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName"}
+_QUIET_STATUSES = frozenset({"Running", "Completed", "Succeeded"})
+
+
+def needs_attention(view: PodView) -> bool:
+    """Worth diagnosing: a status kubectl would flag, not all ready, or a mismatch."""
+    if view.mismatches or view.status not in _QUIET_STATUSES:
+        return True
+    if view.status == "Running" and "/" in view.ready:
+        ready, total = view.ready.split("/", 1)
+        if ready != total:
+            return True
+    return any(c.restart_count > 0 and c.state != "running" for c in view.containers)
+
+
+def _container_needs_logs(c: ContainerView) -> bool:
+    if c.state != "running" or c.ready is False or c.restart_count > 0:
+        return True
+    return c.role is not None and c.role.value == "init"
+
+
+def _tail_text(path: Path, lines: int) -> tuple[str, ...]:
+    with contextlib.suppress(AgentError, OSError):
+        return tuple(line.text for line in tail(path, lines).lines)
+    return ()
+
+
+def _logs_for(c: ContainerView, uid: str, last_words: LastWords) -> ContainerLogs:
+    current: Container | None = c.current
+    now_lines: tuple[str, ...] = ()
+    source = ""
+    if current is not None and current.log_path:
+        now_lines = _tail_text(Path(current.log_path), LOG_LINES)
+        source = current.log_path
+    before: tuple[str, ...] = ()
+    before_attempt: int | None = None
+    older = c.attempts[0] if c.attempts else None
+    if older is not None:
+        before_attempt = older.attempt
+        if older.log_path:
+            before = _tail_text(Path(older.log_path), LOG_LINES)
+    elif current is not None and current.attempt > 0 and current.log_path:
+        before_attempt = current.attempt - 1
+        with contextlib.suppress(AgentError):
+            path = previous_log_path(Path(current.log_path), current.attempt)
+            if path is not None:
+                before = _tail_text(path, LOG_LINES)
+    if not before and before_attempt is not None:
+        kept = last_words.recall(uid, c.name, before_attempt)
+        if kept is not None:
+            before = tuple(line.text for line in kept.lines[-LOG_LINES:])
+    return ContainerLogs(now_lines, before, before_attempt, source)
+
+
+def _listening(view: PodView, proc_root: Path) -> dict[int, bool] | None:
+    pod = view.pod
+    declared = {
+        port.container_port
+        for spec in ((pod.init_containers + pod.containers) if pod else ())
+        for port in spec.ports
+        if port.protocol.upper() == "TCP"
+    }
+    if not declared:
+        return None
+    sandbox = view.current_sandbox
+    pids = [sandbox.pause_pid] if sandbox is not None and sandbox.pause_pid else []
+    pids += [c.pid for c in view.containers if c.pid is not None]
+    for pid in pids:
+        try:
+            ports = host.listening_tcp_ports(pid, proc_root)
+        except AgentError:
+            continue
+        answer = {port: port in ports for port in declared}
+        answer.update({port: True for port in ports})
+        return answer
+    return None
+
+
+def _oom_kills(view: PodView, proc_root: Path) -> dict[str, int] | None:
+    counts: dict[str, int] = {}
+    for c in view.containers:
+        if c.pid is None or c.current is None or c.current.state != ContainerState.RUNNING:
+            continue
+        with contextlib.suppress(AgentError, OSError):
+            count = host.oom_kill_count(c.pid, proc_root)
+            if count is not None:
+                counts[c.name] = count
+    return counts or None
+
+
+def _gather_sync(
+    view: PodView,
+    pods: PodCacheLike,
+    settings: Settings,
+    last_words: LastWords,
+) -> tuple[
+    tuple[ApiEvent, ...],
+    frozenset[str] | None,
+    dict[str, ContainerLogs],
+    dict[int, bool] | None,
+    dict[str, int] | None,
+]:
+    events: tuple[ApiEvent, ...] = ()
+    services: frozenset[str] | None = None
+    api_ok = pods.health.state == "ok"
+    if view.api_known and api_ok:
+        try:
+            events = pods.events_for(view.namespace, view.uid)
+        except AgentError as exc:
+            log.info("events of %s/%s unavailable: %s", view.namespace, view.name, exc.message)
+        pod = view.pod
+        if pod is not None and pod.init_containers:
+            with contextlib.suppress(AgentError):
+                services = pods.services_in(view.namespace)
+    uid = view.runtime_uid or view.uid
+    logs = {
+        c.name: _logs_for(c, uid, last_words) for c in view.containers if _container_needs_logs(c)
+    }
+    return (
+        events,
+        services,
+        logs,
+        _listening(view, settings.proc_root),
+        _oom_kills(view, settings.proc_root),
+    )
+
+
+async def _images_present(view: PodView, client: CriClient | None) -> dict[str, bool] | None:
+    if client is None:
+        return None
+    wanted = {
+        c.spec.image
+        for c in view.containers
+        if c.spec is not None
+        and c.spec.image
+        and c.api_status is not None
+        and c.api_status.state.kind == "waiting"
+        and c.api_status.state.reason in _IMAGE_REASONS
+    }
+    if not wanted:
+        return None
+    answer: dict[str, bool] = {}
+    for image in sorted(wanted):
+        with contextlib.suppress(AgentError):
+            answer[image] = await client.image_present(image)
+    return answer or None
+
+
+async def gather(
+    view: PodView,
+    pods: PodCacheLike,
+    client: CriClient | None,
+    settings: Settings,
+    last_words: LastWords,
+    now: datetime,
+) -> DiagnosisInput:
+    facts, images = await asyncio.gather(
+        asyncio.to_thread(_gather_sync, view, pods, settings, last_words),
+        _images_present(view, client),
+    )
+    events, services, logs, listening, oom_kills = facts
+    return DiagnosisInput(
+        pod=view.pod,
+        view=view,
+        events=events,
+        logs=logs,
+        services=services,
+        images_present=images,
+        listening=listening,
+        oom_kills=oom_kills,
+        node_name=settings.node_name,
+        now=now,
+        api_available=pods.health.state == "ok",
+    )
+
+
+async def gather_many(
+    views: Sequence[PodView],
+    pods: PodCacheLike,
+    client: CriClient | None,
+    settings: Settings,
+    last_words: LastWords,
+    now: datetime,
+) -> list[DiagnosisInput]:
+    return list(
+        await asyncio.gather(*(gather(v, pods, client, settings, last_words, now) for v in views))
+    )
