@@ -1,227 +1,327 @@
-"""The lab walkthrough: a private containerd, a few pods, the agent, and what it sees.
+"""The lab walkthrough: the lab node, the CKAD exercises, and what the agent sees.
 
-Every step prints the ``curl`` a person would type and the agent's answer, so
-the output reads as a lesson: sandboxes and their pause processes, the
-containers and their host PIDs, one network namespace per pod, a process
-traced back to its pod, and a killed container seen exiting with 137.
+It brings the lab node up, applies every exercise through the lab API
+server (the lab kubelet runs them over CRI as kubelet does), waits until
+each pod shows the STATUS ``kubectl get pods`` would print, and then asks
+the agent, printing each ``curl`` and its answer: the node, the pods, the
+sandboxes with their pause processes, one pod's containers sharing the
+pause process's network namespace, a sidecar reading nginx's access log
+through a shared volume, a stuck init container and a crash loop. The lab
+is taken down at the end unless ``keep`` is set.
 """
 
 from __future__ import annotations
 
-import contextlib
+import json
 import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
+import urllib.error
+import urllib.request
 from pathlib import Path
+from typing import Any
 
-import httpx
-
-from agent.lab.containerd import PrivateContainerd
-from agent.lab.cri_pods import ContainerDef, CriPodDriver
 from agent.lab.errors import LabError
-from agent.lab.images import BUSYBOX_IMAGE, build_images, default_cache_dir
-
-SERVE_HELLO = "mkdir -p /www && echo hello > /www/index.html && httpd -f -p 8080 -h /www"
-POLL_LOCALHOST = "while true; do wget -qO- http://localhost:8080/; sleep 2; done"
+from agent.lab.exercises import EXERCISES, Exercise
+from agent.lab.node import (
+    DEFAULT_LAB_DIR,
+    LAB_DIR_ENV,
+    LabNode,
+    PodRow,
+)
+from agent.lab.node import (
+    preflight as node_preflight,
+)
 
 BOLD = "\033[1m" if sys.stdout.isatty() else ""
 RESET = "\033[0m" if sys.stdout.isatty() else ""
+
+# Run inside the pod's network namespace, as `curl -s localhost` would be.
+FETCH = (
+    "import urllib.request as u; r = u.urlopen('http://localhost/', timeout=5); "
+    "b = r.read().decode(); print(r.status, b[b.find('<title>'):b.find('</title>') + 8])"
+)
+SETTLE_TIMEOUT = 90.0
+
+
+def lab_dir() -> Path:
+    return Path(os.environ.get(LAB_DIR_ENV) or DEFAULT_LAB_DIR)
 
 
 def say(text: str) -> None:
     print(f"\n{BOLD}== {text}{RESET}", flush=True)
 
 
-def show(http: httpx.Client, path: str, *, text: bool = True) -> httpx.Response:
-    suffix = "?output=text" if text and "?" not in path else ("&output=text" if text else "")
-    print(f"$ curl -s {http.base_url}{path}{suffix}", flush=True)
-    response = http.get(path + suffix)
-    print(response.text.rstrip() if text else response.text[:2000], flush=True)
-    return response
+def note(text: str) -> None:
+    for line in text.strip("\n").splitlines():
+        print(f"   {line}", flush=True)
 
 
-@contextlib.contextmanager
-def agent_process(endpoint: str, port: int, log_path: Path) -> Iterator[httpx.Client]:
-    command = [
-        sys.executable,
-        "-m",
-        "agent",
-        "serve",
-        "--cri-endpoint",
-        endpoint,
-        "--port",
-        str(port),
-        "--node-name",
-        "lab-node",
-    ]
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+def _get(url: str, *, text: bool) -> tuple[int, str]:
+    request = urllib.request.Request(url, headers={"Accept": "text/plain" if text else "*/*"})
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            if proc.poll() is not None:
-                raise LabError(
-                    f"the agent exited with {proc.returncode}; see {log_path}:\n"
-                    + log_path.read_text()[-2000:]
+        with urllib.request.urlopen(request, timeout=15) as response:
+            return int(response.status), response.read().decode(errors="replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace")
+    except OSError as exc:
+        raise LabError(f"the agent did not answer {url}: {exc}") from exc
+
+
+def show(base: str, path: str) -> str:
+    """Print the curl a person would type and the agent's text answer."""
+    sep = "&" if "?" in path else "?"
+    url = f"{base}{path}{sep}output=text"
+    print(f"$ curl -s '{url}'", flush=True)
+    code, body = _get(url, text=True)
+    print(body.rstrip(), flush=True)
+    if code != 200:
+        raise LabError(f"the agent answered {code} to {path}")
+    return body
+
+
+def fetch_json(base: str, path: str) -> Any:
+    code, body = _get(base + path, text=False)
+    if code != 200:
+        raise LabError(f"the agent answered {code} to {path}: {body[:300]}")
+    return json.loads(body)
+
+
+def _netns(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/net")
+    except OSError:
+        return "(gone)"
+
+
+def _tail(path: str, lines: int) -> list[str]:
+    try:
+        return Path(path).read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return []
+
+
+def _table(rows: list[PodRow]) -> str:
+    header = ("NAME", "READY", "STATUS", "RESTARTS", "AGE")
+    cells = [header, *((r.name, r.ready, r.status, r.restarts, r.age) for r in rows)]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
+    return "\n".join(
+        "   ".join(c[i].ljust(widths[i]) for i in range(len(header))).rstrip() for c in cells
+    )
+
+
+def wait_settled(lab: LabNode, exercises: tuple[Exercise, ...]) -> dict[str, float]:
+    """Wait until every exercise shows its expected STATUS and READY; seconds for each."""
+    pending = {e.name: e for e in exercises}
+    start = time.monotonic()
+    reached: dict[str, float] = {}
+    while pending:
+        for row in lab.pods():
+            e = pending.get(row.name)
+            if (
+                e is not None
+                and row.namespace == "default"
+                and (row.status, row.ready)
+                == (
+                    e.status,
+                    e.ready,
                 )
-            with contextlib.suppress(httpx.TransportError):
-                if http.get("/readyz").status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise LabError(f"the agent did not become ready in 20s; see {log_path}")
-            time.sleep(0.1)
-        yield http
-    finally:
-        http.close()
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+            ):
+                reached[e.name] = time.monotonic() - start
+                del pending[e.name]
+        if pending and time.monotonic() - start > SETTLE_TIMEOUT:
+            rows = {r.name: r for r in lab.pods()}
+            late = ", ".join(
+                f"{n} is {rows[n].status} {rows[n].ready} (wanted {e.status} {e.ready})"
+                if n in rows
+                else f"{n} is missing"
+                for n, e in pending.items()
+            )
+            raise LabError(f"pods did not settle within {SETTLE_TIMEOUT:.0f}s: {late}")
+        time.sleep(0.1)
+    return reached
 
 
-def _wait(predicate: object, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if callable(predicate) and predicate():
-            return
-        time.sleep(0.05)
-    raise LabError("the lab did not reach the expected state in time")
+def _container(pod: dict[str, Any], name: str) -> dict[str, Any]:
+    for c in pod.get("containers") or []:
+        if c.get("name") == name:
+            return dict(c)
+    raise LabError(f"pod {pod.get('name')} has no container {name} in the agent's view")
 
 
 def run(port: int = 8470, keep: bool = False) -> int:
-    base = Path(tempfile.mkdtemp(prefix="podlens-lab-"))
-    say("Building the lab images from this machine's packages (pause, busybox)")
-    images = build_images(default_cache_dir())
-    for image in images:
-        print(f"  {image.ref}  {'(cached)' if image.cached else ''}")
-
-    say("Starting a private containerd (its own socket, state and pod network)")
-    containerd = PrivateContainerd(base / "containerd", images)
-    containerd.start()
-    print(
-        f"  endpoint {containerd.endpoint}  pid {containerd.pid}  bridge {containerd.bridge_name}"
-    )
-    driver = CriPodDriver(containerd.endpoint, base / "pods")
+    directory = lab_dir()
+    lab = LabNode(directory, port=port, progress=note)
+    say("Bringing the lab node up: images, containerd, an API server, a kubelet, the agent")
+    print(f"$ python -m agent lab up --port {port}", flush=True)
+    report = lab.up()
+    parts = ", ".join(f"{k} {v:.1f}s" for k, v in report.timings.items())
+    note(f"lab up in {report.total:.1f}s ({parts})")
+    state = report.state
+    base = state.agent_url
     try:
-        say("Running pods through CRI the way kubelet does (labels, attempts, log paths)")
-        web = driver.run_pod(
-            "web",
-            "shop",
-            labels={"app": "web"},
-            containers=[
-                ContainerDef(
-                    "app",
-                    BUSYBOX_IMAGE,
-                    command=["sh", "-c", SERVE_HELLO],
-                ),
-                ContainerDef(
-                    "poller",
-                    BUSYBOX_IMAGE,
-                    command=["sh", "-c", POLL_LOCALHOST],
-                ),
-            ],
-        )
-        driver.run_pod(
-            "node-exporter",
-            "monitoring",
-            host_network=True,
-            containers=[ContainerDef("exporter", BUSYBOX_IMAGE, command=["sleep", "3600"])],
-        )
-        for pod in ("shop/web (app + poller)", "monitoring/node-exporter (host network)"):
-            print(f"  {pod}")
-
-        with agent_process(containerd.endpoint, port, base / "agent.log") as http:
-            say("What node is this? Which runtime, which CRI API, how does the agent keep up?")
-            show(http, "/v1/node")
-
-            say("Pod sandboxes: one per pod, each held open by a pause process")
-            show(http, "/v1/sandboxes")
-
-            say("Containers and their host PIDs")
-            show(http, "/v1/containers")
-
-            app_id = web.container_id("app")
-            say("One container up close: its process tree, namespaces and mounts")
-            show(http, f"/v1/containers/{app_id[:12]}")
-
-            sandbox = http.get(f"/v1/sandboxes/{web.sandbox_id}").json()
-            app = http.get(f"/v1/containers/{app_id}").json()
-            poller = http.get(f"/v1/containers/{web.container_id('poller')}").json()
-            pause_ns = os.readlink(f"/proc/{sandbox['pause_pid']}/ns/net")
-            say("The containers of a pod share the pause process's network namespace")
-            for who, pid in (
-                ("pause", sandbox["pause_pid"]),
-                ("app", app["pid"]),
-                ("poller", poller["pid"]),
-            ):
-                print(f"  {who:<7} pid {pid:<7} {os.readlink(f'/proc/{pid}/ns/net')}")
-            print(
-                f"  -> the poller reaches the app on localhost:8080 because both are in {pause_ns}"
+        _lesson(lab, base)
+        if keep:
+            say("The lab stays up")
+            note(
+                f"agent {base}, API server {state.api_server_url}, CRI {state.cri_endpoint}\n"
+                "python -m agent lab status      # endpoints, components, pods\n"
+                "python -m agent lab apply -f FILE\n"
+                "python -m agent lab down        # stops everything and removes the lab"
             )
-
-            say("Which pod does a PID belong to? (any process in a container's tree)")
-            show(http, f"/v1/processes/{poller['pid']}")
-
-            say("Kill the poller's process as `kill -9` on the node would, and watch the agent")
-            print(f"$ kill -9 {poller['pid']}")
-            killed_at = time.monotonic()
-            os.kill(poller["pid"], signal.SIGKILL)
-
-            def exited() -> bool:
-                state = http.get(f"/v1/containers/{poller['id']}").json()["state"]
-                return bool(state == "exited")
-
-            _wait(exited)
-            print(f"  the agent saw the exit after {(time.monotonic() - killed_at) * 1000:.0f} ms")
-            show(http, "/v1/containers?pod=web&name=poller")
-
-            say("The kubelet's part: a new container for the same name, attempt + 1")
-            new = driver.restart_container(web, "poller")
-            _wait(lambda: http.get(f"/v1/containers/{new.id}").json().get("state") == "running")
-            show(http, "/v1/containers?pod=web")
-            print(
-                "\nThe dead attempt stays listed (exit code 137, reason Error) next to the new one,"
-                "\nas kubelet keeps one dead instance per container."
-            )
-            if keep:
-                say(f"Leaving the lab up: agent on {http.base_url} (Ctrl-C to tear down)")
-                with contextlib.suppress(KeyboardInterrupt):
-                    while True:
-                        time.sleep(3600)
     finally:
-        say("Tearing down: pods, containerd, bridge, state directories")
-        driver.close()
-        containerd.stop()
-        leftovers = containerd.leftovers()
-        shutil.rmtree(base, ignore_errors=True)
-        print("  nothing left behind" if not any(leftovers.values()) else f"  left: {leftovers}")
+        if not keep:
+            say("Taking the lab down: agent, kubelet, API server, sandboxes, containerd, bridge")
+            print("$ python -m agent lab down", flush=True)
+            lab.down()
+            note(f"nothing left behind: processes stopped, {directory} removed")
     return 0
 
 
+def _lesson(lab: LabNode, base: str) -> None:
+    say("Applying the exercises (CKAD multi-container pods, plus two failures)")
+    for e in EXERCISES:
+        rel = f"agent/lab/exercises/{e.path.name}"
+        print(f"$ python -m agent lab apply -f {rel}", flush=True)
+        for line in lab.apply(e.text(), source=rel):
+            note(line)
+
+    say("Waiting until each pod shows what `kubectl get pods` would print")
+    reached = wait_settled(lab, EXERCISES)
+    rows = [r for r in lab.pods() if r.namespace == "default"]
+    print(_table(rows), flush=True)
+    slowest = max(reached, key=lambda n: reached[n])
+    note(f"all {len(reached)} settled; the last, {slowest}, after {reached[slowest]:.1f}s")
+
+    say("What node is this? Which runtime, which CRI API, is the API server watched?")
+    show(base, "/v1/node")
+
+    say("The pods, joined from the API server and the runtime (kubectl's STATUS/READY/RESTARTS)")
+    show(base, "/v1/pods")
+
+    say("Pod sandboxes: one per pod, each held open by a pause process")
+    show(base, "/v1/sandboxes")
+
+    _shared_namespace(base)
+    _sidecar_reads_access_log(base)
+    _stuck_init(base)
+    _crash_loop(base)
+
+    say("Where the lab differs from a cluster")
+    note(
+        "- No cluster DNS and no Services: init-demo's `nslookup myservice` never succeeds,\n"
+        "  so it waits at Init:0/2 forever, as it would on a cluster with no such Service.\n"
+        "- One node, no scheduler: `lab apply` binds each pod to lab-node itself.\n"
+        "- Images are built from this machine's packages (busybox, nginx); nothing is pulled.\n"
+        "- The pod network is a bridge with no route from the host: requests to a pod go\n"
+        "  through its own network namespace (nsenter), as `kubectl exec ... curl` would."
+    )
+
+
+def _shared_namespace(base: str) -> None:
+    name = "nginx-with-sidecar"
+    say(f"One pod up close: {name}, two containers in the pause process's namespaces")
+    show(base, f"/v1/pods/default/{name}")
+    pod = fetch_json(base, f"/v1/pods/default/{name}")
+    sandbox = pod["sandboxes"][0]
+    pause_pid = sandbox["pause_pid"]
+    containers = [_container(pod, cname) for cname in ("nginx", "sidecar")]
+    paths = " ".join(f"/proc/{pid}/ns/net" for pid in [pause_pid, *(c["pid"] for c in containers)])
+    print(f"\n$ readlink {paths}", flush=True)
+    note(f"pause    pid {pause_pid:<7} {_netns(pause_pid)}")
+    for c in containers:
+        shared = ", ".join(k for k, v in (c.get("shares_with_pause") or {}).items() if v)
+        note(f"{c['name']:<8} pid {c['pid']:<7} {_netns(c['pid'])}   shares with pause: {shared}")
+    note(
+        f"-> both containers answer on the same localhost and the same pod IP ({sandbox.get('ip')})"
+    )
+
+
+def _sidecar_reads_access_log(base: str) -> None:
+    name = "nginx-with-sidecar"
+    say("The sidecar reads nginx's access log through the shared emptyDir")
+    pod = fetch_json(base, f"/v1/pods/default/{name}")
+    pause_pid = pod["sandboxes"][0]["pause_pid"]
+    command = ["nsenter", f"--net=/proc/{pause_pid}/ns/net", sys.executable, "-c", FETCH]
+    print(
+        f"$ nsenter --net=/proc/{pause_pid}/ns/net curl -s localhost   # nginx, inside the pod",
+        flush=True,
+    )
+    answer = ""
+    deadline = time.monotonic() + 10
+    while not answer:
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=20, check=False)
+        if proc.returncode == 0:
+            answer = proc.stdout.strip()
+        elif time.monotonic() > deadline:
+            raise LabError(f"nginx in {name} did not answer: {proc.stderr.strip()[-300:]}")
+        else:
+            time.sleep(0.2)
+    note(answer)
+
+    sidecar = _container(pod, "sidecar")
+    detail = fetch_json(base, f"/v1/containers/{sidecar['id']}")
+    log_path = detail["log_path"]
+    print(f"$ curl -s {base}/v1/containers/{sidecar['id'][:12]}   # its log_path", flush=True)
+    note(f'"log_path": "{log_path}"')
+    lines: list[str] = []
+    deadline = time.monotonic() + 10
+    while not any("GET / " in line for line in lines):
+        if time.monotonic() > deadline:
+            raise LabError(f"the access line did not reach the sidecar's log {log_path}")
+        time.sleep(0.1)
+        lines = _tail(log_path, 3)
+    print(f"$ tail -n 3 {log_path}", flush=True)
+    for line in lines:
+        note(line)
+    note(
+        "-> nginx wrote /var/log/nginx/access.log into the emptyDir; the sidecar's tail -F\n"
+        "   printed it on its stdout, which the runtime keeps in the CRI log file above."
+    )
+
+
+def _stuck_init(base: str) -> None:
+    name = "init-demo"
+    say(f"A stuck init container: {name} waits for a Service name that never resolves")
+    show(base, f"/v1/pods/default/{name}")
+    pod = fetch_json(base, f"/v1/pods/default/{name}")
+    wait = _container(pod, "init-wait")
+    if wait.get("id"):
+        detail = fetch_json(base, f"/v1/containers/{wait['id']}")
+        print(f"$ tail -n 4 {detail['log_path']}", flush=True)
+        for line in _tail(detail["log_path"], 4):
+            note(line)
+    note(
+        "-> init-wait still runs (no restarts: it never exits), so init-setup and main\n"
+        "   were never created and the pod stays Init:0/2. On a cluster, creating the\n"
+        "   Service (kubectl create svc clusterip myservice --tcp=80:80) would unblock it."
+    )
+
+
+def _crash_loop(base: str) -> None:
+    for name, cname in (("crashloop-demo", "app"), ("init-fail-demo", "migrate")):
+        say(f"A crash loop: {name} ({cname} exits 1, kubelet restarts it after a back-off)")
+        show(base, f"/v1/pods/default/{name}")
+        attempts = fetch_json(base, f"/v1/containers?pod={name}&name={cname}")["items"]
+        exited = [c for c in attempts if c["state"] == "exited"]
+        if exited:
+            newest = max(exited, key=lambda c: c["attempt"])
+            print(
+                f"$ cat {newest['log_path']}   # attempt {newest['attempt']}, exit "
+                f"{newest['exit_code']} ({newest['reason']})",
+                flush=True,
+            )
+            for line in _tail(newest["log_path"], 3):
+                note(line)
+
+
 def preflight(port: int) -> None:
-    """Say clearly what stops the lab from running, before starting anything."""
-    if os.geteuid() != 0:
-        raise LabError("the lab needs root (it starts containerd, runc and a pod network)")
-    for tool, package in (
-        ("containerd", "containerd"),
-        ("runc", "runc"),
-        ("gcc", "gcc"),
-        ("busybox", "busybox-static"),
-    ):
-        if shutil.which(tool) is None and not Path(f"/bin/{tool}").exists():
-            raise LabError(f"{tool} is missing: apt-get install -y {package}")
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            raise LabError(
-                f"port {port} on 127.0.0.1 is in use; pick another with --port"
-            ) from None
+    """Say clearly what stops the walkthrough from running, before starting anything."""
+    lab = LabNode(lab_dir(), port=port)
+    if lab.load_state() is not None:
+        raise LabError(
+            f"a lab is already up in {lab.lab_dir}; see `python -m agent lab status`, "
+            "or take it down first with `python -m agent lab down`"
+        )
+    node_preflight(port)
