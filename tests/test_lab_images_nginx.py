@@ -29,6 +29,7 @@ from agent.lab.images import (
     nginx_recipe,
 )
 from cri_proto import api_pb2
+from tests.conftest import lab_unavailable
 
 pytestmark = pytest.mark.containerd
 
@@ -45,7 +46,8 @@ def nginx_image(containerd: PrivateContainerd) -> ImageTar:
     try:
         image = build_image(nginx_recipe(), Path(cache) if cache else default_cache_dir())
     except LabError as exc:
-        pytest.fail(f"the nginx image could not be built: {exc}", pytrace=False)
+        lab_unavailable(f"the nginx image could not be built: {exc}")
+        raise
     import_images(containerd.address, [image])
     return image
 
