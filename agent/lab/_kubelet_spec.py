@@ -388,7 +388,9 @@ class _Reader:
         self.refused_volumes: set[str] = set()
 
     def no(self, path: str, why: str) -> None:
-        self.found.append(Unsupported(path, why))
+        # One reason per field: the first is the most specific.
+        if all(u.field != path for u in self.found):
+            self.found.append(Unsupported(path, why))
 
     # -- typed getters: a wrong type is recorded and the default returned --
 
