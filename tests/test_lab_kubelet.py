@@ -11,10 +11,13 @@ runtime through CRI. One kubelet serves the module with its clocks sped up
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +31,13 @@ from agent.lab.apiserver import FakeApiServer
 from agent.lab.containerd import PrivateContainerd
 from agent.lab.cri_pods import LABEL_POD_UID, CriPodDriver
 from agent.lab.errors import CriCallFailed
-from agent.lab.kubelet import LabKubelet, ManifestError, read_pod, unsupported_fields
+from agent.lab.kubelet import (
+    LAB_HOST_PATH_PREFIX,
+    LabKubelet,
+    ManifestError,
+    read_pod,
+    unsupported_fields,
+)
 from agent.podstatus import PodStatusStrings, status_strings
 from cri_proto import api_pb2
 
@@ -459,7 +468,15 @@ def test_crash_loop_restarts_with_kubelets_backoff(
     assert status["restartCount"] >= 4
     assert status["lastState"]["terminated"]["exitCode"] == 1
     assert status["lastState"]["terminated"]["reason"] == "Error"
-    assert "BackOff" in reasons(api, ns, "spec.containers{c}")
+    # Repeats are one event with a count, as client-go's correlator folds them.
+    backoffs = [e for e in events(api, ns) if e["reason"] == "BackOff"]
+    assert len(backoffs) == 1
+    assert backoffs[0]["count"] >= 2
+    assert backoffs[0]["type"] == "Warning"
+    assert backoffs[0]["lastTimestamp"] >= backoffs[0]["firstTimestamp"]
+    started = [e for e in events(api, ns) if e["reason"] == "Started"]
+    assert len(started) == 1
+    assert started[0]["count"] >= 5
 
 
 @pytest.mark.containerd
@@ -889,9 +906,13 @@ def test_deletion_removes_containers_sandbox_volumes_and_logs(
         api,
         ns,
         "doomed",
-        [container("a", volumeMounts=[{"name": "v", "mountPath": "/v"}]), container("b")],
+        [
+            # PID 1 without a handler ignores SIGTERM: it waits for the SIGKILL.
+            container("a", volumeMounts=[{"name": "v", "mountPath": "/v"}]),
+            container("b", ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]),
+        ],
         volumes=[{"name": "v", "emptyDir": {}}],
-        terminationGracePeriodSeconds=2,
+        terminationGracePeriodSeconds=20,
     )
     uid = pod["metadata"]["uid"]
     wait_for("running", lambda: strings(api, ns, "doomed").ready == "2/2")
@@ -902,8 +923,15 @@ def test_deletion_removes_containers_sandbox_volumes_and_logs(
     assert len(links) == 2
 
     api.delete("pod", ns, "doomed")
+    deleted_at = time.monotonic()
 
     wait_for("sandbox gone", lambda: not sandboxes(cri_driver, uid), timeout=10)
+    # SIGKILL only after the scaled grace period (20 s x 0.05 = 1 s).
+    assert time.monotonic() - deleted_at >= 20 * SCALE - 0.05
+    killing = {
+        e["involvedObject"]["fieldPath"]: e for e in events(api, ns) if e["reason"] == "Killing"
+    }
+    assert killing["spec.containers{a}"]["message"] == "Stopping container a"
     wait_for("worker gone", lambda: uid not in kubelet.pod_uids)
     assert cri_driver.list_containers({LABEL_POD_UID: uid}) == []
     assert not kubelet.pod_dir(uid).exists()
@@ -967,6 +995,131 @@ def test_a_restarted_kubelet_adopts_its_running_pods(
         wait_for("removed by the new kubelet", lambda: not sandboxes(cri_driver, uid))
     finally:
         second.stop()
+
+
+@pytest.mark.containerd
+def test_host_network_and_memory_limit(
+    api: FakeApiServer, kubelet: LabKubelet, cri_driver: CriPodDriver
+) -> None:
+    ns = "node-things"
+    host = create(api, ns, "on-host", [container("app")], hostNetwork=True)
+    hog = "x=$(head -c 64000000 /dev/zero | tr '\\0' a); echo survived"
+    create(
+        api,
+        ns,
+        "hog",
+        [container("hog", ["sh", "-c", hog], resources={"limits": {"memory": "16Mi"}})],
+        restartPolicy="Never",
+    )
+    wait_for("host pod running", lambda: strings(api, ns, "on-host").status == "Running")
+    shown = read(api, ns, "on-host")
+    assert shown["status"]["podIP"] == kubelet.node_ip
+    sandbox = cri_driver.sandbox_status(sandboxes(cri_driver, host["metadata"]["uid"])[0].id)
+    assert sandbox.status.linux.namespaces.options.network == api_pb2.NODE
+
+    wait_for("hog failed", lambda: read(api, ns, "hog")["status"]["phase"] == "Failed")
+    terminated = cstatus(read(api, ns, "hog"), "hog")["state"]["terminated"]
+    assert terminated["reason"] == "OOMKilled"
+    assert terminated["exitCode"] == 137
+    assert strings(api, ns, "hog").status == "OOMKilled"
+
+
+@pytest.mark.containerd
+def test_host_path_under_the_lab_prefix_and_image_edit_restart(
+    api: FakeApiServer, kubelet: LabKubelet, cri_driver: CriPodDriver
+) -> None:
+    ns = "edits"
+    host_dir = Path(LAB_HOST_PATH_PREFIX) / f"test-{uuid.uuid4().hex[:8]}"
+    try:
+        pod = create(
+            api,
+            ns,
+            "edited",
+            [
+                container(
+                    "app",
+                    ["sh", "-c", "echo from-pod > /host/out; sleep 3600"],
+                    volumeMounts=[{"name": "h", "mountPath": "/host"}],
+                )
+            ],
+            volumes=[
+                {"name": "h", "hostPath": {"path": str(host_dir), "type": "DirectoryOrCreate"}}
+            ],
+        )
+        uid = pod["metadata"]["uid"]
+        wait_for("file on the host", lambda: (host_dir / "out").exists())
+        assert (host_dir / "out").read_text() == "from-pod\n"
+        first = instances(cri_driver, uid, "app")[-1].id
+
+        # The image is the one field of a running pod a user may edit:
+        # kubelet sees a new container hash, kills and restarts the container.
+        edited = read(api, ns, "edited")
+        edited["spec"]["containers"][0]["image"] = "busybox"
+        api.update("pod", edited)
+
+        wait_for(
+            "restarted with the new image",
+            lambda: (
+                cstatus(read(api, ns, "edited"), "app").get("image")
+                == "docker.io/library/busybox:latest"
+                and cstatus(read(api, ns, "edited"), "app").get("state", {}).get("running")
+            ),
+        )
+        status = cstatus(read(api, ns, "edited"), "app")
+        assert status["restartCount"] == 1
+        assert status["lastState"]["terminated"]["containerID"] == f"containerd://{first}"
+        killing = next(e for e in events(api, ns) if e["reason"] == "Killing")
+        assert killing["message"] == "Container app definition changed, will be restarted"
+    finally:
+        shutil.rmtree(host_dir, ignore_errors=True)
+
+
+@pytest.mark.containerd
+def test_outages_of_the_api_server_and_the_runtime_are_ridden_out(
+    containerd: PrivateContainerd, cri_driver: CriPodDriver, tmp_path: Path
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    api = FakeApiServer(port=port, bookmark_interval=0.5).start()
+    instance = LabKubelet(
+        api.url, containerd.endpoint, "outage-node", tmp_path, time_scale=SCALE, sync_period=0.1
+    )
+    instance.start()
+    ns = "outage"
+    try:
+        create(api, ns, "before", [container("app")])
+        wait_for("first pod", lambda: strings(api, ns, "before").status == "Running")
+        uid = read(api, ns, "before")["metadata"]["uid"]
+        app_id = instances(cri_driver, uid, "app")[-1].id
+
+        api.stop()  # the store survives; only the socket goes away
+        time.sleep(0.6)
+        api.start()
+        create(api, ns, "after-api", [container("app")])
+        wait_for("pod after API outage", lambda: strings(api, ns, "after-api").status == "Running")
+
+        api.compact()
+        api.drop_watches()
+        create(api, ns, "after-410", [container("app")])
+        wait_for("pod after relist", lambda: strings(api, ns, "after-410").status == "Running")
+
+        containerd.kill()
+        create(api, ns, "after-cri", [container("app")])
+        time.sleep(0.5)
+        containerd.start()
+        wait_for(
+            "pod after runtime outage",
+            lambda: strings(api, ns, "after-cri").status == "Running",
+            timeout=20,
+        )
+        assert [s.id for s in instances(cri_driver, uid, "app")] == [app_id]
+        for name in ("before", "after-api", "after-410", "after-cri"):
+            api.delete("pod", ns, name)
+        wait_for("all removed", lambda: not instance.pod_uids, timeout=15)
+    finally:
+        instance.stop()
+        api.stop()
 
 
 # --------------------------------------------------------------------- the process

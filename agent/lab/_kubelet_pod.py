@@ -10,6 +10,7 @@ or interrupted at any point and the next one carries on.
 
 from __future__ import annotations
 
+import calendar
 import contextlib
 import logging
 import os
@@ -158,6 +159,9 @@ class PodWorker:
             status.get("phase") if status.get("phase") in ("Succeeded", "Failed") else None
         )
         self._terminal_reason: tuple[str, str] | None = None
+        # A pod the API already shows as finished keeps that status: kubelet
+        # never rewrites a terminal pod's status, even from an emptier runtime.
+        self._final_in_api = self._terminal is not None
         self._transitions: dict[str, tuple[str, str]] = {
             c["type"]: (c.get("status", ""), c.get("lastTransitionTime") or rfc3339())
             for c in status.get("conditions") or []
@@ -303,7 +307,8 @@ class PodWorker:
             self._check_deadline(m, rt)
         if self._terminal is not None:
             rt = self._finish(m, rt)
-            self._write_status(m, pod, rt, rt.latest_sandbox)
+            if not self._final_in_api:
+                self._write_status(m, pod, rt, rt.latest_sandbox)
             return False
 
         made = self._ensure_sandbox(m, rt)
@@ -371,7 +376,7 @@ class PodWorker:
     def _check_deadline(self, m: PodManifest, rt: PodRuntime) -> None:
         if m.active_deadline is None or self._start_time is None:
             return
-        started = time.mktime(time.strptime(self._start_time, "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
+        started = calendar.timegm(time.strptime(self._start_time, "%Y-%m-%dT%H:%M:%SZ"))
         left = started + self._scaled(m.active_deadline) - time.time()
         if left > 0:
             self.wake(left)
@@ -492,6 +497,13 @@ class PodWorker:
                         os.chmod(path, 0o2777)
                 elif v.kind == "hostPath":
                     host = Path(v.host_path)
+                    # A symlink inside an allowed directory must not lead out of it.
+                    real = os.path.realpath(host)
+                    if not any(
+                        real == p or real.startswith(p.rstrip("/") + "/")
+                        for p in map(os.path.realpath, self.ctx.host_path_prefixes)
+                    ):
+                        raise LabError(f"{host} resolves to {real}, outside the lab's host paths")
                     if v.host_type == "DirectoryOrCreate":
                         host.mkdir(parents=True, exist_ok=True)
                     elif v.host_type == "FileOrCreate":

@@ -231,10 +231,12 @@ class ProbeWorker:
             self._stop.wait(period)
 
     def _once(self) -> None:
+        # The timeout is scaled like every period, but never below a second
+        # (or the probe's own timeout when shorter): a shrunken timeout would
+        # fail healthy containers on a busy machine, which no node would do.
+        timeout = max(self.probe.timeout * self.scale, min(float(self.probe.timeout), 1.0))
         try:
-            ok, output = run_probe(
-                self.driver, self.probe, self.target, self.probe.timeout * self.scale
-            )
+            ok, output = run_probe(self.driver, self.probe, self.target, timeout)
         except Exception as exc:  # a probe must never take the worker down
             _log.exception("probe %s of %s failed to run", self.kind, self.target.container_id)
             ok, output = False, str(exc)

@@ -485,6 +485,9 @@ class LabKubelet:
         def on_event(kind: str, pod: JSON) -> None:
             if kind in ("ADDED", "MODIFIED"):
                 self._bind(pod)
+            else:
+                # Bound (it left the unbound selection) or deleted.
+                self._binding.discard((pod.get("metadata") or {}).get("uid", ""))
 
         self._list_watch("spec.nodeName=", on_list, on_event, "scheduler")
 
