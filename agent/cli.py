@@ -77,7 +77,11 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def _lab_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    lab = sub.add_parser("lab", help="the embedded lab node (needs root)")
+    lab = sub.add_parser(
+        "lab",
+        help="the embedded lab node (needs root): up, apply -f FILE, delete NAME, status, "
+        "down, walkthrough",
+    )
     actions = lab.add_subparsers(dest="lab_command", required=True)
     walk = actions.add_parser(
         "walkthrough",
@@ -147,6 +151,10 @@ def _serve(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["lab"] and args_list[1:2] != ["walkthrough"] and len(args_list) > 1:
+        from agent.lab.node import main as lab_main
+
+        return lab_main(args_list[1:], prog="podlens lab")
     if args_list[:1] == ["diagnose"]:
         from agent.diagnose.offline import main as diagnose_main
 
