@@ -236,7 +236,7 @@ def test_nginx_with_sidecar_runs_serves_and_sidecar_sees_the_request(
         return [s for s in items if s["state"] == "ready"]
 
     # The agent relists the runtime every second; the kubelet may be ahead of it.
-    wait_for("the agent seeing the sandbox", lambda: bool(ready_sandboxes()), timeout=5)
+    wait_for("the agent seeing the sandbox", lambda: bool(ready_sandboxes()), timeout=10)
     ready = ready_sandboxes()
     assert len(ready) == 1
     pause_pid = ready[0]["pause_pid"]
@@ -256,9 +256,12 @@ def test_nginx_with_sidecar_runs_serves_and_sidecar_sees_the_request(
     assert out.splitlines()[0] == "200"
     assert "Welcome to nginx!" in out
 
-    sidecars = get_json(f"{url}/v1/containers?pod=nginx-with-sidecar&name=sidecar")["items"]
-    running = [c for c in sidecars if c["state"] == "running"]
-    assert running[0]["pid"] is not None
+    def running_sidecars() -> list[dict[str, Any]]:
+        items = get_json(f"{url}/v1/containers?pod=nginx-with-sidecar&name=sidecar")["items"]
+        return [c for c in items if c["state"] == "running" and c["pid"]]
+
+    wait_for("the agent seeing the sidecar run", lambda: bool(running_sidecars()), timeout=10)
+    running = running_sidecars()
     assert len(running) == 1
     log_path = Path(running[0]["log_path"])
 
@@ -481,7 +484,7 @@ def test_down_leaves_nothing_and_up_works_again_from_elsewhere(
         items = get_json(f"{url}/v1/containers")["items"]
         return [c["pid"] for c in items if c["state"] == "running" and c["pid"]]
 
-    wait_for("the agent seeing both containers", lambda: len(pod_pids()) >= 2, timeout=5)
+    wait_for("the agent seeing both containers", lambda: len(pod_pids()) >= 2, timeout=10)
     running = pod_pids()
 
     proc = run_cli("down", lab_dir=lab.lab_dir)
