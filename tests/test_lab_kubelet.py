@@ -148,12 +148,11 @@ def events(api: FakeApiServer, namespace: str) -> list[JSON]:
     return api.list_objects("event", namespace)
 
 
-def reasons(api: FakeApiServer, namespace: str, field_path: str | None = None) -> list[str]:
-    return [
-        e["reason"]
-        for e in events(api, namespace)
-        if field_path is None or e["involvedObject"].get("fieldPath") == field_path
-    ]
+def wait_events(
+    api: FakeApiServer, namespace: str, what: str, match: Callable[[JSON], bool]
+) -> list[JSON]:
+    """The events matching ``match``, once there are any (events are sent asynchronously)."""
+    return list(wait_for(what, lambda: [e for e in events(api, namespace) if match(e)]))
 
 
 def instances(driver: CriPodDriver, uid: str, name: str) -> list[api_pb2.ContainerStatus]:
@@ -469,14 +468,16 @@ def test_crash_loop_restarts_with_kubelets_backoff(
     assert status["lastState"]["terminated"]["exitCode"] == 1
     assert status["lastState"]["terminated"]["reason"] == "Error"
     # Repeats are one event with a count, as client-go's correlator folds them.
-    backoffs = [e for e in events(api, ns) if e["reason"] == "BackOff"]
+    backoffs = wait_events(
+        api, ns, "BackOff counted", lambda e: e["reason"] == "BackOff" and e["count"] >= 2
+    )
     assert len(backoffs) == 1
-    assert backoffs[0]["count"] >= 2
     assert backoffs[0]["type"] == "Warning"
     assert backoffs[0]["lastTimestamp"] >= backoffs[0]["firstTimestamp"]
-    started = [e for e in events(api, ns) if e["reason"] == "Started"]
+    started = wait_events(
+        api, ns, "Started counted", lambda e: e["reason"] == "Started" and e["count"] >= 5
+    )
     assert len(started) == 1
-    assert started[0]["count"] >= 5
 
 
 @pytest.mark.containerd
@@ -597,7 +598,7 @@ def test_killed_pause_process_recreates_the_sandbox_and_reruns_init(
         c for c in cri_driver.list_containers({LABEL_POD_UID: uid}) if c.metadata.name == "init"
     ]
     assert any(c.pod_sandbox_id == new.id and c.metadata.attempt == 1 for c in init), "init reran"
-    assert "SandboxChanged" in reasons(api, ns)
+    wait_events(api, ns, "SandboxChanged", lambda e: e["reason"] == "SandboxChanged")
     wait_for(
         "status shows new pod IP",
         lambda: (
@@ -635,8 +636,7 @@ def test_exec_readiness_probe_toggles_ready(
     assert strings(api, ns, "probed").ready == "0/1"
     assert cstatus(shown, "app")["ready"] is False
     assert condition(shown, "ContainersReady")["message"] == "containers with unready status: [app]"
-    unhealthy = [e for e in events(api, ns) if e["reason"] == "Unhealthy"]
-    assert unhealthy
+    unhealthy = wait_events(api, ns, "Unhealthy", lambda e: e["reason"] == "Unhealthy")
     assert unhealthy[0]["message"].startswith("Readiness probe failed:")
     assert unhealthy[0]["type"] == "Warning"
 
@@ -663,9 +663,9 @@ def test_failed_liveness_probe_kills_and_restarts(
     wait_for("running", lambda: strings(api, ns, "live").status == "Running")
     cri_driver.exec_sync(instances(cri_driver, uid, "app")[-1].id, ["rm", "/tmp/alive"], timeout=5)
     wait_for("restarted", lambda: cstatus(read(api, ns, "live"), "app").get("restartCount", 0) >= 1)
-    killing = [e for e in events(api, ns) if e["reason"] == "Killing"]
+    killing = wait_events(api, ns, "Killing", lambda e: e["reason"] == "Killing")
     assert killing[0]["message"] == "Container app failed liveness probe, will be restarted"
-    assert any(e["message"].startswith("Liveness probe failed:") for e in events(api, ns))
+    wait_events(api, ns, "Unhealthy", lambda e: e["message"].startswith("Liveness probe failed:"))
 
 
 @pytest.mark.containerd
@@ -785,6 +785,15 @@ def test_status_and_events_are_written_as_kubelet_writes_them(
     assert f"hi reporter {ns} {uid} {ip} /tmp" in out
     assert strings(api, ns, "reporter").status == "Error"
 
+    wait_events(
+        api,
+        ns,
+        "the report container's Started",
+        lambda e: (
+            e["reason"] == "Started"
+            and e["involvedObject"].get("fieldPath") == "spec.containers{report}"
+        ),
+    )
     evs = events(api, ns)
     scheduled = next(e for e in evs if e["reason"] == "Scheduled")
     assert scheduled["source"] == {"component": "default-scheduler"}
@@ -834,6 +843,9 @@ def test_missing_image_config_map_and_unsupported_fields_get_clear_reasons(
     wait_for("ErrImagePull", lambda: waiting("no-image").get("reason") == "ErrImagePull")
     assert "cannot pull" in waiting("no-image")["message"]
     wait_for("ImagePullBackOff", lambda: waiting("no-image").get("reason") == "ImagePullBackOff")
+    wait_events(
+        api, ns, "ImagePullBackOff event", lambda e: e["message"] == "Error: ImagePullBackOff"
+    )
     failed = [
         e["message"]
         for e in events(api, ns)
@@ -856,7 +868,7 @@ def test_missing_image_config_map_and_unsupported_fields_get_clear_reasons(
     assert message.startswith("the lab cannot honour spec.volumes[0].configMap")
     uid = read(api, ns, "config-volume")["metadata"]["uid"]
     assert sandboxes(cri_driver, uid) == []
-    assert any(e["message"] == f"Error: {message}" for e in events(api, ns))
+    wait_events(api, ns, "the refusal event", lambda e: e["message"] == f"Error: {message}")
 
 
 @pytest.mark.containerd
@@ -928,10 +940,15 @@ def test_deletion_removes_containers_sandbox_volumes_and_logs(
     wait_for("sandbox gone", lambda: not sandboxes(cri_driver, uid), timeout=10)
     # SIGKILL only after the scaled grace period (20 s x 0.05 = 1 s).
     assert time.monotonic() - deleted_at >= 20 * SCALE - 0.05
-    killing = {
-        e["involvedObject"]["fieldPath"]: e for e in events(api, ns) if e["reason"] == "Killing"
-    }
-    assert killing["spec.containers{a}"]["message"] == "Stopping container a"
+    killing = wait_events(
+        api,
+        ns,
+        "Killing",
+        lambda e: (
+            e["reason"] == "Killing" and e["involvedObject"]["fieldPath"] == "spec.containers{a}"
+        ),
+    )
+    assert killing[0]["message"] == "Stopping container a"
     wait_for("worker gone", lambda: uid not in kubelet.pod_uids)
     assert cri_driver.list_containers({LABEL_POD_UID: uid}) == []
     assert not kubelet.pod_dir(uid).exists()
@@ -1068,7 +1085,7 @@ def test_host_path_under_the_lab_prefix_and_image_edit_restart(
         status = cstatus(read(api, ns, "edited"), "app")
         assert status["restartCount"] == 1
         assert status["lastState"]["terminated"]["containerID"] == f"containerd://{first}"
-        killing = next(e for e in events(api, ns) if e["reason"] == "Killing")
+        killing = wait_events(api, ns, "Killing", lambda e: e["reason"] == "Killing")[0]
         assert killing["message"] == "Container app definition changed, will be restarted"
     finally:
         shutil.rmtree(host_dir, ignore_errors=True)

@@ -190,8 +190,14 @@ class PodWorker:
 
     def update(self, pod: JSON) -> None:
         with self._lock:
+            before = self._pod
             self._pod = pod
-        self.wake()
+        # Most updates are this kubelet's own status writes coming back
+        # through the watch; only a change of what to run needs a sync.
+        if pod.get("spec") != before.get("spec") or (pod.get("metadata") or {}).get(
+            "deletionTimestamp"
+        ) != (before.get("metadata") or {}).get("deletionTimestamp"):
+            self.wake()
 
     def delete(self) -> None:
         with self._lock:
@@ -672,7 +678,9 @@ class PodWorker:
         self._event(NORMAL, "Pulling", f'Pulling image "{c.image}"', c)
         self._event(WARNING, "Failed", message, c)
         self._event(WARNING, "Failed", "Error: ErrImagePull", c)
-        self.wake(delay)
+        # Kubelet's pod worker comes back to a failed sync well before the
+        # pull back-off ends; that is when ImagePullBackOff shows.
+        self.wake(delay / 2)
         return None
 
     def _env(self, m: PodManifest, c: ContainerSpec, sandbox: SandboxView) -> dict[str, str]:
