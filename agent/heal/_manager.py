@@ -28,9 +28,11 @@ from agent.settings import Settings
 log = logging.getLogger(__name__)
 
 _KEEP_RUNS = 200
-# Re-check at least this often even without a change notification: the
-# API side is observed through a thread and clocks move on (timeouts).
-_RECHECK_SECONDS = 0.25
+# While a run watches, the runtime is relisted this often (two cheap list
+# calls): without container events, the relist is how a new container shows
+# up, and the API side, which is pushed, must not be seen first only because
+# the runtime was looked at too rarely.
+_RECHECK_SECONDS = 0.1
 
 
 def _now() -> datetime:
@@ -151,6 +153,14 @@ class HealManager:
             raise NotFound(
                 f"no pod {namespace}/{name} on this node", namespace=namespace, name=name
             )
+        running = self._active.get(view.uid)
+        if running is not None and not request.dry_run:
+            raise Refused(
+                f"run {running} is still watching {namespace}/{name}; one run per pod at a time",
+                status_code=409,
+                rule="run-in-progress",
+                run=running,
+            )
         plan = plan_kill(self.settings, view, request, self._self(), _now())
         target = plan.target
         me = self._self()
@@ -196,8 +206,23 @@ class HealManager:
         target = plan.target
         running = self._active.get(target.pod_uid)
         if running is not None:  # two requests raced past preflight
+            self.audit.write(
+                "refused",
+                requested_by=requested_by,
+                namespace=target.namespace,
+                pod=target.pod,
+                container=target.container,
+                sandbox=target.container is None,
+                signal=plan.signal,
+                dry_run=False,
+                rule="run-in-progress",
+                reason=f"run {running} is still watching the pod",
+            )
+            if self._on_refused is not None:
+                self._on_refused("run-in-progress")
             raise Refused(
-                f"run {running} is still watching {target.namespace}/{target.pod}",
+                f"run {running} is still watching {target.namespace}/{target.pod}; "
+                "one run per pod at a time",
                 status_code=409,
                 rule="run-in-progress",
                 run=running,
@@ -313,6 +338,7 @@ class HealManager:
                     return
                 version = snap.version
                 wait = min(remaining, _RECHECK_SECONDS)
+                self.node.request_refresh()
                 await asyncio.wait(
                     {
                         asyncio.create_task(self.node.wait_for_change(version, wait)),
@@ -334,9 +360,12 @@ class HealManager:
         now = _now()
         old = snap.containers.get(t.container_id or "")
         if snap.taken_at is not None and (old is None or old.state == ContainerState.EXITED):
+            # Runtime phases carry the runtime's own timestamps (when it
+            # happened); seen_at is when the agent's relist saw it.
             run.record(
                 "runtime_exited",
-                now,
+                (old.finished_at if old and old.finished_at else now),
+                seen_at=now.isoformat(),
                 container_id=t.container_id,
                 exit_code=old.exit_code if old else None,
                 reason=(old.reason if old else "removed by the runtime"),
@@ -351,11 +380,23 @@ class HealManager:
         )
         new = newer[0] if newer else None
         if new is not None:
-            run.record("runtime_recreated", now, container_id=new.id, attempt=new.attempt)
+            run.record(
+                "runtime_recreated",
+                new.created_at or now,
+                seen_at=now.isoformat(),
+                container_id=new.id,
+                attempt=new.attempt,
+            )
             if new.state in (ContainerState.RUNNING, ContainerState.EXITED) and (
                 new.pid is not None or new.state == ContainerState.EXITED
             ):
-                run.record("runtime_started", now, pid=new.pid, attempt=new.attempt)
+                run.record(
+                    "runtime_started",
+                    new.started_at or now,
+                    seen_at=now.isoformat(),
+                    pid=new.pid,
+                    attempt=new.attempt,
+                )
         status = pod.status_for(t.container) if pod is not None and t.container else None
         if status is not None:
             before = t.restart_count if t.restart_count is not None else 0
@@ -382,8 +423,11 @@ class HealManager:
                 run.record("api_running", now, restart_count=status.restart_count)
                 if status.ready:
                     run.record("api_ready", now, restart_count=status.restart_count)
-                    ready = run.phase("api_ready")
-                    return ready.at if ready else now
+        # Healed once both sides agree: the runtime runs the new attempt and the
+        # API shows it ready. The recovery time is when the API showed it.
+        ready = run.phase("api_ready")
+        if ready is not None and run.has("runtime_started"):
+            return ready.at
         return None
 
     def _observe_sandbox(self, run: HealRun, snap: Snapshot, pod: ApiPod | None) -> datetime | None:
@@ -411,7 +455,8 @@ class HealManager:
         sandbox = newer[0]
         run.record(
             "runtime_new_sandbox",
-            now,
+            sandbox.created_at or now,
+            seen_at=now.isoformat(),
             sandbox_id=sandbox.id,
             attempt=sandbox.attempt,
             pause_pid=sandbox.pause_pid,
@@ -419,8 +464,14 @@ class HealManager:
         inside = [c for c in snap.containers.values() if c.sandbox_id == sandbox.id]
         if pod is not None and pod.init_containers:
             first = pod.init_containers[0].name
-            if any(c.name == first for c in inside):
-                run.record("runtime_init_rerun", now, container=first)
+            rerun = next((c for c in inside if c.name == first), None)
+            if rerun is not None:
+                run.record(
+                    "runtime_init_rerun",
+                    rerun.created_at or now,
+                    seen_at=now.isoformat(),
+                    container=first,
+                )
         if pod is None:
             return None
         app_names = [c.name for c in pod.containers] + [
@@ -428,7 +479,13 @@ class HealManager:
         ]
         running = {c.name: c for c in inside if c.state == ContainerState.RUNNING}
         if all(name in running for name in app_names):
-            run.record("runtime_started", now, containers=sorted(running))
+            starts = [s for n in app_names if (s := running[n].started_at) is not None]
+            run.record(
+                "runtime_started",
+                max(starts) if starts else now,
+                seen_at=now.isoformat(),
+                containers=sorted(running),
+            )
             new_ids = {c.id for c in inside}
             statuses = [pod.status_for(n) for n in app_names]
             ready = pod.condition("Ready")

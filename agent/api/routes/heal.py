@@ -7,6 +7,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated
 
+import anyio
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
@@ -114,7 +115,7 @@ def run_item(run: HealRun) -> HealRunItem:
     response_model=KillAccepted,
     responses={200: {"model": KillAccepted, "description": "dry run: the plan"}, **_REFUSALS},
 )
-def kill_and_watch(
+async def kill_and_watch(
     request: Request,
     settings: SettingsDep,
     body: KillBody,
@@ -132,7 +133,8 @@ def kill_and_watch(
     )
     manager = manager_of(request)
     caller = caller_of(request)
-    plan = manager.preflight(namespace, name, kill, caller)
+    # Preflight reads /proc and fsyncs the audit log: keep it off the event loop.
+    plan = await anyio.to_thread.run_sync(manager.preflight, namespace, name, kill, caller)
     if kill.dry_run:
         accepted = KillAccepted(
             id=None,
