@@ -39,7 +39,9 @@ What a cluster has and the lab does not:
   container waits with CreateContainerConfigError naming the fields;
 * time: ``time_scale`` multiplies every kubelet duration (backoff, probe
   periods and delays, grace periods, active deadlines) so tests run fast;
-  messages keep kubelet's nominal values (``back-off 40s``).
+  messages keep kubelet's nominal values (``back-off 40s``), and probe
+  timeouts are not shrunk below a second, which would fail healthy
+  containers on a busy machine.
 
 Run as a process of the lab::
 
