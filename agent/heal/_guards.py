@@ -155,6 +155,8 @@ def plan_kill(
                 f"{where} has no pause process: "
                 f"{sandbox.pause_pid_note or 'the runtime runs none'}",
             )
+        grace = pod.termination_grace_period_seconds
+        grace = 30 if grace is None else grace  # the API server's default
         if pod.restart_policy == "Never":
             raise _refuse(
                 422,
@@ -181,8 +183,14 @@ def plan_kill(
             timeout_seconds=request.timeout_seconds,
             expected_attempt=sandbox.attempt + 1,
             expected_delay_seconds=0.0,
-            expected_delay_reason="kubelet notices the dead sandbox at its next relist (~1 s) "
-            "and recreates it with attempt + 1, then reruns every init container",
+            expected_delay_reason=(
+                "kubelet notices the dead sandbox at its next relist (~1 s), stops the pod's "
+                "containers (each may take up to the pod's terminationGracePeriodSeconds, "
+                f"{grace}s, "
+                "if it ignores SIGTERM), recreates the sandbox with attempt + 1, then reruns "
+                "every init container; containers that exited in the last 10 minutes wait "
+                "their backoff"
+            ),
             restart_policy=pod.restart_policy or "Always",
             steps=(
                 f"send {name} to pause PID {sandbox.pause_pid} through a pidfd",

@@ -70,6 +70,8 @@ from agent.podstatus import status_strings
 DEFAULT_LAB_DIR = Path("/var/lib/podlens-lab")
 LAB_DIR_ENV = "PODLENS_LAB_DIR"
 DEFAULT_PORT = 8470
+# Where the lab's agent allows kill-and-watch (the exercises run in default).
+LAB_KILL_NAMESPACES = "default"
 NODE_NAME = "lab-node"
 STATE_FILE = "state.json"
 # Everything the lab puts in its directory; `down` removes these and the
@@ -83,6 +85,7 @@ _OWN_ENTRIES = (
     "apiserver.log",
     "kubelet.log",
     "agent.log",
+    "audit.jsonl",
 )
 STATE_VERSION = 1
 # Stopped in this order: nothing must act on pods while they are removed.
@@ -726,6 +729,13 @@ class LabNode:
             "127.0.0.1",
             "--port",
             str(state.port),
+            # The lab is where the self-healing demo runs: kills are on for
+            # the namespace the exercises use, and every one is audited.
+            "--enable-kill",
+            "--kill-namespaces",
+            LAB_KILL_NAMESPACES,
+            "--audit-log",
+            str(self.lab_dir / "audit.jsonl"),
         ]
         proc, log_path = self._spawn("agent", argv)
         self._record(state, "agent", proc, log_path)

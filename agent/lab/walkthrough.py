@@ -207,6 +207,8 @@ def _lesson(lab: LabNode, base: str) -> None:
     _sidecar_reads_access_log(base)
     _stuck_init(base)
     _crash_loop(base)
+    _diagnosis(base)
+    _self_healing(base)
 
     say("Where the lab differs from a cluster")
     note(
@@ -314,6 +316,100 @@ def _crash_loop(base: str) -> None:
             )
             for line in _tail(newest["log_path"], 3):
                 note(line)
+
+
+def _diagnosis(base: str) -> None:
+    say("What is wrong on this node, and why: the agent's diagnosis, with the evidence")
+    show(base, "/v1/diagnostics")
+    note(
+        "-> each finding names the container, since when, the evidence and where it\n"
+        "   came from (API, runtime, logs, events), the likely cause and what to run next.\n"
+        "   init-demo's wait becomes a finding after a minute (Init:0/2 for a few seconds\n"
+        "   is normal); /v1/pods/default/init-demo/diagnosis shows it then."
+    )
+
+
+def _post(url: str, body: dict[str, Any]) -> tuple[int, Any]:
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=15) as response:
+            return int(response.status), json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+    except OSError as exc:
+        raise LabError(f"the agent did not answer {url}: {exc}") from exc
+
+
+def _follow(base: str, events_url: str) -> None:
+    """Print each phase as the agent streams it, as `curl -N` shows them."""
+    print(f"$ curl -N {base}{events_url}", flush=True)
+    kind = ""
+    with urllib.request.urlopen(base + events_url, timeout=180) as stream:
+        for raw in stream:
+            line = raw.decode(errors="replace").rstrip("\n")
+            if line.startswith("event: "):
+                kind = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                data = json.loads(line.removeprefix("data: "))
+                if kind == "phase":
+                    since = data.get("since_signal_seconds") or 0.0
+                    note(f"+{since:7.3f}s  {data['name']}")
+                elif kind == "verdict":
+                    note(f"verdict: {data['verdict']}")
+                    return
+
+
+def _kill_and_watch(base: str, name: str, target: dict[str, Any], what: str) -> None:
+    path = f"/v1/pods/default/{name}/kill-and-watch"
+    print(f"$ curl -s -X POST {base}{path} -d '{json.dumps(target)}'", flush=True)
+    code, body = _post(base + path, target)
+    if code != 202:
+        raise LabError(f"kill-and-watch of {what} was refused ({code}): {body.get('message')}")
+    plan = body["plan"]
+    note(
+        f"run {body['id']}: {plan['signal']} to PID {plan['target']['pid']} ({what}); "
+        f"kubelet should create attempt {plan['expected_attempt']}"
+    )
+    _follow(base, body["events_url"])
+    show(base, body["run_url"])
+
+
+def _self_healing(base: str) -> None:
+    name = "nginx-with-sidecar"
+    say(f"Self-healing, measured: kill {name}'s sidecar and watch kubelet bring it back")
+    note(
+        "The agent checks the PID is still the sidecar's process (start time, cgroup),\n"
+        "signals it through a pidfd, and records each phase from the source that sees it:\n"
+        "the pidfd, the runtime (with the runtime's own timestamps), and the API server."
+    )
+    _kill_and_watch(base, name, {"container": "sidecar"}, "the sidecar's process")
+    _wait_ready(base, name)
+    say(f"Now kill {name}'s pause process: the whole sandbox goes, kubelet recreates it")
+    _kill_and_watch(base, name, {"sandbox": True}, "the pause process")
+    show(base, f"/v1/pods/default/{name}")
+    note(
+        "-> a new sandbox (attempt + 1) with a new pause PID and pod IP; both containers\n"
+        "   were created again inside it. A sandbox heals slower than one container:\n"
+        "   kubelet first stops the old containers, waiting up to the pod's grace period\n"
+        "   (30 s) for one that ignores SIGTERM (tail -F as PID 1 does), and a container\n"
+        "   that exited in the last ten minutes waits its backoff. Every kill is in the\n"
+        "   lab's audit log."
+    )
+
+
+def _wait_ready(base: str, name: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pod = fetch_json(base, f"/v1/pods/default/{name}")
+        if pod["status"] == "Running" and pod["ready"] == "2/2":
+            return
+        time.sleep(0.2)
+    raise LabError(f"{name} did not come back to Running 2/2 in {timeout:.0f}s")
 
 
 def preflight(port: int) -> None:

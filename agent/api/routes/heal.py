@@ -210,13 +210,17 @@ def stream_run(request: Request, run_id: RunId) -> StreamingResponse:
 
 
 async def _events(request: Request, run: HealRun) -> AsyncIterator[str]:
-    sent = 0
+    # Phases are kept in time order and runtime phases carry the runtime's own
+    # (earlier) timestamps, so a new phase may land before others: track by name.
+    sent: set[str] = set()
     while True:
         changed = run.changed
         item = run_item(run)
-        for phase in item.phases[sent:]:
+        for phase in item.phases:
+            if phase.name in sent:
+                continue
+            sent.add(phase.name)
             yield f"event: phase\ndata: {json.dumps(phase.model_dump(mode='json'))}\n\n"
-        sent = len(item.phases)
         if run.done:
             summary = {
                 "id": run.id,
