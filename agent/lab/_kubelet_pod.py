@@ -1090,7 +1090,9 @@ class PodWorker:
             status["state"] = {"running": {"startedAt": rfc3339(_ns_to_s(latest.started_at))}}
             started = self._is_started(c, latest)
             status["started"] = started
-            if started:
+            # A plain init container is ready only once it has completed;
+            # kubelet reports it not ready while it runs.
+            if started and (not c.init or c.sidecar):
                 worker = self._probes.get((latest.id, READINESS))
                 status["ready"] = c.readiness is None or (
                     worker is not None and worker.result is True
