@@ -16,12 +16,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from agent import host
 from agent.cri import CriClient
-from agent.diagnose import ContainerLogs, DiagnosisInput
+from agent.diagnose import DEFAULT_THRESHOLDS, ContainerLogs, DiagnosisInput
 from agent.errors import AgentError
 from agent.kube import PodCacheLike
 from agent.kubemodel import ApiEvent
@@ -37,19 +37,65 @@ _IMAGE_REASONS = {"ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "Inva
 _QUIET_STATUSES = frozenset({"Running", "Completed", "Succeeded"})
 
 
-def needs_attention(view: PodView) -> bool:
-    """Worth diagnosing: a status kubectl would flag, not all ready, or a mismatch."""
+def _unwell(view: PodView, now: datetime) -> bool:
+    """A status kubectl would flag, not all ready, a mismatch, or a recent exit."""
     if view.mismatches or view.status not in _QUIET_STATUSES:
         return True
     if view.status == "Running" and "/" in view.ready:
         ready, total = view.ready.split("/", 1)
         if ready != total:
             return True
-    return any(c.restart_count > 0 and c.state != "running" for c in view.containers)
+    for c in view.containers:
+        if c.restart_count > 0 and c.state != "running":
+            return True
+        # A container that crashes after running a while shows Running most of
+        # the time; its last exit is what the crashloop rule looks at.
+        last = c.api_status.last_state if c.api_status is not None else None
+        if (
+            last is not None
+            and last.is_terminated
+            and last.finished_at is not None
+            and _aware(now) - _aware(last.finished_at) <= DEFAULT_THRESHOLDS.recent_exit
+        ):
+            return True
+    return False
 
 
-def _container_needs_logs(c: ContainerView) -> bool:
+def _aware(t: datetime) -> datetime:
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+
+
+def _declared_tcp_ports(view: PodView) -> set[int]:
+    pod = view.pod
+    return {
+        port.container_port
+        for spec in ((pod.init_containers + pod.containers) if pod else ())
+        for port in spec.ports
+        if port.protocol.upper() == "TCP"
+    }
+
+
+def needs_attention(view: PodView, now: datetime | None = None) -> bool:
+    """Worth diagnosing: unwell (see ``_unwell``), or running with something only
+    the node can check: a declared TCP port (does anything listen?) or a memory
+    limit (did the OOM killer strike inside?). Those checks read /proc and the
+    cgroup only; see ``_gather_sync``."""
+    if _unwell(view, now or datetime.now(UTC)):
+        return True
+    if view.status != "Running":
+        return False
+    if _declared_tcp_ports(view):
+        return True
+    return any(
+        c.spec is not None and "memory" in c.spec.limits and c.pid is not None
+        for c in view.containers
+    )
+
+
+def _container_needs_logs(c: ContainerView, closed_ports: set[int]) -> bool:
     if c.state != "running" or c.ready is False or c.restart_count > 0:
+        return True
+    if c.spec is not None and any(p.container_port in closed_ports for p in c.spec.ports):
         return True
     return c.role is not None and c.role.value == "init"
 
@@ -58,6 +104,21 @@ def _tail_text(path: Path, lines: int) -> tuple[str, ...]:
     with contextlib.suppress(AgentError, OSError):
         return tuple(line.text for line in tail(path, lines).lines)
     return ()
+
+
+def _previous_instance(c: ContainerView) -> Container | None:
+    """The instance ``kubectl logs --previous`` reads: the one the API's lastState
+    names (during CrashLoopBackOff that is the current, exited one), else the
+    newest one before the current."""
+    status = c.api_status
+    last = status.last_state if status is not None else None
+    if last is not None and last.is_terminated and last.container_id:
+        _, sep, bare = last.container_id.partition("://")
+        wanted = bare if sep else last.container_id
+        for inst in (c.current, *c.attempts):
+            if inst is not None and inst.id == wanted:
+                return inst
+    return c.attempts[0] if c.attempts else None
 
 
 def _logs_for(c: ContainerView, uid: str, last_words: LastWords) -> ContainerLogs:
@@ -69,32 +130,30 @@ def _logs_for(c: ContainerView, uid: str, last_words: LastWords) -> ContainerLog
         source = current.log_path
     before: tuple[str, ...] = ()
     before_attempt: int | None = None
-    older = c.attempts[0] if c.attempts else None
+    before_source = ""
+    older = _previous_instance(c)
     if older is not None:
         before_attempt = older.attempt
         if older.log_path:
             before = _tail_text(Path(older.log_path), LOG_LINES)
+            before_source = older.log_path
     elif current is not None and current.attempt > 0 and current.log_path:
         before_attempt = current.attempt - 1
         with contextlib.suppress(AgentError):
             path = previous_log_path(Path(current.log_path), current.attempt)
             if path is not None:
                 before = _tail_text(path, LOG_LINES)
+                before_source = str(path)
     if not before and before_attempt is not None:
         kept = last_words.recall(uid, c.name, before_attempt)
         if kept is not None:
             before = tuple(line.text for line in kept.lines[-LOG_LINES:])
-    return ContainerLogs(now_lines, before, before_attempt, source)
+            before_source = "lines kept after exit"
+    return ContainerLogs(now_lines, before, before_attempt, source, before_source)
 
 
 def _listening(view: PodView, proc_root: Path) -> dict[int, bool] | None:
-    pod = view.pod
-    declared = {
-        port.container_port
-        for spec in ((pod.init_containers + pod.containers) if pod else ())
-        for port in spec.ports
-        if port.protocol.upper() == "TCP"
-    }
+    declared = _declared_tcp_ports(view)
     if not declared:
         return None
     sandbox = view.current_sandbox
@@ -128,6 +187,7 @@ def _gather_sync(
     pods: PodCacheLike,
     settings: Settings,
     last_words: LastWords,
+    now: datetime,
 ) -> tuple[
     tuple[ApiEvent, ...],
     frozenset[str] | None,
@@ -138,7 +198,9 @@ def _gather_sync(
     events: tuple[ApiEvent, ...] = ()
     services: frozenset[str] | None = None
     api_ok = pods.health.state == "ok"
-    if view.api_known and api_ok:
+    # A pod that looks well is checked on the node only (ports, OOM counter):
+    # no rule reads its events, and asking the API server per pod is not free.
+    if view.api_known and api_ok and _unwell(view, now):
         try:
             events = pods.events_for(view.namespace, view.uid)
         except AgentError as exc:
@@ -147,17 +209,15 @@ def _gather_sync(
         if pod is not None and pod.init_containers:
             with contextlib.suppress(AgentError):
                 services = pods.services_in(view.namespace)
+    listening = _listening(view, settings.proc_root)
+    closed = {port for port, ok in (listening or {}).items() if not ok}
     uid = view.runtime_uid or view.uid
     logs = {
-        c.name: _logs_for(c, uid, last_words) for c in view.containers if _container_needs_logs(c)
+        c.name: _logs_for(c, uid, last_words)
+        for c in view.containers
+        if _container_needs_logs(c, closed)
     }
-    return (
-        events,
-        services,
-        logs,
-        _listening(view, settings.proc_root),
-        _oom_kills(view, settings.proc_root),
-    )
+    return (events, services, logs, listening, _oom_kills(view, settings.proc_root))
 
 
 async def _images_present(view: PodView, client: CriClient | None) -> dict[str, bool] | None:
@@ -190,7 +250,7 @@ async def gather(
     now: datetime,
 ) -> DiagnosisInput:
     facts, images = await asyncio.gather(
-        asyncio.to_thread(_gather_sync, view, pods, settings, last_words),
+        asyncio.to_thread(_gather_sync, view, pods, settings, last_words, now),
         _images_present(view, client),
     )
     events, services, logs, listening, oom_kills = facts

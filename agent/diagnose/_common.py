@@ -292,8 +292,9 @@ def log_evidence(inp: DiagnosisInput, name: str, *, previous: bool, n: int) -> E
     if previous and logs.previous_attempt is not None:
         which = f"attempt {logs.previous_attempt}"
     label = f"last {len(tail)} log line{'s' if len(tail) != 1 else ''} of {name} ({which})"
-    if logs.source:
-        label += f" from {logs.source}"
+    source = logs.previous_source if previous else logs.source
+    if source:
+        label += f" from {source}"
     return Evidence("log", label, "\n".join(tail))
 
 

@@ -65,15 +65,18 @@ class Finding:
 class ContainerLogs:
     """The last lines of one container's logs, read by the caller.
 
-    ``previous`` is the attempt before the current one (what ``kubectl logs
-    --previous`` shows), ``previous_attempt`` its restart number; ``source``
-    says where the lines were read (a log file path, or "cri").
+    ``previous`` is what ``kubectl logs --previous`` shows: the attempt the
+    API's ``lastState`` names (during CrashLoopBackOff the one that just
+    exited), else the attempt before the current one; ``previous_attempt`` is
+    its restart number. ``source`` and ``previous_source`` say where each was
+    read (a log file path, "cri", or "lines kept after exit").
     """
 
     current: tuple[str, ...] = ()
     previous: tuple[str, ...] = ()
     previous_attempt: int | None = None
     source: str = ""
+    previous_source: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
