@@ -89,7 +89,7 @@ def kubelet(
 # --------------------------------------------------------------------- helpers
 
 
-def wait_for(what: str, predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
+def wait_for(what: str, predicate: Callable[[], Any], timeout: float = 20.0) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
