@@ -64,6 +64,12 @@ class Settings(BaseSettings):
             return tuple(Path(part) for part in value.split(",") if part.strip())
         return value
 
+    # --- diagnosis: how long a state may last before it is a finding
+    diagnosis_init_waiting_seconds: float = Field(default=60.0, ge=0)
+    diagnosis_creating_seconds: float = Field(default=120.0, ge=0)
+    diagnosis_not_ready_seconds: float = Field(default=60.0, ge=0)
+    diagnosis_port_grace_seconds: float = Field(default=30.0, ge=0)
+
     # --- the Kubernetes API server (absent: CRI-only mode)
     kubeconfig: Path | None = None
     api_server: str | None = None

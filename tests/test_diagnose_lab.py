@@ -2,9 +2,9 @@
 
 Every pod is created at the start of the module so they age together: the
 init container that waits for a Service is only worth a finding after
-``Thresholds.init_waiting_warning`` (60 s; the HTTP routes use the default
-thresholds and no setting changes them), and a declared port nothing
-listens on only after ``port_grace`` (30 s). The tests that need the pods
+the init-waiting threshold (60 s by default; shortened here through the
+agent's settings), and a declared port nothing listens on only after the
+port grace (30 s by default, shortened too). The tests that need the pods
 younger come first, those that need them older last, and the very last one
 stops the API server to read logs from the node alone.
 """
@@ -14,12 +14,12 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from agent.diagnose import DEFAULT_THRESHOLDS, SEVERITY_RANK
+from agent.diagnose import SEVERITY_RANK
 from agent.lab.apiserver import FakeApiServer
 from agent.lab.containerd import PrivateContainerd
 from agent.lab.kubelet import LabKubelet
@@ -32,6 +32,9 @@ NODE = "diag-node"
 NS = "diag"
 BUSYBOX = "busybox"
 SLEEP = ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]
+# The agent runs with these (shorter than the defaults), so the module waits less.
+INIT_WAIT = timedelta(seconds=30)
+PORT_GRACE = timedelta(seconds=15)
 # Kubelet's clocks run ten times faster here (a 10 s back-off lasts 1 s);
 # the messages and the diagnosis keep kubelet's nominal values.
 SCALE = 0.1
@@ -164,6 +167,8 @@ def agent(
         events_cache_seconds=0.5,
         api_timeout_seconds=2.0,
         auth_mode="none",
+        diagnosis_init_waiting_seconds=INIT_WAIT.total_seconds(),
+        diagnosis_port_grace_seconds=PORT_GRACE.total_seconds(),
     )
     with running_agent(settings) as running:
         running.wait_for(lambda a: a.get("/readyz").json().get("status") == "ok")
@@ -271,7 +276,7 @@ def test_an_init_container_waiting_less_than_the_threshold_is_no_finding(
         interval=0.2,
     )
     body = diagnosis(agent, "init-demo")
-    assert (datetime.now(UTC) - started) < DEFAULT_THRESHOLDS.init_waiting_warning
+    assert (datetime.now(UTC) - started) < INIT_WAIT
     assert body["status"] == "Init:0/2"
     assert not findings(body, "init-waiting"), body["findings"]
     assert not [f for f in body["findings"] if SEVERITY_RANK[f["severity"]] <= 1], body
@@ -430,10 +435,10 @@ def test_a_declared_port_nothing_listens_on(
     wait_running(api, "web-ok", "web")
     # Within the grace period a server may still be starting: no finding yet.
     early = diagnosis(agent, "no-listener")
-    if (datetime.now(UTC) - started) < DEFAULT_THRESHOLDS.port_grace:
+    if (datetime.now(UTC) - started) < PORT_GRACE:
         assert not findings(early, "port-not-listening"), early["findings"]
     f = wait_finding(agent, "no-listener", "port-not-listening", "app", timeout=45)
-    assert (datetime.now(UTC) - started) > DEFAULT_THRESHOLDS.port_grace
+    assert (datetime.now(UTC) - started) > PORT_GRACE
     assert f["severity"] == "warning"
     assert "declares port 8080 (http) but nothing listens on it" in f["summary"]
     assert "the pod's network namespace" in f["summary"]
@@ -475,14 +480,14 @@ def test_an_init_container_waiting_past_the_threshold_names_the_missing_service(
     agent: RunningAgent, api: FakeApiServer, pods: dict[str, JSON]
 ) -> None:
     started = wait_running(api, "init-demo", "init-wait")
-    due = started + DEFAULT_THRESHOLDS.init_waiting_warning
+    due = started + INIT_WAIT
     time.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()))
     f = wait_finding(agent, "init-demo", "init-waiting", "init-wait", timeout=10)
     assert f["severity"] == "warning"
     assert (
-        "init container init-wait (1 of 2) of diag/init-demo has been running for 6"
+        "init container init-wait (1 of 2) of diag/init-demo has been running for 3"
         in (f["summary"])
-    )
+    )  # 30 s and a little more: the threshold the agent runs with
     assert "the pod stays Init:0/2" in f["summary"]
     assert evidence(f, "pod status") == "Init:0/2"
     assert evidence(f, "command") == "until nslookup myservice; do echo waiting; sleep 2; done"

@@ -123,7 +123,13 @@ def test_previous_attempt_and_lines_kept_after_the_file_is_gone(
 
 def test_bad_requests(agent: RunningAgent, chatty: PodHandle) -> None:
     pod = chatty.name
-    agent.wait_for(lambda a: a.get(f"/v1/pods/logs/{pod}").status_code == 200)
+    # Both containers known, or the route would pick the only one it sees.
+    agent.wait_for(
+        lambda a: (
+            (r := a.get(f"/v1/pods/logs/{pod}")).status_code == 200
+            and len(r.json()["containers"]) == 2
+        )
+    )
     which = get_logs(agent, pod)
     assert which.status_code == 422
     assert "talker" in which.json()["message"]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import dataclasses
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
@@ -19,14 +20,25 @@ from agent.api.schemas import (
     NodeDiagnostics,
     PodDiagnosis,
 )
-from agent.diagnose import Finding, diagnose
+from agent.diagnose import DEFAULT_THRESHOLDS, Finding, Thresholds, diagnose
 from agent.errors import NotFound
 from agent.logs import LastWords
 from agent.podview import PodView, build_pod_view, build_pod_views
+from agent.settings import Settings
 
 router = APIRouter(tags=["diagnosis"])
 
 _SEVERITY_ORDER = {"critical": 0, "error": 1, "warning": 2, "info": 3}
+
+
+def thresholds(settings: Settings) -> Thresholds:
+    return dataclasses.replace(
+        DEFAULT_THRESHOLDS,
+        init_waiting_warning=timedelta(seconds=settings.diagnosis_init_waiting_seconds),
+        creating_warning=timedelta(seconds=settings.diagnosis_creating_seconds),
+        not_ready_warning=timedelta(seconds=settings.diagnosis_not_ready_seconds),
+        port_grace=timedelta(seconds=settings.diagnosis_port_grace_seconds),
+    )
 
 
 def finding_item(view: PodView, f: Finding) -> FindingItem:
@@ -80,7 +92,9 @@ async def pod_diagnosis(
         ready=view.ready,
         restarts=view.restarts,
         api=pods.health.describe(),
-        findings=[finding_item(view, f) for f in diagnose(facts)],
+        findings=[
+            finding_item(view, f) for f in diagnose(facts, thresholds=thresholds(node.settings))
+        ],
     )
     return respond(fmt, body, render.diagnosis)
 
@@ -113,7 +127,7 @@ async def node_diagnostics(
     items = [
         finding_item(view, f)
         for view, facts in zip(candidates, inputs, strict=True)
-        for f in diagnose(facts)
+        for f in diagnose(facts, thresholds=thresholds(node.settings))
     ]
     items.sort(key=lambda f: (_SEVERITY_ORDER[f.severity], f.namespace, f.pod))
     body = NodeDiagnostics(

@@ -43,6 +43,21 @@ def _choose(containers: tuple[ContainerView, ...], name: str | None, where: str)
     )
 
 
+def _previous_instance(c: ContainerView) -> Container | None:
+    """The instance ``kubectl logs --previous`` reads: the one the API's lastState names.
+
+    In CrashLoopBackOff that is the attempt that just exited (the runtime's
+    newest); without the API, the newest attempt before the current one.
+    """
+    last = c.api_status.last_state if c.api_status is not None else None
+    if last is not None and last.kind == "terminated" and last.container_id:
+        bare = last.container_id.split("://", 1)[-1]
+        for candidate in (c.current, *c.attempts):
+            if candidate is not None and candidate.id == bare:
+                return candidate
+    return c.attempts[0] if c.attempts else None
+
+
 def _read(path: FsPath, lines: int, roots: list[FsPath]) -> TailResult:
     return tail(path, lines, allowed_roots=roots)
 
@@ -85,7 +100,7 @@ async def get_logs(
     chosen = _choose(view.containers, container, where)
     wanted: Container | None = chosen.current
     if previous:
-        wanted = chosen.attempts[0] if chosen.attempts else None
+        wanted = _previous_instance(chosen)
     attempt = wanted.attempt if wanted is not None else None
     path: FsPath | None = FsPath(wanted.log_path) if wanted and wanted.log_path else None
     current = chosen.current
