@@ -457,7 +457,10 @@ def test_crash_loop_restarts_with_kubelets_backoff(
     # latency; each gap stays below the next step of the schedule.
     for gap, nominal in zip(gaps, (0, 10, 20, 40), strict=True):
         assert nominal * SCALE <= gap + 0.02, gaps
-        assert gap < max(nominal * 2, 10) * SCALE, gaps
+        # The immediate first restart gets a wider bound (a loaded machine's
+        # relist and start latency), and must still come sooner than the second.
+        assert gap < max(nominal * 2, 20 if nominal == 0 else 10) * SCALE, gaps
+    assert gaps[0] < gaps[1], gaps
     label = f"pod=crasher_{ns}({uid})"
     assert f"back-off 10s restarting failed container=c {label}" in messages
     assert f"back-off 20s restarting failed container=c {label}" in messages
