@@ -1,0 +1,525 @@
+"""Load: many concurrent clients on the agent's read endpoints while pods churn.
+
+The lab runs as separate processes, as on a node: a private containerd, the
+fake API server (``python -m agent.lab.apiserver``), the lab kubelet
+(``python -m agent.lab.kubelet``) and the agent (``python -m agent serve``).
+A few steady pods run throughout; a churn thread creates a pod through the
+API server every ``--churn-interval`` seconds and deletes the oldest once
+more than ``--churn-keep`` exist, so the kubelet creates and removes
+sandboxes and containers under the agent the whole time.
+
+Meanwhile ``--clients`` asyncio clients (httpx, one keep-alive connection
+each) send GETs back to back, each cycling through /v1/pods, /v1/containers,
+/v1/sandboxes, /v1/node, one pod's detail and /v1/diagnostics, for
+``--seconds``. Printed: requests served, p50/p99/max per endpoint, 5xx and
+transport errors, the agent's RSS (idle, after the warm-up, in the middle,
+at the end, and every few seconds), and a summary.
+
+Exit status: 0 when no answer was a 5xx, no request failed at the transport
+level and the RSS at the end is within ``--rss-growth`` (20 %) of the RSS
+after the warm-up; 1 otherwise; 2 when the lab could not run.
+
+    python -m bench.bench_load [--clients 32] [--seconds 60] [--churn-interval 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench._lab import (
+    MIB,
+    REPO_ROOT,
+    AgentProcess,
+    Lab,
+    Terminated,
+    agents_stopped_on_exit,
+    format_table,
+    lab_problem,
+    log,
+    percentile,
+    raise_on_sigterm,
+)
+
+NODE = "bench"  # AgentProcess serves as node "bench"
+NS = "load"
+BUSYBOX = "docker.io/library/busybox:latest"
+SLEEP = ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]
+
+
+def endpoints() -> list[tuple[str, str]]:
+    """(label, path) of the read endpoints under load."""
+    return [
+        ("/v1/pods", "/v1/pods"),
+        ("/v1/containers", "/v1/containers"),
+        ("/v1/sandboxes", "/v1/sandboxes"),
+        ("/v1/node", "/v1/node"),
+        ("/v1/pods/{ns}/{name}", f"/v1/pods/{NS}/steady-0"),
+        ("/v1/diagnostics", "/v1/diagnostics"),
+    ]
+
+
+def manifest(name: str, containers: int = 2) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": NS, "labels": {"app": name.split("-")[0]}},
+        "spec": {
+            "terminationGracePeriodSeconds": 0,
+            "containers": [
+                {"name": f"c{i}", "image": BUSYBOX, "command": SLEEP} for i in range(containers)
+            ],
+        },
+    }
+
+
+# --------------------------------------------------------------------- lab processes
+
+
+class Child:
+    """A lab process (API server or kubelet), stopped with SIGTERM by its PID."""
+
+    def __init__(self, name: str, args: Sequence[str], log_path: Path) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p
+        )
+        self.name = name
+        self.log_path = log_path
+        with log_path.open("wb") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", *args],
+                cwd=REPO_ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                start_new_session=True,
+            )
+
+    def first_line(self, timeout: float = 20.0) -> str:
+        assert self.proc.stdout is not None
+        result: list[bytes] = []
+        reader = threading.Thread(
+            target=lambda: result.append(self.proc.stdout.readline()),  # type: ignore[union-attr]
+            daemon=True,
+        )
+        reader.start()
+        reader.join(timeout)
+        if not result or not result[0]:
+            raise RuntimeError(f"{self.name} printed nothing within {timeout:.0f}s")
+        return result[0].decode().strip()
+
+    def stop(self, grace: float = 10.0) -> None:
+        if self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def children_stopped_on_exit() -> Iterator[list[Child]]:
+    started: list[Child] = []
+    try:
+        yield started
+    finally:
+        for child in reversed(started):
+            child.stop()
+
+
+# --------------------------------------------------------------------- churn
+
+
+@dataclass
+class Churn:
+    api_url: str
+    interval: float
+    keep: int
+    created: int = 0
+    deleted: int = 0
+    failures: list[str] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        live: list[str] = []
+        with httpx.Client(base_url=self.api_url, timeout=10) as client:
+            for n in itertools.count():
+                if self.stop.wait(self.interval):
+                    return
+                name = f"churn-{n:04d}"
+                try:
+                    r = client.post(f"/api/v1/namespaces/{NS}/pods", json=manifest(name, 1))
+                    if r.status_code == 201:
+                        self.created += 1
+                        live.append(name)
+                    else:
+                        self.failures.append(f"create {name}: {r.status_code}")
+                    while len(live) > self.keep:
+                        old = live.pop(0)
+                        r = client.delete(f"/api/v1/namespaces/{NS}/pods/{old}")
+                        if r.status_code == 200:
+                            self.deleted += 1
+                        else:
+                            self.failures.append(f"delete {old}: {r.status_code}")
+                except httpx.HTTPError as exc:
+                    self.failures.append(f"{name}: {exc!r}")
+
+
+# --------------------------------------------------------------------- load
+
+
+@dataclass
+class Results:
+    latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    statuses: dict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter))
+    errors: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    samples_5xx: list[str] = field(default_factory=list)
+    # The agent's RSS every 5 s from the end of the warm-up, and its CPU
+    # seconds (user + system) at the start and the end of the measured window.
+    rss: list[tuple[float, int]] = field(default_factory=list)
+    cpu_start: float = 0.0
+    cpu_end: float = 0.0
+    wall: float = 0.0
+
+
+@dataclass
+class Figures:
+    """What is measured around the load."""
+
+    single: dict[str, float]  # endpoint -> median seconds, one client, before the load
+    rss_idle: int
+    rss_end: int
+    healthy: bool
+    node: dict[str, Any]
+    load_before: float
+    load_after: float
+    host_processes: int
+
+
+async def client_loop(
+    url: str, offset: int, until: float, record_from: float, results: Results
+) -> None:
+    targets = endpoints()
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+        for n in itertools.count(offset):
+            now = time.monotonic()
+            if now >= until:
+                return
+            label, path = targets[n % len(targets)]
+            t0 = time.perf_counter()
+            try:
+                response = await client.get(path)
+            except httpx.HTTPError as exc:
+                if time.monotonic() >= record_from:
+                    results.errors[label][type(exc).__name__] += 1
+                await asyncio.sleep(0.05)
+                continue
+            elapsed = time.perf_counter() - t0
+            if time.monotonic() < record_from:
+                continue  # warm-up
+            results.latencies[label].append(elapsed)
+            results.statuses[label][response.status_code] += 1
+            if response.status_code >= 500 and len(results.samples_5xx) < 10:
+                results.samples_5xx.append(f"{label}: {response.status_code} {response.text[:200]}")
+
+
+async def sample_agent(
+    agent: AgentProcess, start: float, until: float, every: float, results: Results
+) -> None:
+    """The agent's RSS from ``start`` (the end of the warm-up) every ``every`` seconds."""
+    await asyncio.sleep(max(0.0, start - time.monotonic()))
+    results.cpu_start = agent.cpu_seconds()
+    while time.monotonic() < until:
+        results.rss.append((time.monotonic() - start, agent.rss_bytes()))
+        await asyncio.sleep(every)
+
+
+async def run_load(agent: AgentProcess, clients: int, seconds: float, warmup: float) -> Results:
+    results = Results()
+    start = time.monotonic()
+    record_from = start + warmup
+    until = record_from + seconds
+    tasks = [client_loop(agent.url, i, until, record_from, results) for i in range(clients)]
+    await asyncio.gather(sample_agent(agent, record_from, until, 5.0, results), *tasks)
+    results.cpu_end = agent.cpu_seconds()
+    results.wall = time.monotonic() - record_from
+    return results
+
+
+def single_client(agent: AgentProcess, rounds: int) -> dict[str, float]:
+    """Median latency of each endpoint with one client and nothing else asked of the agent."""
+    medians = {}
+    for label, path in endpoints():
+        times = []
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            agent.http.get(path).raise_for_status()
+            times.append(time.perf_counter() - t0)
+        medians[label] = percentile(times, 50)
+    return medians
+
+
+# --------------------------------------------------------------------- the run
+
+
+def wait_until(predicate: Any, what: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
+            if predicate():
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"{what}: not within {timeout:.0f}s")
+
+
+def running_pods(agent: AgentProcess) -> set[str]:
+    items = agent.http.get("/v1/pods", params={"namespace": NS}).json()["items"]
+    return {p["name"] for p in items if p["status"] == "Running" and p["api_known"]}
+
+
+def run(args: argparse.Namespace) -> int:
+    with Lab(workers=1) as lab, children_stopped_on_exit() as children:
+        assert lab.containerd is not None
+        log(f"containerd up at {lab.endpoint}")
+        api = Child(
+            "api server",
+            ["agent.lab.apiserver", "--port", "0", "--bookmark-interval", "1"],
+            lab.base / "apiserver.log",
+        )
+        children.append(api)
+        api_url = api.first_line()
+        kubelet = Child(
+            "kubelet",
+            [
+                "agent.lab.kubelet",
+                "--api-server",
+                api_url,
+                "--cri-endpoint",
+                lab.endpoint,
+                "--node-name",
+                NODE,
+                "--root",
+                str(lab.base / "kubelet"),
+                "--time-scale",
+                "0.1",
+                "--sync-period",
+                "0.5",
+            ],
+            lab.base / "kubelet.log",
+        )
+        children.append(kubelet)
+        log(f"API server at {api_url}; lab kubelet started")
+        with agents_stopped_on_exit() as agents:
+            agent = AgentProcess(
+                lab.endpoint, lab.base, extra_args=["--api-server", api_url], name="agent"
+            )
+            agents.append(agent)
+            agent.wait_ready(60)
+            with httpx.Client(base_url=api_url, timeout=10) as api_client:
+                for i in range(args.pods):
+                    r = api_client.post(
+                        f"/api/v1/namespaces/{NS}/pods", json=manifest(f"steady-{i}")
+                    )
+                    r.raise_for_status()
+            wanted = {f"steady-{i}" for i in range(args.pods)}
+            wait_until(lambda: wanted <= running_pods(agent), "steady pods running", 120)
+            log(f"{args.pods} steady pods running (2 containers each)")
+            rss_idle = agent.rss_bytes()
+            single = single_client(agent, args.single_rounds)
+            load_before = os.getloadavg()[0]
+
+            churn = Churn(api_url, args.churn_interval, args.churn_keep)
+            churner = threading.Thread(target=churn.run, name="churn", daemon=True)
+            churner.start()
+            log(
+                f"load: {args.clients} clients for {args.warmup:.0f}s warm-up + "
+                f"{args.seconds:.0f}s, pods churning every {args.churn_interval:g}s"
+            )
+            try:
+                results = asyncio.run(run_load(agent, args.clients, args.seconds, args.warmup))
+            finally:
+                churn.stop.set()
+                churner.join(15)
+            alive = agent.proc.poll() is None
+            figures = Figures(
+                single=single,
+                rss_idle=rss_idle,
+                rss_end=agent.rss_bytes() if alive else 0,
+                healthy=alive and agent.http.get("/healthz").status_code == 200,
+                node=agent.http.get("/v1/node").json() if alive else {},
+                load_before=load_before,
+                load_after=os.getloadavg()[0],
+                host_processes=sum(1 for p in Path("/proc").iterdir() if p.name.isdigit()),
+            )
+    return report(args, results, churn, figures)
+
+
+def report(args: argparse.Namespace, results: Results, churn: Churn, figures: Figures) -> int:
+    wall = results.wall
+    series = results.rss
+    rss_idle, rss_end, healthy = figures.rss_idle, figures.rss_end, figures.healthy
+    rows = []
+    total = total_5xx = total_errors = 0
+    for label, _ in endpoints():
+        lat = results.latencies.get(label, [])
+        statuses = results.statuses.get(label, Counter())
+        errors = sum(results.errors.get(label, Counter()).values())
+        n5xx = sum(c for s, c in statuses.items() if s >= 500)
+        other = sum(c for s, c in statuses.items() if s != 200 and s < 500)
+        total += len(lat)
+        total_5xx += n5xx
+        total_errors += errors
+        rows.append(
+            [
+                label,
+                len(lat),
+                f"{len(lat) / wall:.1f}",
+                f"{percentile(lat, 50) * 1000:.1f}" if lat else "-",
+                f"{percentile(lat, 99) * 1000:.1f}" if lat else "-",
+                f"{max(lat) * 1000:.1f}" if lat else "-",
+                f"{figures.single[label] * 1000:.1f}",
+                n5xx,
+                other,
+                errors,
+            ]
+        )
+    print("\n== Load on the read endpoints")
+    print(
+        format_table(
+            [
+                "endpoint",
+                "requests",
+                "req/s",
+                "p50 ms",
+                "p99 ms",
+                "max ms",
+                "1 client ms",
+                "5xx",
+                "other",
+                "errors",
+            ],
+            rows,
+        )
+    )
+    for label, kinds in results.errors.items():
+        print(f"  transport errors on {label}: {dict(kinds)}")
+    for sample in results.samples_5xx:
+        print(f"  5xx: {sample}")
+
+    # The RSS after the warm-up is the baseline: the first seconds of load start
+    # the worker threads and fill the allocator's arenas, which is not growth.
+    after_warmup = series[0][1] if series else rss_idle
+    middle = series[len(series) // 2][1] if series else rss_idle
+    growth = (rss_end - after_warmup) / after_warmup if after_warmup else 0.0
+    print("\n== Agent memory (RSS)")
+    print(
+        format_table(
+            ["when", "MiB"],
+            [
+                ["idle, before the load", f"{rss_idle / MIB:.1f}"],
+                ["after the warm-up (baseline)", f"{after_warmup / MIB:.1f}"],
+                ["middle", f"{middle / MIB:.1f}"],
+                ["end", f"{rss_end / MIB:.1f}"],
+            ],
+        )
+    )
+    print("  every 5 s: " + " ".join(f"{rss / MIB:.0f}" for _, rss in series))
+
+    counts = figures.node.get("counts", {})
+    cpu = results.cpu_end - results.cpu_start
+    print("\n== Summary")
+    served = f"{total} in {wall:.0f}s ({total / wall:.0f}/s, {args.clients} clients)"
+    summary: list[list[object]] = [
+        ["requests served", served],
+        ["5xx answers", total_5xx],
+        ["transport errors", total_errors],
+        ["pods churned", f"{churn.created} created, {churn.deleted} deleted"],
+        ["churn failures", len(churn.failures)],
+        ["agent CPU", f"{cpu:.1f}s in {wall:.0f}s ({cpu / wall * 100:.0f}% of a core), "
+                      f"{cpu / max(total, 1) * 1000:.1f} ms per request"],
+        ["load average", f"{figures.load_before:.1f} before, {figures.load_after:.1f} after "
+                         f"({os.cpu_count()} CPUs, {figures.host_processes} host processes)"],
+        ["RSS growth after warm-up", f"{growth * 100:+.1f}% (limit {args.rss_growth * 100:.0f}%)"],
+        ["agent healthy at the end", "yes" if healthy else "NO"],
+        ["objects at the end", f"{counts.get('sandboxes')} sandboxes, "
+                               f"{counts.get('containers')} containers"],
+    ]  # fmt: skip
+    print(format_table(["what", "measured"], summary))
+    for failure in churn.failures[:5]:
+        print(f"  churn: {failure}")
+    failed = []
+    if total_5xx:
+        failed.append(f"{total_5xx} answers were 5xx")
+    if total_errors:
+        failed.append(f"{total_errors} requests failed at the transport level")
+    if growth > args.rss_growth:
+        failed.append(f"RSS grew {growth * 100:.1f}% (> {args.rss_growth * 100:.0f}%)")
+    if not healthy:
+        failed.append("the agent did not answer /healthz at the end")
+    if not total:
+        failed.append("no request was served")
+    if failed:
+        print("\nFAILED: " + "; ".join(failed))
+        return 1
+    print("\nno 5xx, no transport errors, memory flat")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.bench_load", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--clients", type=int, default=32, help="concurrent clients")
+    parser.add_argument("--seconds", type=float, default=60.0, help="measured load duration")
+    parser.add_argument("--warmup", type=float, default=5.0, help="unmeasured load first")
+    parser.add_argument("--pods", type=int, default=6, help="steady pods (2 containers each)")
+    parser.add_argument(
+        "--churn-interval", type=float, default=1.0, help="seconds between pod creations"
+    )
+    parser.add_argument("--churn-keep", type=int, default=5, help="churned pods kept at once")
+    parser.add_argument(
+        "--rss-growth", type=float, default=0.20, help="allowed RSS growth (fraction)"
+    )
+    parser.add_argument(
+        "--single-rounds", type=int, default=20, help="one-client requests per endpoint first"
+    )
+    args = parser.parse_args(argv)
+    if args.clients < 1 or args.seconds <= 0:
+        parser.error("--clients and --seconds must be positive")
+    problem = lab_problem()
+    if problem:
+        print(f"cannot run: {problem}", file=sys.stderr)
+        return 2
+    raise_on_sigterm()
+    try:
+        return run(args)
+    except (Terminated, KeyboardInterrupt):
+        print("interrupted; lab torn down", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:
+        print(f"cannot run: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
