@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -143,8 +144,18 @@ def _serve(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     app = create_app(settings)
+    # uvicorn re-raises SIGTERM after its own clean shutdown, which would end
+    # the process with 143; a handler of our own makes that re-raise a no-op.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: None)
     uvicorn.run(
-        app, host=settings.host, port=settings.port, log_level=args.log_level, access_log=False
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=args.log_level,
+        access_log=False,
+        # Open streams (a followed heal run) must not hold shutdown up: the
+        # lifespan then abandons runs and writes their audit records.
+        timeout_graceful_shutdown=5,
     )
     return 0
 

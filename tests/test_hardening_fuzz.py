@@ -298,12 +298,10 @@ def run_cases(
         print(f"  {operation.label} {mode.value}: {type(exc).__name__}")
 
 
-# Signal strings int() cannot read are a known 500 (pinned below); kept out of
-# the aimed bodies so that this test checks everything else.
 SIGNALS = st.one_of(
     st.sampled_from(["SIGKILL", "KILL", "kill", "9", "SIGTERM", "TERM", "HUP", "SIGRTMIN", "0"]),
     st.integers(min_value=-(2**63), max_value=2**63),
-    st.text(max_size=12).filter(lambda v: v.isdecimal() or not v.isdigit()),
+    st.text(max_size=12),
 )
 
 
@@ -319,7 +317,9 @@ def fuzz_kill_bodies(
             "sandbox": st.booleans(),
             "signal": SIGNALS,
             "dry_run": st.booleans(),
-            "timeout_seconds": st.one_of(st.integers(-5, 4000), st.floats(allow_nan=False)),
+            "timeout_seconds": st.one_of(
+                st.integers(-5, 4000), st.floats(allow_nan=False, allow_infinity=False)
+            ),
         },
     )
     refusals: Counter[int] = Counter()
@@ -601,11 +601,6 @@ def test_hostile_requests(agent: AgentProcess) -> None:
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="parse_signal (agent/heal/_guards.py) calls int() on any str.isdigit() string: "
-    "'\u00b2', '\u2460' and strings over 4300 digits raise ValueError, answered 500",
-)
 @pytest.mark.parametrize(
     "signal",
     ["\u00b2", "\u2460", "9" * 4301],
@@ -635,16 +630,11 @@ def test_nothing_was_killed_and_nothing_crashed(
     ready = agent.get("/readyz")
     assert ready.status_code == 200, ready.text
     log = agent.log_text()
-    # The requests that answered 500 for the bug pinned above log their tracebacks.
     raised = [
-        line
-        for line in log.splitlines()
-        if re.match(r"^[A-Za-z_.]*(Error|Exception)\b", line)
-        and "invalid literal for int() with base 10" not in line
-        and "Exceeds the limit (4300 digits)" not in line
+        line for line in log.splitlines() if re.match(r"^[A-Za-z_.]*(Error|Exception)\b", line)
     ]
     assert not raised, "\n".join(raised)
     unhandled = [line for line in log.splitlines() if "unhandled error serving" in line]
-    assert all("kill-and-watch" in line for line in unhandled), unhandled
+    assert not unhandled, unhandled
     with httpx.Client(base_url=agent.url, timeout=10) as client:
         assert client.get("/v1/node").status_code == 200

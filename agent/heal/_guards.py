@@ -47,10 +47,13 @@ class Self:
 
 def parse_signal(value: str | int) -> int:
     """SIGKILL, KILL, kill or 9 -> 9; anything else is refused with the valid names."""
-    if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
-        number = int(value)
+    # Only plain ASCII digits are numbers here: str.isdigit() also accepts
+    # characters like "²" that int() cannot read.
+    if isinstance(value, int) or (
+        isinstance(value, str) and value.isascii() and value.isdecimal() and len(value) <= 3
+    ):
         try:
-            return int(signals.Signals(number))
+            return int(signals.Signals(int(value)))
         except ValueError:
             pass
     else:
