@@ -7,15 +7,18 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path as FsPath
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agent.api.auth import AuthConfig, install_auth
 from agent.api.metrics import Metrics
 from agent.api.routes import ROUTERS
+from agent.api.schemas import ErrorBody
 from agent.errors import AgentError
 from agent.heal import AuditLog, HealManager
 from agent.kube import PodCacheLike, access_reviewer_from_settings, pod_cache_from_settings
@@ -106,7 +109,32 @@ def create_app(
     )
     for router in ROUTERS:
         app.include_router(router)
+    _document_errors(app)
     return app
+
+
+def _document_errors(app: FastAPI) -> None:
+    """Make the OpenAPI document show the 422 body the agent really sends."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, summary=app.summary, routes=app.routes
+            )
+            error = {"$ref": "#/components/schemas/ErrorBody"}
+            for operations in schema.get("paths", {}).values():
+                for operation in operations.values():
+                    invalid = operation.get("responses", {}).get("422")
+                    if invalid is not None:
+                        invalid["content"] = {"application/json": {"schema": error}}
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.setdefault("ErrorBody", ErrorBody.model_json_schema())
+            for unused in ("HTTPValidationError", "ValidationError"):
+                components.pop(unused, None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _remember(last_words: LastWords, key: AttemptKey, path: FsPath) -> None:
