@@ -22,8 +22,8 @@ from agent.kube import PodCacheLike
 from agent.kubemodel import ApiPod, ContainerRole
 from agent.model import ContainerState, SandboxState
 from agent.node import NodeState, Snapshot
-from agent.podview import build_pod_view
 from agent.settings import Settings
+from agent.views import node_pod_view
 
 log = logging.getLogger(__name__)
 
@@ -139,20 +139,7 @@ class HealManager:
 
     def _preflight(self, namespace: str, name: str, request: KillRequest) -> Plan:
         snap = self.node.live_snapshot()
-        view = build_pod_view(
-            self.pods.pods,
-            snap.sandboxes,
-            snap.containers,
-            namespace=namespace,
-            name=name,
-            node_name=self.settings.node_name,
-            api_synced=self.pods.health.state == "ok",
-            now=_now(),
-        )
-        if view is None:
-            raise NotFound(
-                f"no pod {namespace}/{name} on this node", namespace=namespace, name=name
-            )
+        view = node_pod_view(self.settings, self.pods, snap, namespace, name)
         running = self._active.get(view.uid)
         if running is not None and not request.dry_run:
             raise Refused(

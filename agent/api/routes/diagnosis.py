@@ -21,10 +21,10 @@ from agent.api.schemas import (
     PodDiagnosis,
 )
 from agent.diagnose import DEFAULT_THRESHOLDS, Finding, Thresholds, diagnose
-from agent.errors import NotFound
 from agent.logs import LastWords
-from agent.podview import PodView, build_pod_view, build_pod_views
+from agent.podview import PodView
 from agent.settings import Settings
+from agent.views import node_pod_view, node_pod_views
 
 router = APIRouter(tags=["diagnosis"])
 
@@ -71,18 +71,7 @@ async def pod_diagnosis(
     name: Annotated[str, Path(max_length=253, pattern=DNS1123_SUBDOMAIN)],
 ) -> PodDiagnosis | PlainTextResponse:
     now = datetime.now(UTC)
-    view = build_pod_view(
-        pods.pods,
-        snap.sandboxes,
-        snap.containers,
-        namespace=namespace,
-        name=name,
-        node_name=node.settings.node_name,
-        api_synced=pods.health.state == "ok",
-        now=now,
-    )
-    if view is None:
-        raise NotFound(f"no pod {namespace}/{name} on this node", namespace=namespace, name=name)
+    view = node_pod_view(node.settings, pods, snap, namespace, name, now)
     last_words: LastWords = request.app.state.last_words
     facts = await evidence.gather(view, pods, node.client, node.settings, last_words, now)
     body = PodDiagnosis(
@@ -110,14 +99,7 @@ async def node_diagnostics(
     fmt: OutputDep,
 ) -> NodeDiagnostics | PlainTextResponse:
     now = datetime.now(UTC)
-    views = build_pod_views(
-        pods.pods,
-        snap.sandboxes,
-        snap.containers,
-        node_name=node.settings.node_name,
-        api_synced=pods.health.state == "ok",
-        now=now,
-    )
+    views = node_pod_views(node.settings, pods, snap, now)
     # Healthy pods have nothing to find; gathering evidence for them is wasted I/O.
     candidates = [v for v in views if evidence.needs_attention(v)]
     last_words: LastWords = request.app.state.last_words

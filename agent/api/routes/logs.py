@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime
 from pathlib import Path as FsPath
 from typing import Annotated
 
@@ -17,7 +16,8 @@ from agent.api.schemas import ErrorBody, LogLineItem, LogsItem
 from agent.errors import InvalidInput, NotFound
 from agent.logs import LastWords, TailResult, previous_log_path, tail
 from agent.model import Container
-from agent.podview import ContainerView, build_pod_view
+from agent.podview import ContainerView
+from agent.views import node_pod_view
 
 router = APIRouter(tags=["logs"])
 
@@ -85,18 +85,7 @@ async def get_logs(
     ] = 100,
 ) -> LogsItem | PlainTextResponse:
     where = f"{namespace}/{name}"
-    view = build_pod_view(
-        pods.pods,
-        snap.sandboxes,
-        snap.containers,
-        namespace=namespace,
-        name=name,
-        node_name=node.settings.node_name,
-        api_synced=pods.health.state == "ok",
-        now=datetime.now(UTC),
-    )
-    if view is None:
-        raise NotFound(f"no pod {where} on this node", namespace=namespace, name=name)
+    view = node_pod_view(node.settings, pods, snap, namespace, name)
     chosen = _choose(view.containers, container, where)
     wanted: Container | None = chosen.current
     if previous:

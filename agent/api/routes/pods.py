@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from pathlib import Path as FsPath
 from typing import Annotated
 
@@ -26,10 +25,11 @@ from agent.api.schemas import (
     SharedVolumeItem,
     VolumeUserItem,
 )
-from agent.errors import ApiServerError, NotFound, ProcessGone
+from agent.errors import ApiServerError, ProcessGone
 from agent.kube import PodCacheLike
 from agent.node import Snapshot
-from agent.podview import ContainerView, PodView, build_pod_view, build_pod_views
+from agent.podview import ContainerView, PodView
+from agent.views import node_pod_view, node_pod_views
 
 router = APIRouter(prefix="/v1/pods", tags=["pods"])
 
@@ -136,15 +136,7 @@ def list_pods(
         bool, Query(description="only pods that need attention (status, readiness, mismatches)")
     ] = False,
 ) -> ItemList[PodViewItem] | PlainTextResponse:
-    views = build_pod_views(
-        pods.pods,
-        snap.sandboxes,
-        snap.containers,
-        node_name=node.settings.node_name,
-        api_synced=pods.health.state == "ok",
-        now=datetime.now(UTC),
-        grace=timedelta(seconds=node.settings.mismatch_grace_seconds),
-    )
+    views = node_pod_views(node.settings, pods, snap)
     items = [
         pod_item(v, snap, pods)
         for v in views
@@ -164,24 +156,7 @@ def get_pod(
     namespace: Annotated[str, Path(max_length=63, pattern=DNS1123_LABEL)],
     name: Annotated[str, Path(max_length=253, pattern=DNS1123_SUBDOMAIN)],
 ) -> PodViewItem | PlainTextResponse:
-    view = build_pod_view(
-        pods.pods,
-        snap.sandboxes,
-        snap.containers,
-        namespace=namespace,
-        name=name,
-        node_name=node.settings.node_name,
-        api_synced=pods.health.state == "ok",
-        now=datetime.now(UTC),
-        grace=timedelta(seconds=node.settings.mismatch_grace_seconds),
-    )
-    if view is None:
-        raise NotFound(
-            f"no pod {namespace}/{name} on this node (neither the API server nor the runtime "
-            "knows it here)",
-            namespace=namespace,
-            name=name,
-        )
+    view = node_pod_view(node.settings, pods, snap, namespace, name)
     item = pod_item(view, snap, pods)
     _add_process_facts(item, view, node.settings.proc_root)
     if view.api_known:
