@@ -60,34 +60,7 @@ def signal_pid_checked(
     InvalidInput for a naive ``start_time`` or an invalid signal, and
     Refused when the kernel denies the signal.
     """
-    check_pid(pid)
-    if isinstance(sig, bool) or not isinstance(sig, int):
-        raise InvalidInput(f"not a signal number: {sig!r}", signal=sig)
-    if start_time.tzinfo is None:
-        raise InvalidInput("start time must carry a time zone", start_time=start_time.isoformat())
-    fd = _open_checked(pid, start_time, proc_root)
-    if fd is None:
-        raise ProcessGone(
-            f"process {pid} started at {start_time.isoformat()} no longer exists",
-            pid=pid,
-            start_time=start_time.isoformat(),
-        )
-    try:
-        signal.pidfd_send_signal(fd, sig)
-    except ProcessLookupError:
-        raise ProcessGone(
-            f"process {pid} exited before it could be signalled",
-            pid=pid,
-            start_time=start_time.isoformat(),
-        ) from None
-    except PermissionError:
-        raise Refused(
-            f"not permitted to signal process {pid}", status_code=403, pid=pid, signal=sig
-        ) from None
-    except OSError as exc:
-        raise InvalidInput(f"cannot send signal {sig}: {exc.strerror}", signal=sig) from None
-    finally:
-        os.close(fd)
+    _signal_checked(pid, start_time, sig, None, proc_root).close()
 
 
 class SignalledProcess:
@@ -141,6 +114,16 @@ def signal_container_process(
     Both checks run after the pidfd is open, so the PID cannot be recycled
     between the check and the signal.
     """
+    return _signal_checked(pid, start_time, sig, container_id, proc_root)
+
+
+def _signal_checked(
+    pid: int,
+    start_time: datetime,
+    sig: int,
+    container_id: str | None,
+    proc_root: Path,
+) -> SignalledProcess:
     check_pid(pid)
     if isinstance(sig, bool) or not isinstance(sig, int):
         raise InvalidInput(f"not a signal number: {sig!r}", signal=sig)
@@ -154,19 +137,8 @@ def signal_container_process(
             start_time=start_time.isoformat(),
         )
     try:
-        try:
-            lines = (proc_root / str(pid) / "cgroup").read_text().splitlines()
-        except OSError:
-            lines = []
-        owner = container_id_from_cgroup(lines)
-        if owner != container_id:
-            raise ProcessGone(
-                f"process {pid} is not in container {container_id[:13]}'s cgroup "
-                f"(its cgroup names {owner[:13] if owner else 'no container'})",
-                pid=pid,
-                expected_container=container_id,
-                found_container=owner,
-            )
+        if container_id is not None:
+            _check_cgroup(pid, container_id, proc_root)
         try:
             signal.pidfd_send_signal(fd, sig)
         except ProcessLookupError:
@@ -183,6 +155,22 @@ def signal_container_process(
         os.close(fd)
         raise
     return SignalledProcess(pid, fd, datetime.now(UTC))
+
+
+def _check_cgroup(pid: int, container_id: str, proc_root: Path) -> None:
+    try:
+        lines = (proc_root / str(pid) / "cgroup").read_text().splitlines()
+    except OSError:
+        lines = []
+    owner = container_id_from_cgroup(lines)
+    if owner != container_id:
+        raise ProcessGone(
+            f"process {pid} is not in container {container_id[:13]}'s cgroup "
+            f"(its cgroup names {owner[:13] if owner else 'no container'})",
+            pid=pid,
+            expected_container=container_id,
+            found_container=owner,
+        )
 
 
 @dataclass(slots=True)
