@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 # CRI-O keeps the PID of an exited container; a live process that started
 # before the container did cannot be it. Allow for clock granularity.
 _START_TIME_SLACK = timedelta(seconds=1)
+# Relists after a watched process exits, in seconds after the pidfd fired.
+_EXIT_FOLLOW_UPS = (0.02, 0.06)
 
 
 def _now() -> datetime:
@@ -546,4 +548,10 @@ class NodeState:
             watcher.watch(pid, started, self._on_pid_exit)
 
     def _on_pid_exit(self, pid: int) -> None:
+        # The runtime lists the container as exited only after its shim has
+        # reaped the process, tens of milliseconds after the pidfd fires: relist
+        # now, and again shortly after, rather than waiting for the interval.
         self._wake.set()
+        loop = asyncio.get_running_loop()
+        for delay in _EXIT_FOLLOW_UPS:
+            loop.call_later(delay, self._wake.set)

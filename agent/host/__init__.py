@@ -22,6 +22,7 @@ from agent.host._pidfd import (
     signal_pid_checked,
 )
 from agent.host._process import find_container_for_pid, process_tree, read_process
+from agent.host._procfs import ppid_map as parent_map
 from agent.host._procfs import process_start_time
 from agent.host._scan import main_pids_by_container
 
@@ -33,6 +34,7 @@ __all__ = [
     "listening_tcp_ports",
     "main_pids_by_container",
     "oom_kill_count",
+    "parent_map",
     "pod_uid_from_cgroup",
     "process_start_time",
     "process_tree",

@@ -162,6 +162,7 @@ def process_tree(
     *,
     max_processes: int = MAX_TREE_PROCESSES,
     max_depth: int = MAX_TREE_DEPTH,
+    parents: Mapping[int, int] | None = None,
 ) -> ProcessNode:
     """The process and its descendants, breadth first, children by PID.
 
@@ -170,12 +171,15 @@ def process_tree(
     walk stops after ``max_processes`` processes or ``max_depth`` levels so
     that a fork bomb cannot stall the agent; a truncated tree is logged.
 
+    ``parents`` (from ``parent_map``) lets a caller walking several trees at
+    once scan /proc for parents only once.
+
     Raises ProcessGone when ``pid`` itself does not exist.
     """
     check_pid(pid)
     root = read_process(pid, proc_root)
     children_of: defaultdict[int, list[int]] = defaultdict(list)
-    for child, parent in ppid_map(proc_root).items():
+    for child, parent in (ppid_map(proc_root) if parents is None else parents).items():
         children_of[parent].append(child)
 
     infos: dict[int, ProcessInfo] = {pid: root}

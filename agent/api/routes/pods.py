@@ -186,11 +186,12 @@ def _add_process_facts(item: PodViewItem, view: PodView, root: FsPath) -> None:
             pause_ns = host.read_process(sandbox.pause_pid, root).namespaces
         except ProcessGone:
             pause_ns = None
+    parents = host.parent_map(root)
     for container in item.containers:
         if container.pid is None:
             continue
         try:
-            tree = host.process_tree(container.pid, root)
+            tree = host.process_tree(container.pid, root, parents=parents)
         except ProcessGone:
             continue
         container.process_tree = ProcessTreeItem.from_node(tree)
