@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 from agent import host
 from agent.cri import CriClient, EventsUnsupported, discover_endpoint
-from agent.errors import AmbiguousPrefix, NotFound, RuntimeError_, RuntimeUnavailable
+from agent.errors import AmbiguousPrefix, NotFound, Refused, RuntimeError_, RuntimeUnavailable
 from agent.model import (
     Container,
     ContainerState,
@@ -133,6 +133,8 @@ class NodeState:
         # Objects whose verbose status a bulk refresh left for later.
         self._needs_verbose: set[str] = set()
         self._pid_watcher: host.PidWatcher | None = None
+        # Why exits are seen by relisting only, when pidfds cannot be used.
+        self.pidfd_unavailable: str | None = None
         self._client: CriClient | None = None
         self.refresh_count = 0
         self.status_calls = 0
@@ -228,7 +230,11 @@ class NodeState:
     async def run(self) -> None:
         """Connect, sync, keep current; reconnect with backoff whenever the runtime goes away."""
         delay = self.settings.reconnect_min_seconds
-        self._pid_watcher = host.PidWatcher()
+        self.pidfd_unavailable = host.pidfd_unavailable()
+        if self.pidfd_unavailable is None:
+            self._pid_watcher = host.PidWatcher()
+        else:
+            log.warning("exits are seen by relisting only: %s", self.pidfd_unavailable)
         try:
             while True:
                 was_synced = False
@@ -249,7 +255,8 @@ class NodeState:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.settings.reconnect_max_seconds)
         finally:
-            self._pid_watcher.close()
+            if self._pid_watcher is not None:
+                self._pid_watcher.close()
             await self._close_client()
 
     async def _run_connected(self) -> None:
@@ -545,7 +552,14 @@ class NodeState:
             watcher.unwatch(pid)
         for pid in wanted - set(watcher.watched):
             started = host.process_start_time(pid, self.settings.proc_root)
-            watcher.watch(pid, started, self._on_pid_exit)
+            try:
+                watcher.watch(pid, started, self._on_pid_exit)
+            except Refused as exc:  # pidfd_open denied after all: relisting still sees exits
+                log.warning("exits are seen by relisting only: %s", exc.message)
+                self.pidfd_unavailable = exc.message
+                watcher.close()
+                self._pid_watcher = None
+                return
 
     def _on_pid_exit(self, pid: int) -> None:
         # The runtime lists the container as exited only after its shim has

@@ -4,6 +4,7 @@ after the pidfd is open, and the pidfd then reports the exit."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 from collections.abc import Callable
 from datetime import timedelta
@@ -11,7 +12,7 @@ from datetime import timedelta
 import pytest
 
 from agent import host
-from agent.errors import ProcessGone
+from agent.errors import ProcessGone, Refused
 from agent.lab.cri_pods import ContainerDef, CriPodDriver, PodHandle
 
 pytestmark = pytest.mark.containerd
@@ -80,4 +81,34 @@ async def test_wait_gone_times_out_on_a_process_that_survives(
     finally:
         process.close()
     await asyncio.sleep(0)
+    assert alive(pid)
+
+
+def _deny_pidfd_open(monkeypatch: pytest.MonkeyPatch) -> None:
+    # What an older seccomp profile answers for a syscall it does not list.
+    def denied(pid: int, flags: int = 0) -> int:
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "pidfd_open", denied)
+
+
+def test_without_pidfds_nothing_is_signalled_and_the_reason_is_given(
+    lab_pod: Callable[..., PodHandle], cri_driver: CriPodDriver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert host.pidfd_unavailable() is None  # this machine has them
+    handle = lab_pod("no-pidfd", containers=[ContainerDef("a", BUSYBOX, command=["sleep", "3600"])])
+    pid = cri_driver.container_pid(handle.container_id("a"))
+    assert pid is not None
+    started = host.process_start_time(pid)
+    assert started is not None
+
+    _deny_pidfd_open(monkeypatch)
+    reason = host.pidfd_unavailable()
+    assert reason is not None
+    assert "EPERM" in reason
+    assert "seccomp" in reason
+    with pytest.raises(Refused) as refused:
+        host.signal_container_process(pid, started, handle.container_id("a"), 9)
+    assert refused.value.status_code == 503
+    assert refused.value.detail["rule"] == "pidfd-unavailable"
     assert alive(pid)

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from agent import host
 from agent.lab.apiserver import FakeApiServer
 from agent.lab.containerd import PrivateContainerd
 from agent.lab.kubelet import LabKubelet
@@ -334,3 +335,33 @@ def test_live_stream_and_metrics(agent: RunningAgent, web: str) -> None:
     )
     assert 'podlens_heal_runs_total{state="healed"}' in metrics
     assert "podlens_runtime_up 1.0" in metrics
+
+
+def test_without_pidfds_kills_are_refused_and_the_node_says_why(
+    agent: RunningAgent, web: str, audit_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reason = "pidfd_open fails here (EPERM): the kernel is older than 5.3 or the seccomp profile"
+    monkeypatch.setattr(host, "pidfd_unavailable", lambda: reason)
+    settings = agent.node.settings.model_copy(update={"audit_log_path": audit_path})
+    with running_agent(settings) as denied:
+        denied.wait_for(lambda a: a.get("/readyz").json().get("status") == "ok")
+        capabilities = denied.get("/v1/node").json()["capabilities"]
+        assert capabilities["pidfd_exit_notifications"] is False
+        assert capabilities["pidfd_unavailable"] == reason
+        assert "no pidfds" in denied.get("/v1/node?output=text").text
+
+        before = wait_pod(denied, web, "Running", "2/2")
+        for body in ({"container": "app"}, {"container": "app", "dry_run": True}):
+            refused = kill(denied, web, **body)
+            assert refused.status_code == 503, refused.text
+            assert refused.json()["detail"]["rule"] == "pidfd-unavailable"
+            assert reason in refused.json()["message"]
+        after = denied.get(f"/v1/pods/{NS}/{web}").json()
+        pid_of = {c["name"]: c["pid"] for c in before["containers"]}
+        assert {c["name"]: c["pid"] for c in after["containers"]} == pid_of
+
+    records = [json.loads(line) for line in audit_path.read_text().splitlines()]
+    assert [r["rule"] for r in records if r["event"] == "refused"][-2:] == [
+        "pidfd-unavailable",
+        "pidfd-unavailable",
+    ]

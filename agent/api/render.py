@@ -204,7 +204,15 @@ def node(n: NodeInfo) -> str:
         ("Endpoint", r.endpoint),
         ("Connected", "yes" if r.connected else f"no ({r.reason}) since {r.since.isoformat()}"),
         ("API server", f"{n.api.detail}; {n.api.pods_on_node} pods bound here"),
-        ("Changes via", f"{n.capabilities.change_source} + pidfd exit notifications"),
+        (
+            "Changes via",
+            n.capabilities.change_source
+            + (
+                " + pidfd exit notifications"
+                if n.capabilities.pidfd_exit_notifications
+                else f" (no pidfds: {n.capabilities.pidfd_unavailable})"
+            ),
+        ),
         ("Pause processes", n.capabilities.pause_processes),
         ("Sandboxes", f"{n.counts.sandboxes} ({n.counts.sandboxes_ready} ready)"),
         (

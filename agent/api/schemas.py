@@ -272,6 +272,9 @@ class Capabilities(BaseModel):
     )
     relist_interval_seconds: float
     pidfd_exit_notifications: bool
+    pidfd_unavailable: str | None = Field(
+        default=None, description="why pidfds cannot be used here (kills are then refused)"
+    )
     pause_processes: Literal["always", "per-pod", "unknown"] = Field(
         description="containerd runs one per sandbox; CRI-O only for some pods"
     )

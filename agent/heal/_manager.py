@@ -149,6 +149,13 @@ class HealManager:
                 run=running,
             )
         plan = plan_kill(self.settings, view, request, self._self(), _now())
+        unavailable = host.pidfd_unavailable()
+        if unavailable is not None:
+            raise Refused(
+                f"kills need pidfds, so that a recycled PID is never hit: {unavailable}",
+                status_code=503,
+                rule="pidfd-unavailable",
+            )
         target = plan.target
         me = self._self()
         if me.container_id is not None and target.container_id == me.container_id:

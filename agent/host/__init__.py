@@ -18,6 +18,7 @@ from agent.host._oom import oom_kill_count
 from agent.host._pidfd import (
     PidWatcher,
     SignalledProcess,
+    pidfd_unavailable,
     signal_container_process,
     signal_pid_checked,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "main_pids_by_container",
     "oom_kill_count",
     "parent_map",
+    "pidfd_unavailable",
     "pod_uid_from_cgroup",
     "process_start_time",
     "process_tree",

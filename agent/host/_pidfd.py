@@ -12,6 +12,7 @@ liveness probe (watch) or the signal itself (signal_pid_checked) reports.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import signal
@@ -29,12 +30,44 @@ log = logging.getLogger(__name__)
 PROC = Path("/proc")
 
 
+def pidfd_unavailable() -> str | None:
+    """Why this process cannot use pidfds, or None when it can.
+
+    pidfd_open needs Linux 5.3; a seccomp profile that predates it answers
+    EPERM or ENOSYS. Without pidfds the agent still sees exits by relisting,
+    but it will not kill anything, since only a pidfd rules out a recycled PID.
+    """
+    try:
+        fd = os.pidfd_open(os.getpid())
+    except OSError as exc:
+        return _unavailable_reason("pidfd_open", exc)
+    try:
+        signal.pidfd_send_signal(fd, 0)
+    except OSError as exc:
+        return _unavailable_reason("pidfd_send_signal", exc)
+    finally:
+        os.close(fd)
+    return None
+
+
+def _unavailable_reason(call: str, exc: OSError) -> str:
+    code = errno.errorcode.get(exc.errno, str(exc.errno)) if exc.errno else "error"
+    return (
+        f"{call} fails here ({code}): the kernel is older than 5.3 or the seccomp "
+        "profile does not allow it"
+    )
+
+
 def _open_checked(pid: int, start_time: datetime | None, proc_root: Path) -> int | None:
     """A pidfd for ``pid`` if it exists and started at ``start_time``, else None."""
     try:
         fd = os.pidfd_open(pid)
     except ProcessLookupError:
         return None
+    except OSError as exc:
+        raise Refused(
+            _unavailable_reason("pidfd_open", exc), status_code=503, rule="pidfd-unavailable"
+        ) from None
     try:
         actual = process_start_time(pid, proc_root)
         if actual is None or (start_time is not None and not same_start(actual, start_time)):

@@ -36,7 +36,10 @@ _REFUSALS: dict[int | str, dict[str, object]] = {
     409: {"model": ErrorBody, "description": "not running, or a run is already watching it"},
     422: {"model": ErrorBody, "description": "bad request, or the restart policy forbids it"},
     429: {"model": ErrorBody, "description": "rate limited"},
-    503: {"model": ErrorBody, "description": "container runtime unavailable"},
+    503: {
+        "model": ErrorBody,
+        "description": "container runtime unavailable, or pidfds unavailable on this node",
+    },
 }
 
 

@@ -46,7 +46,8 @@ def get_node_info(node: NodeDep, pods: PodsDep, fmt: OutputDep) -> NodeInfo | Pl
         capabilities=Capabilities(
             change_source="events" if health.change_source == "events" else "relist",
             relist_interval_seconds=node.settings.relist_interval_seconds,
-            pidfd_exit_notifications=True,
+            pidfd_exit_notifications=node.pidfd_unavailable is None,
+            pidfd_unavailable=node.pidfd_unavailable,
             pause_processes=pause,  # type: ignore[arg-type]
         ),
         counts=Counts(
