@@ -90,7 +90,9 @@ def _lab_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "and show what it sees; tears everything down at the end",
     )
     walk.add_argument("--port", type=int, default=8470, help="agent port (default 8470)")
-    walk.add_argument("--keep", action="store_true", help="leave the lab up until Ctrl-C")
+    walk.add_argument(
+        "--keep", action="store_true", help="leave the lab up at the end (stop it with `lab down`)"
+    )
 
 
 def _diagnose_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -1047,6 +1047,9 @@ def build_parser(prog: str = "python -m agent.lab.node") -> argparse.ArgumentPar
         prog=prog,
         description="The lab node: a private containerd, an API server, a kubelet and the "
         "agent on this machine (needs root).",
+        epilog="The guided tour: `python -m agent lab walkthrough [--port P] [--keep]` brings "
+        "the lab up, applies the exercise pods, shows what the agent sees, and takes it down "
+        "(--keep leaves it up).",
     )
     sub = parser.add_subparsers(dest="lab_command", required=True)
     up = sub.add_parser("up", parents=[common], help="start the lab node")
