@@ -128,6 +128,13 @@ def wait_view(
     return agent.wait_for(probe)  # type: ignore[no-any-return]
 
 
+def ns_link(pid: int, kind: str) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/{kind}")
+    except PermissionError:
+        return None
+
+
 def test_joined_view_matches_kubectl_and_the_runtime(
     agent: RunningAgent, cri_driver: CriPodDriver, web: tuple[dict[str, Any], PodHandle]
 ) -> None:
@@ -158,6 +165,21 @@ def test_joined_view_matches_kubectl_and_the_runtime(
         assert mine["shares_with_pause"]["ipc"] is True
         assert mine["shares_with_pause"]["pid"] is False
         assert mine["process_tree"]["pid"] == mine["pid"]
+
+    # Namespaces the pause shares with the node's initial ones (kthreadd's) say
+    # nothing about the pod.
+    pause = pod["sandboxes"][0]["pause_pid"]
+    kinds = set(by_name["app"]["shares_with_pause"])
+    host_wide = sorted(k for k in kinds if ns_link(pause, k) == ns_link(2, k) is not None)
+    assert pod["pause_shares_with_host"] == host_wide
+    assert {"net", "ipc", "uts", "pid", "mnt"}.isdisjoint(host_wide)
+    assert "user" in host_wide  # the lab runs no user namespaces
+    detail = agent.get("/v1/pods/shop/web", params={"output": "text"}).text
+    rows = {line.split()[0]: line.split() for line in detail.splitlines() if line.strip()}
+    pod_level = sorted(k for k, v in by_name["app"]["shares_with_pause"].items() if v)
+    pod_level = [k for k in pod_level if k not in host_wide]
+    assert rows["app"][-1] == ",".join(pod_level)
+    assert "net" in pod_level
 
     text = agent.get("/v1/pods", params={"namespace": "shop", "output": "text"}).text
     header, row = text.splitlines()[:2]

@@ -295,11 +295,16 @@ def pod_detail(p: PodViewItem) -> str:
                 c.exit_code,
                 c.reason,
                 c.id[:SHORT_ID] if c.id else None,
-                ",".join(k for k, v in (c.shares_with_pause or {}).items() if v) or None,
+                ",".join(p.pod_level_sharing(c)) or None,
             ]
             for c in p.containers
         ),
     )
+    if p.pause_shares_with_host:
+        out += (
+            "  (SHARES WITH PAUSE leaves out what the pause shares with the whole node: "
+            f"{', '.join(p.pause_shares_with_host)})\n"
+        )
     attempts = [(c.name, a) for c in p.containers for a in c.attempts]
     if attempts:
         out += "\nEarlier attempts the runtime still holds:\n" + table(

@@ -425,6 +425,18 @@ class PodViewItem(BaseModel):
     events_error: str | None = Field(
         default=None, description="why events could not be read, when they could not"
     )
+    pause_shares_with_host: list[str] | None = Field(
+        default=None,
+        description="namespace types the pause process shares with the node's initial "
+        "namespaces; a container sharing these with the pause shares them with the whole "
+        "node, not just the pod (detail view)",
+    )
+
+    def pod_level_sharing(self, container: PodContainerItem) -> list[str]:
+        """The namespaces a container shares with the pause process and not with the host."""
+        host_wide = set(self.pause_shares_with_host or ())
+        shared = container.shares_with_pause or {}
+        return [kind for kind, same in shared.items() if same and kind not in host_wide]
 
 
 # --------------------------------------------------------------------------

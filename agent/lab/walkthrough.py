@@ -232,8 +232,11 @@ def _shared_namespace(base: str) -> None:
     paths = " ".join(f"/proc/{pid}/ns/net" for pid in [pause_pid, *(c["pid"] for c in containers)])
     print(f"\n$ readlink {paths}", flush=True)
     note(f"pause    pid {pause_pid:<7} {_netns(pause_pid)}")
+    host_wide = set(pod.get("pause_shares_with_host") or ())
     for c in containers:
-        shared = ", ".join(k for k, v in (c.get("shares_with_pause") or {}).items() if v)
+        shared = ", ".join(
+            k for k, v in (c.get("shares_with_pause") or {}).items() if v and k not in host_wide
+        )
         note(f"{c['name']:<8} pid {c['pid']:<7} {_netns(c['pid'])}   shares with pause: {shared}")
     note(
         f"-> both containers answer on the same localhost and the same pod IP ({sandbox.get('ip')})"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path as FsPath
 from typing import Annotated
 
@@ -186,6 +187,8 @@ def _add_process_facts(item: PodViewItem, view: PodView, root: FsPath) -> None:
             pause_ns = host.read_process(sandbox.pause_pid, root).namespaces
         except ProcessGone:
             pause_ns = None
+    if pause_ns:
+        item.pause_shares_with_host = _shared_with_host(pause_ns, root)
     parents = host.parent_map(root)
     for container in item.containers:
         if container.pid is None:
@@ -202,3 +205,26 @@ def _add_process_facts(item: PodViewItem, view: PodView, root: FsPath) -> None:
                 for kind, inode in sorted(pause_ns.items())
                 if kind in mine
             }
+
+
+def _shared_with_host(namespaces: Mapping[str, int], root: FsPath) -> list[str] | None:
+    """Which of these namespaces are the node's initial ones, or None if unknown.
+
+    kthreadd (PID 2, parent 0) lives in every initial namespace and stays
+    readable where PID 1 may not be; without it (an agent outside the host
+    PID namespace) PID 1 of the agent's view answers for that view.
+    """
+    reference: dict[str, int] = {}
+    for pid in (2, 1):
+        try:
+            info = host.read_process(pid, root)
+        except ProcessGone:
+            continue
+        if pid == 2 and (info.ppid != 0 or info.name != "kthreadd"):
+            continue
+        reference = info.namespaces
+        if reference:
+            break
+    if not reference:  # unreadable without ptrace rights over the process
+        return None
+    return sorted(kind for kind, inode in namespaces.items() if reference.get(kind) == inode)
