@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import anyio
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -203,3 +205,28 @@ def test_openapi_documents_the_response_models(client: TestClient) -> None:
         "log_path",
     ]
     assert set(required) <= set(item), set(required) - set(item)
+
+
+async def test_probes_answer_while_every_worker_thread_is_held(node: StillNode) -> None:
+    # Slow sync routes (a process tree under load) run in anyio's worker
+    # threads; a liveness probe queued behind them would get the agent
+    # restarted for being busy.
+    app = create_app(node.settings, node)
+    limiter = anyio.to_thread.current_default_thread_limiter()
+    holders = [object() for _ in range(int(limiter.total_tokens))]
+    for holder in holders:
+        await limiter.acquire_on_behalf_of(holder)
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://agent") as client:
+            with anyio.fail_after(5):
+                assert (await client.get("/healthz")).status_code == 200
+                ready = await client.get("/readyz")
+            assert ready.status_code == 200, ready.text
+            # A sync route does wait for a thread: the hold above is real.
+            with anyio.move_on_after(0.3) as waited:
+                await client.get("/v1/containers")
+            assert waited.cancelled_caught
+    finally:
+        for holder in holders:
+            limiter.release_on_behalf_of(holder)

@@ -1,4 +1,8 @@
-"""Dependencies shared by the routes: the node state, the output format."""
+"""Dependencies shared by the routes: the node state, the output format.
+
+They are coroutines because they never block: FastAPI would otherwise run
+each in the worker threads, which slow routes may all be holding.
+"""
 
 from __future__ import annotations
 
@@ -17,27 +21,27 @@ class OutputFormat(enum.StrEnum):
     TEXT = "text"
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_node(request: Request) -> NodeState:
+async def get_node(request: Request) -> NodeState:
     node: NodeState = request.app.state.node
     return node
 
 
-def get_pods(request: Request) -> PodCacheLike:
+async def get_pods(request: Request) -> PodCacheLike:
     pods: PodCacheLike = request.app.state.pods
     return pods
 
 
-def get_live_snapshot(node: Annotated[NodeState, Depends(get_node)]) -> Snapshot:
+async def get_live_snapshot(node: Annotated[NodeState, Depends(get_node)]) -> Snapshot:
     """The current snapshot, or a 503 when the runtime cannot be trusted as current."""
     return node.live_snapshot()
 
 
-def get_output_format(
+async def get_output_format(
     request: Request,
     output: Annotated[
         OutputFormat | None,

@@ -12,9 +12,10 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz", response_model=Health)
-def healthz(node: NodeDep) -> Health:
-    # Alive means the process serves; an unreachable runtime is a readiness
-    # matter, and restarting the agent would not fix it.
+async def healthz(node: NodeDep) -> Health:
+    # Alive means the event loop serves; an unreachable runtime is a readiness
+    # matter, and restarting the agent would not fix it. Both probes run on
+    # the loop, not in a worker thread, so busy workers cannot fail them.
     return Health(status="ok", checks={"http": "ok"})
 
 
@@ -23,7 +24,7 @@ def healthz(node: NodeDep) -> Health:
     response_model=Health,
     responses={503: {"model": Health, "description": "not ready, with the reason"}},
 )
-def readyz(node: NodeDep, pods: PodsDep) -> Health | JSONResponse:
+async def readyz(node: NodeDep, pods: PodsDep) -> Health | JSONResponse:
     # Ready needs the runtime; an API server that is away only degrades the
     # answers (the runtime's view is still served), so it does not fail readiness.
     health = node.health
