@@ -51,9 +51,19 @@ class Snapshot:
     taken_at: datetime | None
     sandboxes: Mapping[str, Sandbox] = field(default_factory=dict)
     containers: Mapping[str, Container] = field(default_factory=dict)
+    # Built on first use: a pod list asks once per sandbox.
+    _by_sandbox: dict[str, list[Container]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def containers_in(self, sandbox_id: str) -> list[Container]:
-        return [c for c in self.containers.values() if c.sandbox_id == sandbox_id]
+        index = self._by_sandbox
+        if index is None:
+            index = {}
+            for c in self.containers.values():
+                index.setdefault(c.sandbox_id, []).append(c)
+            object.__setattr__(self, "_by_sandbox", index)
+        return list(index.get(sandbox_id, ()))
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ from agent.logs import AttemptKey, LastWords
 from agent.model import Container
 from agent.node import NodeState
 from agent.settings import Settings
+from agent.views import PodViewMemo
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,7 @@ def create_app(
     app.state.settings = settings
     app.state.node = state
     app.state.pods = cache
+    app.state.view_memo = PodViewMemo()
     app.state.heal = healer
     app.state.metrics = registry
     app.state.last_words = last_words

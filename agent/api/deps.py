@@ -14,6 +14,7 @@ from fastapi import Depends, Query, Request
 from agent.kube import PodCacheLike
 from agent.node import NodeState, Snapshot
 from agent.settings import Settings
+from agent.views import PodViewMemo
 
 
 class OutputFormat(enum.StrEnum):
@@ -34,6 +35,11 @@ async def get_node(request: Request) -> NodeState:
 async def get_pods(request: Request) -> PodCacheLike:
     pods: PodCacheLike = request.app.state.pods
     return pods
+
+
+async def get_view_memo(request: Request) -> PodViewMemo:
+    memo: PodViewMemo = request.app.state.view_memo
+    return memo
 
 
 async def get_live_snapshot(node: Annotated[NodeState, Depends(get_node)]) -> Snapshot:
@@ -63,3 +69,4 @@ NodeDep = Annotated[NodeState, Depends(get_node)]
 PodsDep = Annotated[PodCacheLike, Depends(get_pods)]
 SnapshotDep = Annotated[Snapshot, Depends(get_live_snapshot)]
 OutputDep = Annotated[OutputFormat, Depends(get_output_format)]
+ViewMemoDep = Annotated[PodViewMemo, Depends(get_view_memo)]

@@ -284,10 +284,11 @@ class DisabledPodCache:
     def __init__(self) -> None:
         self._health = ApiHealth(state="disabled", since=_now())
         self.generation = 0
+        self._pods: Mapping[str, ApiPod] = MappingProxyType({})
 
     @property
     def pods(self) -> Mapping[str, ApiPod]:
-        return MappingProxyType({})
+        return self._pods
 
     @property
     def health(self) -> ApiHealth:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import Response
 
 from agent import host
 from agent.api import render
@@ -41,7 +41,7 @@ def list_containers(
     sandbox: Annotated[
         str | None, Query(pattern=ID_PATTERN, description="sandbox ID or prefix")
     ] = None,
-) -> ItemList[ContainerItem] | PlainTextResponse:
+) -> Response:
     items = [
         ContainerItem.from_container(c)
         for c in sorted(
@@ -62,7 +62,7 @@ def get_container(
     node: NodeDep,
     fmt: OutputDep,
     container_id: Annotated[str, Path(pattern=ID_PATTERN, description="full ID or unique prefix")],
-) -> ContainerDetail | PlainTextResponse:
+) -> Response:
     container = node.find_container(container_id.lower())
     process: ProcessInfo | None = None
     tree: ProcessNode | None = None

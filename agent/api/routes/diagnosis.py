@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import Response
 
 from agent import evidence
 from agent.api import render
-from agent.api.deps import NodeDep, OutputDep, PodsDep, SnapshotDep
+from agent.api.deps import NodeDep, OutputDep, PodsDep, SnapshotDep, ViewMemoDep
 from agent.api.routes._common import DNS1123_LABEL, DNS1123_SUBDOMAIN, respond
 from agent.api.schemas import (
     ErrorBody,
@@ -69,7 +69,7 @@ async def pod_diagnosis(
     fmt: OutputDep,
     namespace: Annotated[str, Path(max_length=63, pattern=DNS1123_LABEL)],
     name: Annotated[str, Path(max_length=253, pattern=DNS1123_SUBDOMAIN)],
-) -> PodDiagnosis | PlainTextResponse:
+) -> Response:
     now = datetime.now(UTC)
     view = node_pod_view(node.settings, pods, snap, namespace, name, now)
     last_words: LastWords = request.app.state.last_words
@@ -97,9 +97,10 @@ async def node_diagnostics(
     pods: PodsDep,
     snap: SnapshotDep,
     fmt: OutputDep,
-) -> NodeDiagnostics | PlainTextResponse:
+    memo: ViewMemoDep,
+) -> Response:
     now = datetime.now(UTC)
-    views = node_pod_views(node.settings, pods, snap, now)
+    views = node_pod_views(node.settings, pods, snap, now, memo)
     # Healthy pods have nothing to find; gathering evidence for them is wasted I/O.
     candidates = [v for v in views if evidence.needs_attention(v)]
     last_words: LastWords = request.app.state.last_words

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import anyio
 from fastapi import APIRouter, Path, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from agent.api import render
 from agent.api.deps import OutputDep, SettingsDep
@@ -160,7 +160,7 @@ async def kill_and_watch(
 
 
 @router.get("/v1/heal/runs", response_model=ItemList[HealRunSummary])
-def list_runs(request: Request, fmt: OutputDep) -> ItemList[HealRunSummary] | PlainTextResponse:
+def list_runs(request: Request, fmt: OutputDep) -> Response:
     items = [
         HealRunSummary(
             id=r.id,
@@ -190,7 +190,7 @@ def _find(request: Request, run_id: str) -> HealRun:
 @router.get(
     "/v1/heal/runs/{run_id}", response_model=HealRunItem, responses={404: {"model": ErrorBody}}
 )
-def get_run(request: Request, fmt: OutputDep, run_id: RunId) -> HealRunItem | PlainTextResponse:
+def get_run(request: Request, fmt: OutputDep, run_id: RunId) -> Response:
     return respond(fmt, run_item(_find(request, run_id)), render.run_detail)
 
 

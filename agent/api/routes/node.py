@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import Response
 
 from agent.api import render
 from agent.api.deps import NodeDep, OutputDep, PodsDep
@@ -15,7 +15,7 @@ router = APIRouter(prefix="/v1", tags=["node"])
 
 
 @router.get("/node", response_model=NodeInfo)
-def get_node_info(node: NodeDep, pods: PodsDep, fmt: OutputDep) -> NodeInfo | PlainTextResponse:
+def get_node_info(node: NodeDep, pods: PodsDep, fmt: OutputDep) -> Response:
     # Answers even while the runtime is down: this is where people look to see why.
     health = node.health
     snap = node.snapshot

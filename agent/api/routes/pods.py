@@ -7,11 +7,11 @@ from pathlib import Path as FsPath
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import Response
 
 from agent import host
 from agent.api import render
-from agent.api.deps import NodeDep, OutputDep, PodsDep, SnapshotDep
+from agent.api.deps import NodeDep, OutputDep, PodsDep, SnapshotDep, ViewMemoDep
 from agent.api.routes._common import DNS1123_LABEL, DNS1123_SUBDOMAIN, NamespaceFilter, respond
 from agent.api.schemas import (
     AttemptItem,
@@ -124,6 +124,7 @@ def list_pods(
     pods: PodsDep,
     snap: SnapshotDep,
     fmt: OutputDep,
+    memo: ViewMemoDep,
     namespace: NamespaceFilter = None,
     status: Annotated[
         str | None,
@@ -136,8 +137,8 @@ def list_pods(
     problems: Annotated[
         bool, Query(description="only pods that need attention (status, readiness, mismatches)")
     ] = False,
-) -> ItemList[PodViewItem] | PlainTextResponse:
-    views = node_pod_views(node.settings, pods, snap)
+) -> Response:
+    views = node_pod_views(node.settings, pods, snap, memo=memo)
     items = [
         pod_item(v, snap, pods)
         for v in views
@@ -156,7 +157,7 @@ def get_pod(
     fmt: OutputDep,
     namespace: Annotated[str, Path(max_length=63, pattern=DNS1123_LABEL)],
     name: Annotated[str, Path(max_length=253, pattern=DNS1123_SUBDOMAIN)],
-) -> PodViewItem | PlainTextResponse:
+) -> Response:
     view = node_pod_view(node.settings, pods, snap, namespace, name)
     item = pod_item(view, snap, pods)
     _add_process_facts(item, view, node.settings.proc_root)

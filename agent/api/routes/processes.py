@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import Response
 
 from agent.api import render
 from agent.api.deps import NodeDep, OutputDep
@@ -30,7 +30,7 @@ def get_process(
     node: NodeDep,
     fmt: OutputDep,
     pid: Annotated[int, Path(ge=1, le=_PID_MAX, description="host PID")],
-) -> ProcessLookup | PlainTextResponse:
+) -> Response:
     owner = node.lookup_process(pid)
     sandbox = owner.sandbox
     body = ProcessLookup(

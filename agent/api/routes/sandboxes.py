@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import Response
 
 from agent import host
 from agent.api import render
@@ -31,7 +31,7 @@ def list_sandboxes(
     namespace: NamespaceFilter = None,
     pod: PodFilter = None,
     state: Annotated[SandboxState | None, Query()] = None,
-) -> ItemList[SandboxItem] | PlainTextResponse:
+) -> Response:
     counts: dict[str, int] = {}
     for c in snap.containers.values():
         counts[c.sandbox_id] = counts.get(c.sandbox_id, 0) + 1
@@ -52,7 +52,7 @@ def get_sandbox(
     node: NodeDep,
     fmt: OutputDep,
     sandbox_id: Annotated[str, Path(pattern=ID_PATTERN, description="full ID or unique prefix")],
-) -> SandboxDetail | PlainTextResponse:
+) -> Response:
     sandbox = node.find_sandbox(sandbox_id)
     containers = sorted(node.snapshot.containers_in(sandbox.id), key=lambda c: (c.name, c.attempt))
     pause: ProcessInfo | None = None
