@@ -29,6 +29,7 @@ import psutil
 
 from agent.lab.containerd import PrivateContainerd
 from agent.lab.cri_pods import ContainerDef, CriPodDriver, PodHandle
+from agent.lab.errors import LabError
 from agent.lab.images import BUSYBOX_IMAGE, build_images, default_cache_dir
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -165,8 +166,14 @@ class Lab:
             raise
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        try:
+            self.close()
+        except LabError as teardown:
+            if exc is None:
+                raise
+            # The body's failure is the one to report; this one comes after it.
+            print(f"teardown after the failure: {teardown}", file=sys.stderr)
 
     def create_pods(
         self, count: int, *, namespace: str = "bench", prefix: str = "bench"

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import functools
 import json
 import os
 import pstats
@@ -260,10 +261,10 @@ async def runtime_floor(
             made: list[Callable[[], Awaitable[object]]] = []
             for sid in sandbox_ids:
                 req_s = api_pb2.PodSandboxStatusRequest(pod_sandbox_id=sid, verbose=verbose)
-                made.append(lambda r=req_s: stub.PodSandboxStatus(r, timeout=5))
+                made.append(functools.partial(stub.PodSandboxStatus, req_s, timeout=5))
             for cid in container_ids:
                 req_c = api_pb2.ContainerStatusRequest(container_id=cid, verbose=verbose)
-                made.append(lambda r=req_c: stub.ContainerStatus(r, timeout=5))
+                made.append(functools.partial(stub.ContainerStatus, req_c, timeout=5))
             return made
 
         async def sequential(jobs: list[Callable[[], Awaitable[object]]]) -> None:
