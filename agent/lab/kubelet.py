@@ -100,7 +100,12 @@ JSON = dict[str, Any]
 
 DEFAULT_SYNC_PERIOD: Final = 1.0
 WATCH_TIMEOUT: Final = 300.0
-CRI_TIMEOUT: Final = 10.0
+# kubelet's --runtime-request-timeout default. A shorter deadline turns a
+# slow runtime (a burst of pod starts on a loaded node) into StartErrors and
+# restarts that a real kubelet would not cause.
+CRI_TIMEOUT: Final = 120.0
+# Only names the runtime for container IDs; not worth holding start-up for.
+VERSION_TIMEOUT: Final = 10.0
 
 
 def _node_ip() -> str:
@@ -275,7 +280,7 @@ class LabKubelet:
         assert self.driver is not None
         try:
             version = self.driver.runtime.Version(
-                api_pb2.VersionRequest(), timeout=CRI_TIMEOUT, wait_for_ready=True
+                api_pb2.VersionRequest(), timeout=VERSION_TIMEOUT, wait_for_ready=True
             )
             return str(version.runtime_name) or "containerd"
         except Exception as exc:  # the runtime may come later; the prefix is a default
