@@ -25,7 +25,7 @@ from agent.logs import (
     safe_open_log,
     tail,
 )
-from agent.logs._paths import RotatedFile, rotated_files
+from agent.logs._paths import RotatedFile, real_path, rotated_files
 from cri_proto import api_pb2
 
 CONTAINERD_TS = "2024-05-06T07:08:09.123456789Z"
@@ -82,6 +82,23 @@ def test_containerd_timestamps_with_variable_fraction_are_utc() -> None:
     ]
     assert [line.stream for line in lines] == ["stdout", "stdout", "stderr"]
     assert texts(lines) == ["nine", "one", "none"]
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        b"2024-05-06T07:08:09123Z",  # fraction digits without the dot
+        b"2024-05-06T07:08:09.Z",
+        b"2024-05-06T07:08:09.1234567890Z",  # ten digits: not RFC 3339 as runtimes write it
+        b"2024-13-06T07:08:09Z",
+        b"2024-05-06 07:08:09Z",
+        b"2024-05-06T07:08:09",
+    ],
+)
+def test_malformed_timestamps_make_the_line_malformed(stamp: bytes) -> None:
+    (line,) = parse_log(stamp + b" stdout F text\n")
+    assert line.at is None
+    assert line.stream == "unknown"
 
 
 def test_crio_local_time_with_offset_is_aware_and_compares_in_utc() -> None:
@@ -797,3 +814,20 @@ def test_logs_written_by_a_real_containerd(
     assert recalled is not None
     # stdout and stderr are separate pipes: only the order within one holds.
     assert list(recalled.lines) == list(result.lines)
+
+
+def test_real_path_agrees_with_os_realpath_without_touching_the_file(tmp_path: Path) -> None:
+    real_dir = tmp_path / "var" / "log" / "pods"
+    real_dir.mkdir(parents=True)
+    (tmp_path / "logs").symlink_to(real_dir)
+    fifo = real_dir / "0.log"
+    os.mkfifo(fifo)  # opening a FIFO for reading would block; O_PATH does not
+    link = tmp_path / "logs" / "current.log"
+    link.symlink_to("0.log")
+    cases = [link, tmp_path / "logs" / ".." / "logs" / "0.log", tmp_path / "logs" / "missing.log"]
+    for path in cases:
+        assert real_path(str(path)) == os.path.realpath(path)
+    assert real_path(str(link)) == str(fifo)
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to(tmp_path / "nowhere" / "x.log")
+    assert real_path(str(dangling)) == os.path.realpath(dangling)

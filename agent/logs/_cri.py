@@ -22,7 +22,11 @@ Stream = Literal["stdout", "stderr", "unknown"]
 
 # Strict on purpose: anything else is kept as a malformed line with its text,
 # so a stricter parser loses nothing and never guesses.
-_TIMESTAMP = re.compile(rb"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})")
+# Seconds, up to six fraction digits (what Python keeps), the rest, the zone.
+_TIMESTAMP = re.compile(
+    rb"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?)(?:(?<=\.\d{6})\d{1,3})?"
+    rb"(Z|[+-]\d{2}:\d{2})"
+)
 _TAGS = re.compile(rb"[FP](?::[^ ]*)?")
 
 
@@ -54,18 +58,12 @@ def parse_timestamp(raw: bytes) -> datetime | None:
 
     Python keeps microseconds, so nanosecond digits beyond the sixth are cut.
     """
-    if _TIMESTAMP.fullmatch(raw) is None:
+    match = _TIMESTAMP.fullmatch(raw)
+    if match is None:
         return None
-    text = raw.decode("ascii")
-    dot = text.find(".")
-    if dot >= 0:
-        end = dot + 1
-        while end < len(text) and text[end].isdigit():
-            end += 1
-        if end - dot - 1 > 6:
-            text = text[: dot + 7] + text[end:]
+    seconds, zone = match.groups()
     try:
-        return datetime.fromisoformat(text)
+        return datetime.fromisoformat((seconds + zone).decode("ascii"))
     except ValueError:  # month 13, hour 25, ...
         return None
 

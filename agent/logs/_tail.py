@@ -20,7 +20,7 @@ from pathlib import Path
 
 from agent.errors import AgentError, InvalidInput, NotFound
 from agent.logs._cri import LogLine, Stream, decode, malformed, parse_record
-from agent.logs._paths import RotatedFile, rotated_files, safe_open_log
+from agent.logs._paths import RotatedFile, real_path, rotated_files, safe_open_log
 
 MIB = 1024 * 1024
 DEFAULT_MAX_BYTES = 8 * MIB
@@ -375,7 +375,7 @@ def tail(
     if "\0" in os.fspath(path):
         raise InvalidInput("log path contains a NUL byte")
     path = Path(os.path.abspath(path))
-    real = Path(os.path.realpath(path))
+    real = Path(real_path(os.fspath(path)))
     roots = allowed_roots if allowed_roots is not None else (real.parent,)
     if lines == 0:
         # Asking for no lines of a missing or forbidden file is still an error.
