@@ -79,7 +79,7 @@ def needs_attention(view: PodView, now: datetime | None = None) -> bool:
     """Worth diagnosing: unwell (see ``_unwell``), or running with something only
     the node can check: a declared TCP port (does anything listen?) or a memory
     limit (did the OOM killer strike inside?). Those checks read /proc and the
-    cgroup only; see ``_gather_sync``."""
+    cgroup only; see ``_node_facts``."""
     if _unwell(view, now or datetime.now(UTC)):
         return True
     if view.status != "Running":
@@ -182,33 +182,33 @@ def _oom_kills(view: PodView, proc_root: Path) -> dict[str, int] | None:
     return counts or None
 
 
-def _gather_sync(
-    view: PodView,
-    pods: PodCacheLike,
-    settings: Settings,
-    last_words: LastWords,
-    now: datetime,
-) -> tuple[
-    tuple[ApiEvent, ...],
-    frozenset[str] | None,
-    dict[str, ContainerLogs],
-    dict[int, bool] | None,
-    dict[str, int] | None,
-]:
-    events: tuple[ApiEvent, ...] = ()
-    services: frozenset[str] | None = None
-    api_ok = pods.health.state == "ok"
+_ApiFacts = tuple[tuple[ApiEvent, ...], frozenset[str] | None]
+_NodeFacts = tuple[dict[str, ContainerLogs], dict[int, bool] | None, dict[str, int] | None]
+
+
+def _wants_api(view: PodView, pods: PodCacheLike, now: datetime) -> bool:
     # A pod that looks well is checked on the node only (ports, OOM counter):
     # no rule reads its events, and asking the API server per pod is not free.
-    if view.api_known and api_ok and _unwell(view, now):
-        try:
-            events = pods.events_for(view.namespace, view.uid)
-        except AgentError as exc:
-            log.info("events of %s/%s unavailable: %s", view.namespace, view.name, exc.message)
-        pod = view.pod
-        if pod is not None and pod.init_containers:
-            with contextlib.suppress(AgentError):
-                services = pods.services_in(view.namespace)
+    return view.api_known and pods.health.state == "ok" and _unwell(view, now)
+
+
+def _api_facts(view: PodView, pods: PodCacheLike) -> _ApiFacts:
+    """Events, and the namespace's Services for a pod with init containers."""
+    events: tuple[ApiEvent, ...] = ()
+    services: frozenset[str] | None = None
+    try:
+        events = pods.events_for(view.namespace, view.uid)
+    except AgentError as exc:
+        log.info("events of %s/%s unavailable: %s", view.namespace, view.name, exc.message)
+    pod = view.pod
+    if pod is not None and pod.init_containers:
+        with contextlib.suppress(AgentError):
+            services = pods.services_in(view.namespace)
+    return events, services
+
+
+def _node_facts(view: PodView, settings: Settings, last_words: LastWords) -> _NodeFacts:
+    """What the node itself shows: listening ports, log lines, OOM counters."""
     listening = _listening(view, settings.proc_root)
     closed = {port for port, ok in (listening or {}).items() if not ok}
     uid = view.runtime_uid or view.uid
@@ -217,7 +217,7 @@ def _gather_sync(
         for c in view.containers
         if _container_needs_logs(c, closed)
     }
-    return (events, services, logs, listening, _oom_kills(view, settings.proc_root))
+    return logs, listening, _oom_kills(view, settings.proc_root)
 
 
 async def _images_present(view: PodView, client: CriClient | None) -> dict[str, bool] | None:
@@ -241,19 +241,17 @@ async def _images_present(view: PodView, client: CriClient | None) -> dict[str, 
     return answer or None
 
 
-async def gather(
+def _input(
     view: PodView,
+    api: _ApiFacts | None,
+    node: _NodeFacts,
+    images: dict[str, bool] | None,
     pods: PodCacheLike,
-    client: CriClient | None,
     settings: Settings,
-    last_words: LastWords,
     now: datetime,
 ) -> DiagnosisInput:
-    facts, images = await asyncio.gather(
-        asyncio.to_thread(_gather_sync, view, pods, settings, last_words, now),
-        _images_present(view, client),
-    )
-    events, services, logs, listening, oom_kills = facts
+    events, services = api if api is not None else ((), None)
+    logs, listening, oom_kills = node
     return DiagnosisInput(
         pod=view.pod,
         view=view,
@@ -269,6 +267,17 @@ async def gather(
     )
 
 
+async def gather(
+    view: PodView,
+    pods: PodCacheLike,
+    client: CriClient | None,
+    settings: Settings,
+    last_words: LastWords,
+    now: datetime,
+) -> DiagnosisInput:
+    return (await gather_many([view], pods, client, settings, last_words, now))[0]
+
+
 async def gather_many(
     views: Sequence[PodView],
     pods: PodCacheLike,
@@ -277,6 +286,28 @@ async def gather_many(
     last_words: LastWords,
     now: datetime,
 ) -> list[DiagnosisInput]:
-    return list(
-        await asyncio.gather(*(gather(v, pods, client, settings, last_words, now) for v in views))
+    """The evidence of every pod in ``views``, in their order.
+
+    API reads may wait on the API server, so each pod's run in a worker
+    thread of its own. The node's own reads (files under /proc, /sys and the
+    log directories) are short and run one pod after another in a single
+    thread: a thread per pod cost more in hand-offs than it saved.
+    """
+
+    async def api_of(view: PodView) -> _ApiFacts | None:
+        if not _wants_api(view, pods, now):
+            return None  # decided here, so that no thread is taken for it
+        return await asyncio.to_thread(_api_facts, view, pods)
+
+    def node_of_all() -> list[_NodeFacts]:
+        return [_node_facts(v, settings, last_words) for v in views]
+
+    api, node, images = await asyncio.gather(
+        asyncio.gather(*(api_of(v) for v in views)),
+        asyncio.to_thread(node_of_all),
+        asyncio.gather(*(_images_present(v, client) for v in views)),
     )
+    return [
+        _input(v, a, n, i, pods, settings, now)
+        for v, a, n, i in zip(views, api, node, images, strict=True)
+    ]

@@ -11,6 +11,7 @@ them, which is what keeps ``<ns>_<pod>_<uid>`` unambiguous.
 from __future__ import annotations
 
 import errno
+import functools
 import io
 import os
 import re
@@ -113,6 +114,14 @@ def real_path(text: str) -> str:
     return landed
 
 
+@functools.lru_cache(maxsize=256)
+def _real_root(text: str) -> str:
+    # Log directories are set up once (a node's /var/log/pods, a pod's own
+    # directory); resolving them again for every file read is wasted work. A
+    # root re-pointed elsewhere while the agent runs keeps its first target.
+    return real_path(text)
+
+
 def _real_roots(allowed_roots: Sequence[Path | str]) -> list[str]:
     if isinstance(allowed_roots, str | os.PathLike) or not allowed_roots:
         raise InvalidInput("at least one allowed log directory is needed (a sequence of paths)")
@@ -121,7 +130,7 @@ def _real_roots(allowed_roots: Sequence[Path | str]) -> list[str]:
         text = _fspath(root, "allowed log directory")
         if not os.path.isabs(text):
             raise InvalidInput(f"allowed log directory {text!r} must be absolute")
-        roots.append(real_path(text))
+        roots.append(_real_root(text))
     return roots
 
 
@@ -210,7 +219,9 @@ def previous_log_path(
     return candidate if stat.S_ISREG(st.st_mode) else None
 
 
-def safe_open_log(path: Path | str, allowed_roots: Sequence[Path | str]) -> io.FileIO:
+def safe_open_log(
+    path: Path | str, allowed_roots: Sequence[Path | str], *, resolved: bool = False
+) -> io.FileIO:
     """Open a log file for reading, only if it really lies under an allowed root.
 
     The path is resolved and checked, the resolved path is opened with
@@ -218,10 +229,16 @@ def safe_open_log(path: Path | str, allowed_roots: Sequence[Path | str]) -> io.F
     and the file actually opened is checked again through ``/proc/self/fd``
     (a directory swapped for a symlink in between is caught there). Only
     regular files are accepted: a FIFO or device would block or never end.
+    ``resolved`` says the caller has just resolved ``path``: a normalized
+    absolute path under a root is then taken as it is, and the check after
+    opening still applies.
     """
     text = _fspath(path, "log path")
     roots = _real_roots(allowed_roots)
-    real = str(resolve_within(text, roots))
+    if resolved and os.path.isabs(text) and os.path.normpath(text) == text and _within(text, roots):
+        real = text
+    else:
+        real = str(resolve_within(text, roots))
     try:
         fd = os.open(real, _OPEN_FLAGS)
     except FileNotFoundError:

@@ -236,9 +236,12 @@ class _Reading:
             if used:
                 self.files.append(str(path))
 
-    def read_plain(self, path: Path, *, live: bool) -> bool:
-        """Feed one uncompressed file; False when reading must stop here."""
-        with safe_open_log(path, self.roots) as f:
+    def read_plain(self, path: Path, *, live: bool, real: Path | None = None) -> bool:
+        """Feed one uncompressed file; False when reading must stop here.
+
+        ``real`` is ``path`` already resolved, when the caller has it.
+        """
+        with safe_open_log(real or path, self.roots, resolved=real is not None) as f:
             st = os.fstat(f.fileno())
             identity = (st.st_dev, st.st_ino)
             if identity in self.seen:
@@ -282,8 +285,8 @@ class _Reading:
             self.notes.append(f"log file {path} was truncated while reading; showing what was read")
 
     def read_gzip(self, path: Path) -> bool:
-        """Feed one compressed rotation; False when reading must stop here."""
-        with safe_open_log(path, self.roots) as f:
+        """Feed one compressed rotation (a path already resolved); False to stop here."""
+        with safe_open_log(path, self.roots, resolved=True) as f:
             st = os.fstat(f.fileno())
             identity = (st.st_dev, st.st_ino)
             if identity in self.seen:
@@ -385,7 +388,7 @@ def tail(
     reading = _Reading(_Assembler(lines), _Budget(max_bytes), block_size, roots)
     go_on = True
     try:
-        go_on = reading.read_plain(path, live=True)
+        go_on = reading.read_plain(path, live=True, real=real)
     except NotFound:
         # Between kubelet's rename and the runtime reopening the file there
         # is briefly no live file; the rotated ones still answer.
@@ -427,7 +430,7 @@ def _read_rotated(reading: _Reading, rotated: RotatedFile) -> bool:
     try:
         if rotated.compressed:
             return reading.read_gzip(rotated.path)
-        return reading.read_plain(rotated.path, live=False)
+        return reading.read_plain(rotated.path, live=False, real=rotated.path)
     except NotFound:
         # kubelet removes the oldest rotations first, so nothing older is left.
         reading.notes.append(f"rotated log file {rotated.path} vanished while reading")
