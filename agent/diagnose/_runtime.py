@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import shlex
 from collections.abc import Iterable
 
@@ -189,9 +190,15 @@ def port_not_listening(ctx: Ctx) -> list[Finding]:
 # --------------------------------------------------------------------------
 
 
-def _path_words(spec: ContainerSpec) -> list[str]:
+def _path_words(spec: ContainerSpec) -> tuple[str, ...]:
     """Absolute paths the container's command line mentions."""
-    text = " ".join((*spec.command, *spec.args))
+    return _command_paths(spec.command, spec.args)
+
+
+# Pure, and asked again for the same command lines on every diagnosis.
+@functools.lru_cache(maxsize=1024)
+def _command_paths(command: tuple[str, ...], args: tuple[str, ...]) -> tuple[str, ...]:
+    text = " ".join((*command, *args))
     try:
         words = shlex.split(text)
     except ValueError:
@@ -202,7 +209,7 @@ def _path_words(spec: ContainerSpec) -> list[str]:
             part = part.strip(";&|'\"()")
             if part.startswith("/") and len(part) > 1:
                 out.append(part)
-    return out
+    return tuple(out)
 
 
 def _under(path: str, mount_path: str) -> bool:

@@ -16,6 +16,7 @@ It reads text only; nothing is resolved here.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import posixpath
 import re
@@ -251,6 +252,8 @@ def _probe(words: list[str]) -> WaitTarget | None:
     return None
 
 
+# Pure, and asked again for the same command lines on every diagnosis.
+@functools.lru_cache(maxsize=1024)
 def wait_plan(
     command: tuple[str, ...],
     args: tuple[str, ...],
