@@ -597,6 +597,32 @@ def test_init_crashloop_with_the_backoff_from_the_message() -> None:
     assert "kubectl -n shop logs web-7c9d8b6f4d-x2lqp -c init-db --previous" in f.next_steps
 
 
+@pytest.mark.parametrize(
+    ("state", "restarts", "severity"),
+    [
+        (running(1), 4, "error"),
+        (waiting("PodInitializing"), 4, "error"),
+        (running(1), 1, "warning"),
+    ],
+)
+def test_init_crashloop_between_failures_while_it_runs_again(
+    state: Doc, restarts: int, severity: str
+) -> None:
+    # kubectl shows Init:0/2 while the retry runs; lastState still holds the failure.
+    doc = init_pod(state, last=terminated(1, finished_ago=2), restarts=restarts)
+    logs = {"init-db": ContainerLogs(previous=("ERROR: relation exists",), previous_attempt=3)}
+    f = one(run(doc, logs=logs), "init-crashloop")
+    assert f.severity == severity
+    assert "(1 of 2) failed and is being retried" in f.summary
+    assert ev(f, "last exit code").value == "1 (application error)"
+    assert ev(f, "last 1 log line of init-db (attempt 3)").value == "ERROR: relation exists"
+
+
+def test_an_old_init_failure_before_a_long_successful_run_is_not_a_loop() -> None:
+    doc = init_pod(running(1000), last=terminated(1, finished_ago=1001), restarts=1)
+    assert [f.rule for f in run(doc) if f.rule == "init-crashloop"] == []
+
+
 def test_init_failed_under_restart_policy_never_is_for_good() -> None:
     doc = init_pod(terminated(3, finished_ago=120), policy="Never", phase="Failed")
     f = one(run(doc), "init-failed")

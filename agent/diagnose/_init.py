@@ -218,7 +218,7 @@ def _position(t: Target) -> str:
 
 
 def init_crashloop(ctx: Ctx) -> list[Finding]:
-    """Init:CrashLoopBackOff: the blocking init container keeps failing."""
+    """Init:CrashLoopBackOff, or the retry after it: the blocking init container keeps failing."""
     pod = ctx.pod
     if pod is None or terminal(pod) or pod.deletion_timestamp is not None:
         return []
@@ -226,7 +226,22 @@ def init_crashloop(ctx: Ctx) -> list[Finding]:
     if t is None or t.role is not ContainerRole.INIT or t.status is None:
         return []
     state, last = t.state, t.last_state
-    if not (state.is_waiting and state.reason == "CrashLoopBackOff") or not last.is_terminated:
+    if not last.is_terminated:
+        return []
+    if state.is_waiting and state.reason == "CrashLoopBackOff":
+        headline = f"({_position(t)}) is in Init:CrashLoopBackOff"
+        severity: Severity = "error"
+    elif (
+        # Between two failures it runs (or is being started) again, and kubectl
+        # shows only Init:i/N: the loop is still there, in lastState.
+        (state.is_running or state.is_waiting)
+        and last.exit_code not in (None, 0)
+        and last.finished_at is not None
+        and age(last.finished_at, ctx.now) <= ctx.th.recent_exit
+    ):
+        headline = f"({_position(t)}) failed and is being retried"
+        severity = "error" if t.restart_count > 1 else "warning"
+    else:
         return []
     return [
         loop_finding(
@@ -234,10 +249,10 @@ def init_crashloop(ctx: Ctx) -> list[Finding]:
             pod,
             t,
             rule="init-crashloop",
-            severity="error",
+            severity=severity,
             term=last,
             which="last",
-            headline=f"({_position(t)}) is in Init:CrashLoopBackOff",
+            headline=headline,
         )
     ]
 
