@@ -25,7 +25,7 @@ from agent.diagnose import DEFAULT_THRESHOLDS, ContainerLogs, DiagnosisInput
 from agent.errors import AgentError
 from agent.kube import PodCacheLike
 from agent.kubemodel import ApiEvent
-from agent.logs import LastWords, previous_log_path, tail
+from agent.logs import LastWords, TailMemo, previous_log_path, tail
 from agent.model import Container, ContainerState
 from agent.podview import ContainerView, PodView
 from agent.settings import Settings
@@ -100,8 +100,10 @@ def _container_needs_logs(c: ContainerView, closed_ports: set[int]) -> bool:
     return c.role is not None and c.role.value == "init"
 
 
-def _tail_text(path: Path, lines: int) -> tuple[str, ...]:
+def _tail_text(path: Path, lines: int, tails: TailMemo | None) -> tuple[str, ...]:
     with contextlib.suppress(AgentError, OSError):
+        if tails is not None:
+            return tails.lines(path, lines)
         return tuple(line.text for line in tail(path, lines).lines)
     return ()
 
@@ -121,12 +123,14 @@ def _previous_instance(c: ContainerView) -> Container | None:
     return c.attempts[0] if c.attempts else None
 
 
-def _logs_for(c: ContainerView, uid: str, last_words: LastWords) -> ContainerLogs:
+def _logs_for(
+    c: ContainerView, uid: str, last_words: LastWords, tails: TailMemo | None
+) -> ContainerLogs:
     current: Container | None = c.current
     now_lines: tuple[str, ...] = ()
     source = ""
     if current is not None and current.log_path:
-        now_lines = _tail_text(Path(current.log_path), LOG_LINES)
+        now_lines = _tail_text(Path(current.log_path), LOG_LINES, tails)
         source = current.log_path
     before: tuple[str, ...] = ()
     before_attempt: int | None = None
@@ -135,14 +139,14 @@ def _logs_for(c: ContainerView, uid: str, last_words: LastWords) -> ContainerLog
     if older is not None:
         before_attempt = older.attempt
         if older.log_path:
-            before = _tail_text(Path(older.log_path), LOG_LINES)
+            before = _tail_text(Path(older.log_path), LOG_LINES, tails)
             before_source = older.log_path
     elif current is not None and current.attempt > 0 and current.log_path:
         before_attempt = current.attempt - 1
         with contextlib.suppress(AgentError):
             path = previous_log_path(Path(current.log_path), current.attempt)
             if path is not None:
-                before = _tail_text(path, LOG_LINES)
+                before = _tail_text(path, LOG_LINES, tails)
                 before_source = str(path)
     if not before and before_attempt is not None:
         kept = last_words.recall(uid, c.name, before_attempt)
@@ -207,13 +211,15 @@ def _api_facts(view: PodView, pods: PodCacheLike) -> _ApiFacts:
     return events, services
 
 
-def _node_facts(view: PodView, settings: Settings, last_words: LastWords) -> _NodeFacts:
+def _node_facts(
+    view: PodView, settings: Settings, last_words: LastWords, tails: TailMemo | None
+) -> _NodeFacts:
     """What the node itself shows: listening ports, log lines, OOM counters."""
     listening = _listening(view, settings.proc_root)
     closed = {port for port, ok in (listening or {}).items() if not ok}
     uid = view.runtime_uid or view.uid
     logs = {
-        c.name: _logs_for(c, uid, last_words)
+        c.name: _logs_for(c, uid, last_words, tails)
         for c in view.containers
         if _container_needs_logs(c, closed)
     }
@@ -274,8 +280,9 @@ async def gather(
     settings: Settings,
     last_words: LastWords,
     now: datetime,
+    tails: TailMemo | None = None,
 ) -> DiagnosisInput:
-    return (await gather_many([view], pods, client, settings, last_words, now))[0]
+    return (await gather_many([view], pods, client, settings, last_words, now, tails))[0]
 
 
 async def gather_many(
@@ -285,6 +292,7 @@ async def gather_many(
     settings: Settings,
     last_words: LastWords,
     now: datetime,
+    tails: TailMemo | None = None,
 ) -> list[DiagnosisInput]:
     """The evidence of every pod in ``views``, in their order.
 
@@ -300,7 +308,7 @@ async def gather_many(
         return await asyncio.to_thread(_api_facts, view, pods)
 
     def node_of_all() -> list[_NodeFacts]:
-        return [_node_facts(v, settings, last_words) for v in views]
+        return [_node_facts(v, settings, last_words, tails) for v in views]
 
     api, node, images = await asyncio.gather(
         asyncio.gather(*(api_of(v) for v in views)),

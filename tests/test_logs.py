@@ -18,6 +18,7 @@ from agent.logs import (
     AttemptKey,
     LastWords,
     LogLine,
+    TailMemo,
     container_log_dir,
     log_path_for,
     parse_log,
@@ -831,3 +832,42 @@ def test_real_path_agrees_with_os_realpath_without_touching_the_file(tmp_path: P
     dangling = tmp_path / "dangling"
     dangling.symlink_to(tmp_path / "nowhere" / "x.log")
     assert real_path(str(dangling)) == os.path.realpath(dangling)
+
+
+def test_tail_memo_reads_a_file_again_only_when_it_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[Path] = []
+    real_tail = tail_module.tail
+
+    def counting(path: Path, lines: int, **kw: object) -> object:
+        reads.append(path)
+        return real_tail(path, lines)
+
+    monkeypatch.setattr("agent.logs._memo.tail", counting)
+    memo = TailMemo()
+    log = tmp_path / "0.log"
+    log.write_bytes(b"2024-05-06T07:08:09Z stdout F one\n2024-05-06T07:08:10Z stdout F two\n")
+
+    assert memo.lines(log, 1) == ("two",)
+    assert memo.lines(log, 1) == ("two",)
+    assert memo.lines(log, 2) == ("one", "two")  # another count is another read
+    assert len(reads) == 2
+
+    with log.open("ab") as f:  # the runtime appends
+        f.write(b"2024-05-06T07:08:11Z stdout F three\n")
+    assert memo.lines(log, 1) == ("three",)
+    rotated = tmp_path / "0.log.20240506-070812"
+    log.rename(rotated)  # kubelet rotates: a new file takes the name
+    log.write_bytes(b"2024-05-06T07:08:13Z stderr F four\n")
+    assert memo.lines(log, 2) == ("three", "four")
+    st = os.stat(log)
+    log.write_bytes(b"2024-05-06T07:08:14Z stderr F FIVE\n")  # same size, new content
+    os.utime(log, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    assert memo.lines(log, 1) == ("FIVE",)
+    assert len(reads) == 5
+
+    log.unlink()
+    rotated.unlink()
+    with pytest.raises(NotFound):
+        memo.lines(log, 1)

@@ -22,7 +22,7 @@ from agent.api.schemas import ErrorBody
 from agent.errors import AgentError
 from agent.heal import AuditLog, HealManager
 from agent.kube import PodCacheLike, access_reviewer_from_settings, pod_cache_from_settings
-from agent.logs import AttemptKey, LastWords
+from agent.logs import AttemptKey, LastWords, TailMemo
 from agent.model import Container
 from agent.node import NodeState
 from agent.settings import Settings
@@ -91,6 +91,7 @@ def create_app(
     app.state.heal = healer
     app.state.metrics = registry
     app.state.last_words = last_words
+    app.state.tail_memo = TailMemo()
     _install_error_handlers(app)
     reviewer = access_reviewer_from_settings(
         settings,

@@ -12,6 +12,8 @@ under ``/var/log/pods`` are the source. What this package offers:
   opens only files that resolve under the allowed roots.
 * ``LastWords`` keeps the last lines of dead attempts, so a crash loop's
   output survives kubelet's garbage collection of the dead container.
+* ``TailMemo`` keeps the last lines of files read before, while each file
+  is unchanged (one ``stat`` instead of a read).
 
 Nothing here raises anything but ``agent.errors`` types: ``InvalidInput``
 (422) for bad names or paths outside the roots, ``NotFound`` (404) naming
@@ -20,6 +22,7 @@ the file when nothing could be read.
 
 from agent.logs._cri import LogLine, Stream, parse_log
 from agent.logs._lastwords import AttemptKey, LastWords
+from agent.logs._memo import TailMemo
 from agent.logs._paths import (
     container_log_dir,
     log_path_for,
@@ -36,6 +39,7 @@ __all__ = [
     "LastWords",
     "LogLine",
     "Stream",
+    "TailMemo",
     "TailResult",
     "container_log_dir",
     "log_path_for",

@@ -21,7 +21,7 @@ from agent.api.schemas import (
     PodDiagnosis,
 )
 from agent.diagnose import DEFAULT_THRESHOLDS, Finding, Thresholds, diagnose
-from agent.logs import LastWords
+from agent.logs import LastWords, TailMemo
 from agent.podview import PodView
 from agent.settings import Settings
 from agent.views import node_pod_view, node_pod_views
@@ -73,7 +73,8 @@ async def pod_diagnosis(
     now = datetime.now(UTC)
     view = node_pod_view(node.settings, pods, snap, namespace, name, now)
     last_words: LastWords = request.app.state.last_words
-    facts = await evidence.gather(view, pods, node.client, node.settings, last_words, now)
+    tails: TailMemo = request.app.state.tail_memo
+    facts = await evidence.gather(view, pods, node.client, node.settings, last_words, now, tails)
     body = PodDiagnosis(
         namespace=view.namespace,
         name=view.name,
@@ -104,8 +105,9 @@ async def node_diagnostics(
     # Healthy pods have nothing to find; gathering evidence for them is wasted I/O.
     candidates = [v for v in views if evidence.needs_attention(v)]
     last_words: LastWords = request.app.state.last_words
+    tails: TailMemo = request.app.state.tail_memo
     inputs = await evidence.gather_many(
-        candidates, pods, node.client, node.settings, last_words, now
+        candidates, pods, node.client, node.settings, last_words, now, tails
     )
     items = [
         finding_item(view, f)
