@@ -273,18 +273,6 @@ def _input(
     )
 
 
-async def gather(
-    view: PodView,
-    pods: PodCacheLike,
-    client: CriClient | None,
-    settings: Settings,
-    last_words: LastWords,
-    now: datetime,
-    tails: TailMemo | None = None,
-) -> DiagnosisInput:
-    return (await gather_many([view], pods, client, settings, last_words, now, tails))[0]
-
-
 async def gather_many(
     views: Sequence[PodView],
     pods: PodCacheLike,

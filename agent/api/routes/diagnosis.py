@@ -74,7 +74,9 @@ async def pod_diagnosis(
     view = node_pod_view(node.settings, pods, snap, namespace, name, now)
     last_words: LastWords = request.app.state.last_words
     tails: TailMemo = request.app.state.tail_memo
-    facts = await evidence.gather(view, pods, node.client, node.settings, last_words, now, tails)
+    (facts,) = await evidence.gather_many(
+        [view], pods, node.client, node.settings, last_words, now, tails
+    )
     body = PodDiagnosis(
         namespace=view.namespace,
         name=view.name,
