@@ -378,16 +378,19 @@ def test_a_failing_init_container_loops_with_its_exit_and_log(
         "init-fail-demo",
         "init-crashloop",
         "migrate",
-        lambda f: int(evidence(f, "restart count")) >= 2,
+        # Between back-offs the retry runs and the finding says so; wait for a back-off.
+        lambda f: (
+            int(evidence(f, "restart count")) >= 2 and "Init:CrashLoopBackOff" in f["summary"]
+        ),
     )
     assert f["severity"] == "error"
     assert "init container migrate of diag/init-fail-demo (1 of 1)" in f["summary"]
-    assert "Init:CrashLoopBackOff" in f["summary"]
     assert evidence(f, "last exit code") == "1 (application error)"
     assert evidence(f, "back-off step").endswith("(from kubelet's waiting message)")
     assert any(MIGRATE_LINE in e["value"] for e in log_evidence(f)), f["evidence"]
-    body = diagnosis(agent, "init-fail-demo")
-    assert body["status"] == "Init:CrashLoopBackOff"
+    body = agent.wait_for(
+        lambda a: (b := diagnosis(a, "init-fail-demo"))["status"] == "Init:CrashLoopBackOff" and b
+    )
     # The app container never started, and is not blamed.
     assert not [x for x in body["findings"] if x["container"] == "main"], body["findings"]
 
