@@ -25,7 +25,7 @@ from agent.diagnose import DEFAULT_THRESHOLDS, ContainerLogs, DiagnosisInput
 from agent.errors import AgentError
 from agent.kube import PodCacheLike
 from agent.kubemodel import ApiEvent
-from agent.logs import LastWords, TailMemo, previous_log_path, tail
+from agent.logs import LastWords, TailMemo, previous_log_path
 from agent.model import Container, ContainerState
 from agent.podview import ContainerView, PodView
 from agent.settings import Settings
@@ -100,11 +100,9 @@ def _container_needs_logs(c: ContainerView, closed_ports: set[int]) -> bool:
     return c.role is not None and c.role.value == "init"
 
 
-def _tail_text(path: Path, lines: int, tails: TailMemo | None) -> tuple[str, ...]:
+def _tail_text(path: Path, lines: int, tails: TailMemo) -> tuple[str, ...]:
     with contextlib.suppress(AgentError, OSError):
-        if tails is not None:
-            return tails.lines(path, lines)
-        return tuple(line.text for line in tail(path, lines).lines)
+        return tails.lines(path, lines)
     return ()
 
 
@@ -123,9 +121,7 @@ def _previous_instance(c: ContainerView) -> Container | None:
     return c.attempts[0] if c.attempts else None
 
 
-def _logs_for(
-    c: ContainerView, uid: str, last_words: LastWords, tails: TailMemo | None
-) -> ContainerLogs:
+def _logs_for(c: ContainerView, uid: str, last_words: LastWords, tails: TailMemo) -> ContainerLogs:
     current: Container | None = c.current
     now_lines: tuple[str, ...] = ()
     source = ""
@@ -212,7 +208,7 @@ def _api_facts(view: PodView, pods: PodCacheLike) -> _ApiFacts:
 
 
 def _node_facts(
-    view: PodView, settings: Settings, last_words: LastWords, tails: TailMemo | None
+    view: PodView, settings: Settings, last_words: LastWords, tails: TailMemo
 ) -> _NodeFacts:
     """What the node itself shows: listening ports, log lines, OOM counters."""
     listening = _listening(view, settings.proc_root)
@@ -280,7 +276,7 @@ async def gather_many(
     settings: Settings,
     last_words: LastWords,
     now: datetime,
-    tails: TailMemo | None = None,
+    tails: TailMemo,
 ) -> list[DiagnosisInput]:
     """The evidence of every pod in ``views``, in their order.
 

@@ -149,7 +149,7 @@ class HealManager:
                 run=running,
             )
         plan = plan_kill(self.settings, view, request, self._self(), _now())
-        unavailable = host.pidfd_unavailable()
+        unavailable = self.node.pidfd_unavailable
         if unavailable is not None:
             raise Refused(
                 f"kills need pidfds, so that a recycled PID is never hit: {unavailable}",
