@@ -43,7 +43,7 @@ COPY README.md ./
 COPY cri_proto/ cri_proto/
 COPY agent/ agent/
 # Then every agent module is imported once, as a check that the image holds
-# all they need (agent/lab is not in the build context: see .dockerignore).
+# all they need.
 RUN python -m pip --python /opt/podlens/bin/python install --no-cache-dir --no-deps . \
     && /opt/podlens/bin/python -c "import importlib, pkgutil, agent; [importlib.import_module(m.name) for m in pkgutil.walk_packages(agent.__path__, 'agent.') if m.name != 'agent.__main__']"
 

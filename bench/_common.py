@@ -215,7 +215,7 @@ class Child:
 
 
 class ApiServerProcess(Child):
-    """``python -m agent.lab.apiserver``: its URL is the first line it prints."""
+    """``python -m lab.apiserver``: its URL is the first line it prints."""
 
     def __init__(
         self,
@@ -228,7 +228,7 @@ class ApiServerProcess(Child):
         cmd = [
             sys.executable,
             "-m",
-            "agent.lab.apiserver",
+            "lab.apiserver",
             "--port",
             "0",
             "--bookmark-interval",
@@ -273,7 +273,7 @@ class ApiServerProcess(Child):
 
 
 class KubeletProcess(Child):
-    """``python -m agent.lab.kubelet`` for one node; SIGTERM stops it and leaves the pods."""
+    """``python -m lab.kubelet`` for one node; SIGTERM stops it and leaves the pods."""
 
     def __init__(
         self,
@@ -290,7 +290,7 @@ class KubeletProcess(Child):
         cmd = [
             sys.executable,
             "-m",
-            "agent.lab.kubelet",
+            "lab.kubelet",
             "--api-server",
             api_url,
             "--cri-endpoint",

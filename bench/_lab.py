@@ -27,10 +27,10 @@ from types import FrameType
 import httpx
 import psutil
 
-from agent.lab.containerd import PrivateContainerd
-from agent.lab.cri_pods import ContainerDef, CriPodDriver, PodHandle
-from agent.lab.errors import LabError
-from agent.lab.images import BUSYBOX_IMAGE, build_images, default_cache_dir
+from lab.containerd import PrivateContainerd
+from lab.cri_pods import ContainerDef, CriPodDriver, PodHandle
+from lab.errors import LabError
+from lab.images import BUSYBOX_IMAGE, build_images, default_cache_dir
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MIB = 1024 * 1024

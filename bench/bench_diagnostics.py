@@ -44,7 +44,6 @@ from typing import Any
 import httpx
 import psutil
 
-from agent.lab.errors import LabError
 from bench._common import (
     LATENCY_HEADER,
     ApiServerProcess,
@@ -70,6 +69,7 @@ from bench._lab import (
     ms,
     raise_on_sigterm,
 )
+from lab.errors import LabError
 
 NODE = "bench"  # AgentProcess passes --node-name bench
 NAMESPACE = "shop"

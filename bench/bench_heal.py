@@ -50,7 +50,6 @@ import grpc
 import httpx
 import psutil
 
-from agent.lab.errors import LabError
 from bench._common import (
     ApiServerProcess,
     KubeletProcess,
@@ -76,6 +75,7 @@ from bench._lab import (
     raise_on_sigterm,
 )
 from cri_proto import api_pb2, api_pb2_grpc
+from lab.errors import LabError
 
 NODE = "bench"  # AgentProcess passes --node-name bench
 NAMESPACE = "bench"

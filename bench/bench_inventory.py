@@ -41,9 +41,8 @@ import httpx
 import psutil
 
 from agent.cri import CriClient, _convert
-from agent.lab.cri_pods import PodHandle
-from agent.model import Container
-from agent.node import NodeState
+from agent.domain.model import Container
+from agent.services.node import NodeState
 from agent.settings import Settings
 from bench._lab import (
     MIB,
@@ -60,6 +59,7 @@ from bench._lab import (
     raise_on_sigterm,
 )
 from cri_proto import api_pb2, api_pb2_grpc
+from lab.cri_pods import PodHandle
 
 TARGET_RATIO = 3.0
 TARGET_P50_SECONDS = 0.010

@@ -24,9 +24,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from agent.lab.errors import LabError
-from agent.lab.exercises import EXERCISES
-from agent.lab.node import LabNode
+from lab.errors import LabError
+from lab.exercises import EXERCISES
+from lab.node import LabNode
 
 TARGET_POD_START_P50 = 1.0
 # Up to every exercise at its status: images cached, containerd, the three

@@ -1,8 +1,8 @@
 """Load: many concurrent clients on the agent's read endpoints while pods churn.
 
 The lab runs as separate processes, as on a node: a private containerd, the
-fake API server (``python -m agent.lab.apiserver``), the lab kubelet
-(``python -m agent.lab.kubelet``) and the agent (``python -m agent serve``).
+fake API server (``python -m lab.apiserver``), the lab kubelet
+(``python -m lab.kubelet``) and the agent (``python -m agent serve``).
 A few steady pods run throughout; a churn thread creates a pod through the
 API server every ``--churn-interval`` seconds and deletes the oldest once
 more than ``--churn-keep`` exist, so the kubelet creates and removes
@@ -303,7 +303,7 @@ def run(args: argparse.Namespace) -> int:
         log(f"containerd up at {lab.endpoint}")
         api = Child(
             "api server",
-            ["agent.lab.apiserver", "--port", "0", "--bookmark-interval", "1"],
+            ["lab.apiserver", "--port", "0", "--bookmark-interval", "1"],
             lab.base / "apiserver.log",
         )
         children.append(api)
@@ -311,7 +311,7 @@ def run(args: argparse.Namespace) -> int:
         kubelet = Child(
             "kubelet",
             [
-                "agent.lab.kubelet",
+                "lab.kubelet",
                 "--api-server",
                 api_url,
                 "--cri-endpoint",

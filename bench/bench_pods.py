@@ -46,10 +46,6 @@ from typing import Any
 
 import psutil
 
-from agent.lab.apiserver import FakeApiServer, RequestRecord
-from agent.lab.cri_pods import ContainerDef, PodHandle
-from agent.lab.errors import LabError
-from agent.lab.images import BUSYBOX_IMAGE
 from bench._common import (
     LATENCY_HEADER,
     Outcome,
@@ -73,6 +69,10 @@ from bench._lab import (
     ms,
     raise_on_sigterm,
 )
+from lab.apiserver import FakeApiServer, RequestRecord
+from lab.cri_pods import ContainerDef, PodHandle
+from lab.errors import LabError
+from lab.images import BUSYBOX_IMAGE
 
 NODE = "bench"  # AgentProcess passes --node-name bench
 OTHER_NODE = "no-pods-here"

@@ -9,6 +9,7 @@ scripts/install-deps.sh
 
 echo "== ruff";  python3 -m ruff check . && python3 -m ruff format --check .
 echo "== mypy";  python3 -m mypy
+echo "== import contracts"; lint-imports
 echo "== stubs"; python3 scripts/gen_proto.py --check
 echo "== pytest"
 python3 -m pytest -q -p no:cacheprovider "$@"

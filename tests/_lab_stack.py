@@ -23,9 +23,9 @@ from typing import Any, TypeVar
 import httpx
 import psutil
 
-from agent.lab.apiserver import FakeApiServer
-from agent.lab.cri_pods import LABEL_POD_NAME, LABEL_POD_NAMESPACE, CriPodDriver
-from agent.lab.kubelet import LabKubelet
+from lab.apiserver import FakeApiServer
+from lab.cri_pods import LABEL_POD_NAME, LABEL_POD_NAMESPACE, CriPodDriver
+from lab.kubelet import LabKubelet
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUSYBOX = "docker.io/library/busybox:latest"

@@ -12,7 +12,7 @@ import uvicorn
 
 from agent.api.app import create_app
 from agent.logs import LastWords
-from agent.node import NodeState
+from agent.services.node import NodeState
 from agent.settings import Settings
 
 

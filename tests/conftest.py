@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from agent.lab.containerd import PrivateContainerd
-from agent.lab.cri_pods import CriPodDriver, PodHandle
-from agent.lab.errors import CriCallFailed, LabError
-from agent.lab.images import ImageTar, build_images, default_cache_dir
+from lab.containerd import PrivateContainerd
+from lab.cri_pods import CriPodDriver, PodHandle
+from lab.errors import CriCallFailed, LabError
+from lab.images import ImageTar, build_images, default_cache_dir
 
 
 def lab_unavailable(reason: str) -> None:

@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from agent.api.app import create_app
-from agent.model import Container, ContainerState, PodRef, Sandbox, SandboxState
-from agent.node import NodeState, RuntimeHealth, Snapshot
+from agent.domain.model import Container, ContainerState, PodRef, Sandbox, SandboxState
+from agent.services.node import NodeState, RuntimeHealth, Snapshot
 from agent.settings import Settings
 
 POD = PodRef(name="web", namespace="shop", uid="0b5c7d3e-1111-2222-3333-444455556666")

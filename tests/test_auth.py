@@ -45,9 +45,9 @@ from agent.kube import (
     UserInfo,
     access_reviewer_from_settings,
 )
-from agent.lab.apiserver import FakeApiServer
-from agent.node import NodeState, RuntimeHealth, Snapshot
+from agent.services.node import NodeState, RuntimeHealth, Snapshot
 from agent.settings import Settings
+from lab.apiserver import FakeApiServer
 
 NODE = "n1"
 T0 = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)

@@ -18,7 +18,7 @@ from agent.cri.verbose import (
     parse_container_info,
     parse_sandbox_info,
 )
-from agent.model import ContainerState, Mount, NamespacePath, RuntimeKind, VerboseInfo
+from agent.domain.model import ContainerState, Mount, NamespacePath, RuntimeKind, VerboseInfo
 
 FIXTURES = Path(__file__).parent / "fixtures" / "cri"
 

@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 
 from agent.diagnose import SEVERITY_RANK
-from agent.lab.apiserver import FakeApiServer
-from agent.lab.containerd import PrivateContainerd
-from agent.lab.kubelet import LabKubelet
 from agent.settings import Settings
+from lab.apiserver import FakeApiServer
+from lab.containerd import PrivateContainerd
+from lab.kubelet import LabKubelet
 from tests.agent_server import RunningAgent, running_agent
 
 pytestmark = pytest.mark.containerd

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from agent.diagnose.offline import diagnose_documents, main
+from agent.cli.diagnose import diagnose_documents, main
 from agent.errors import InvalidInput
 
 NOW = datetime(2025, 3, 4, 12, 0, 0, tzinfo=UTC)
@@ -239,7 +239,7 @@ def test_main_reads_stdin(
 
 
 def test_stdin_through_a_real_pipe() -> None:
-    code = "import sys; from agent.diagnose.offline import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys; from agent.cli.diagnose import main; sys.exit(main(sys.argv[1:]))"
     done = subprocess.run(
         [sys.executable, "-c", code, "-f", "-", *NOW_FLAG],
         input=INIT_JSON.read_text(),

@@ -40,12 +40,12 @@ from agent.diagnose import (
     service_for,
     wait_plan,
 )
+from agent.domain.kubemodel import ApiEvent
+from agent.domain.model import Container, ContainerState, Mount, PodRef, Sandbox, SandboxState
+from agent.domain.podview import build_pod_view, build_pod_views
 from agent.errors import ProcessGone
 from agent.host import listening_tcp_ports, oom_kill_count
 from agent.kube.convert import event_from_dict, pod_from_dict
-from agent.kubemodel import ApiEvent
-from agent.model import Container, ContainerState, Mount, PodRef, Sandbox, SandboxState
-from agent.podview import build_pod_view, build_pod_views
 
 NOW = datetime(2025, 3, 4, 12, 0, 0, tzinfo=UTC)
 NODE = "worker-1"

@@ -24,7 +24,7 @@ import pytest
 import urllib3
 from kubernetes import client, watch
 
-from agent.lab.apiserver import ApiStatusError, FakeApiServer
+from lab.apiserver import ApiStatusError, FakeApiServer
 
 NS = "team-a"
 
@@ -812,7 +812,7 @@ def test_stop_closes_open_watches() -> None:
 
 def test_process_entry_point() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agent.lab.apiserver", "--port", "0"],
+        [sys.executable, "-m", "lab.apiserver", "--port", "0"],
         stdout=subprocess.PIPE,
         text=True,
         cwd=Path(__file__).resolve().parents[1],

@@ -26,8 +26,8 @@ from typing import Any
 import httpx
 import pytest
 
-from agent.lab.apiserver import FakeApiServer
-from agent.lab.containerd import PrivateContainerd
+from lab.apiserver import FakeApiServer
+from lab.containerd import PrivateContainerd
 from tests._lab_stack import BUSYBOX, SLEEP, AgentProcess, LabStack, wait_for
 
 pytestmark = pytest.mark.containerd

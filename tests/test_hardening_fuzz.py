@@ -41,7 +41,7 @@ from schemathesis import GenerationMode
 from schemathesis.core import NOT_SET
 from schemathesis.core.result import Ok
 
-from agent.lab.containerd import PrivateContainerd
+from lab.containerd import PrivateContainerd
 from tests._lab_stack import BUSYBOX, SLEEP, AgentProcess, LabStack, wait_for
 
 pytestmark = pytest.mark.containerd

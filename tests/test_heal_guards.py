@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
+from agent.domain.model import Container, ContainerState, PodRef, Sandbox, SandboxState
+from agent.domain.podview import PodView, build_pod_view
 from agent.errors import NotFound, Refused
-from agent.heal import KillRequest, Self, expected_restart_delay, parse_signal, plan_kill
 from agent.kube.convert import pod_from_dict
-from agent.model import Container, ContainerState, PodRef, Sandbox, SandboxState
-from agent.podview import PodView, build_pod_view
+from agent.services.heal import KillRequest, Self, expected_restart_delay, parse_signal, plan_kill
 from agent.settings import Settings
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)

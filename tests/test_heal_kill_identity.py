@@ -13,7 +13,7 @@ import pytest
 
 from agent import host
 from agent.errors import ProcessGone, Refused
-from agent.lab.cri_pods import ContainerDef, CriPodDriver, PodHandle
+from lab.cri_pods import ContainerDef, CriPodDriver, PodHandle
 
 pytestmark = pytest.mark.containerd
 BUSYBOX = "docker.io/library/busybox:latest"

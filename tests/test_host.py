@@ -18,6 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from agent.domain.model import ProcessInfo, ProcessNode
 from agent.errors import InvalidInput, ProcessGone
 from agent.host import (
     PidWatcher,
@@ -28,7 +29,6 @@ from agent.host import (
     read_process,
     signal_pid_checked,
 )
-from agent.model import ProcessInfo, ProcessNode
 
 CID = hashlib.sha256(b"app container").hexdigest()
 UID_ = "0c8a3b5e_2d4f_4a6b_9c1d_7e8f90a1b2c3"

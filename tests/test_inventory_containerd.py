@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.lab.containerd import PrivateContainerd
-from agent.lab.cri_pods import ContainerDef, CriPodDriver, PodHandle
 from agent.settings import Settings
 from cri_proto import api_pb2
+from lab.containerd import PrivateContainerd
+from lab.cri_pods import ContainerDef, CriPodDriver, PodHandle
 from tests.agent_server import RunningAgent, running_agent
 
 pytestmark = pytest.mark.containerd

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from agent.kube import KubeSource, PodCache, api_client_from_settings
-from agent.lab.apiserver import FakeApiServer
 from agent.settings import Settings
+from lab.apiserver import FakeApiServer
 
 NODE = "node-a"
 

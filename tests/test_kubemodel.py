@@ -1,4 +1,4 @@
-"""API-server JSON -> agent.kubemodel."""
+"""API-server JSON -> agent.domain.kubemodel."""
 
 from __future__ import annotations
 
@@ -10,9 +10,7 @@ from typing import Any
 
 import pytest
 
-from agent.errors import InvalidInput
-from agent.kube.convert import event_from_dict, parse_time, pod_from_dict
-from agent.kubemodel import (
+from agent.domain.kubemodel import (
     ApiPod,
     ContainerPort,
     ContainerRole,
@@ -20,6 +18,8 @@ from agent.kubemodel import (
     VolumeMount,
     VolumeSpec,
 )
+from agent.errors import InvalidInput
+from agent.kube.convert import event_from_dict, parse_time, pod_from_dict
 
 FIXTURES = Path(__file__).parent / "fixtures" / "pods"
 

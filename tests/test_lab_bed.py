@@ -18,9 +18,10 @@ from pathlib import Path
 import grpc
 import pytest
 
-from agent.lab.containerd import PrivateContainerd
-from agent.lab.cri_pods import ContainerDef, CriPodDriver, PodHandle
-from agent.lab.images import (
+from cri_proto import api_pb2, api_pb2_grpc
+from lab.containerd import PrivateContainerd
+from lab.cri_pods import ContainerDef, CriPodDriver, PodHandle
+from lab.images import (
     BUSYBOX_IMAGE,
     PAUSE_IMAGE,
     ImageTar,
@@ -28,7 +29,6 @@ from agent.lab.images import (
     busybox_recipe,
     pause_recipe,
 )
-from cri_proto import api_pb2, api_pb2_grpc
 
 pytestmark = pytest.mark.containerd
 

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.lab.containerd import PrivateContainerd
-from agent.lab.cri_pods import ContainerDef, CriPodDriver, PodHandle
-from agent.lab.errors import LabError
-from agent.lab.images import (
+from cri_proto import api_pb2
+from lab.containerd import PrivateContainerd
+from lab.cri_pods import ContainerDef, CriPodDriver, PodHandle
+from lab.errors import LabError
+from lab.images import (
     NGINX_IMAGE,
     NGINX_IMAGE_1_27,
     ImageTar,
@@ -28,7 +29,6 @@ from agent.lab.images import (
     import_images,
     nginx_recipe,
 )
-from cri_proto import api_pb2
 from tests.conftest import lab_unavailable
 
 pytestmark = pytest.mark.containerd

@@ -3,7 +3,7 @@
 Pods are created in the fake API server exactly as ``kubectl apply`` would
 (no node), the lab binds them and its kubelet runs them; everything is then
 checked where a user would look: the pod read back from the API server
-(kubectl's STATUS through ``agent.podstatus``), its events, and the
+(kubectl's STATUS through ``agent.domain.podstatus``), its events, and the
 runtime through CRI. One kubelet serves the module with its clocks sped up
 20 times (``time_scale=0.05``), so a 10 s back-off lasts half a second.
 """
@@ -25,21 +25,21 @@ from typing import Any
 
 import pytest
 
+from agent.domain.podstatus import PodStatusStrings, status_strings
 from agent.kube.convert import pod_from_dict
-from agent.lab._kubelet_backoff import Backoff
-from agent.lab.apiserver import FakeApiServer
-from agent.lab.containerd import PrivateContainerd
-from agent.lab.cri_pods import LABEL_POD_UID, CriPodDriver
-from agent.lab.errors import CriCallFailed
-from agent.lab.kubelet import (
+from cri_proto import api_pb2
+from lab.apiserver import FakeApiServer
+from lab.containerd import PrivateContainerd
+from lab.cri_pods import LABEL_POD_UID, CriPodDriver
+from lab.errors import CriCallFailed
+from lab.kubelet import (
     LAB_HOST_PATH_PREFIX,
     LabKubelet,
     ManifestError,
     read_pod,
     unsupported_fields,
 )
-from agent.podstatus import PodStatusStrings, status_strings
-from cri_proto import api_pb2
+from lab.kubelet.backoff import Backoff
 
 SCALE = 0.05
 NODE = "lab-node"
@@ -1146,7 +1146,7 @@ def test_outages_of_the_api_server_and_the_runtime_are_ridden_out(
 
 
 def test_cli_refuses_bad_arguments_clearly(tmp_path: Path) -> None:
-    base = [sys.executable, "-m", "agent.lab.kubelet", "--node-name", "n", "--root", str(tmp_path)]
+    base = [sys.executable, "-m", "lab.kubelet", "--node-name", "n", "--root", str(tmp_path)]
     bad_scale = subprocess.run(
         [
             *base,
@@ -1199,7 +1199,7 @@ def test_process_exits_zero_on_sigterm_and_leaves_pods_running(
         [
             sys.executable,
             "-m",
-            "agent.lab.kubelet",
+            "lab.kubelet",
             "--api-server",
             api.url,
             "--cri-endpoint",

@@ -1,6 +1,6 @@
 """The lab node end to end: `up`, exercises through the lab kubelet, `down`.
 
-Commands run as a person runs them (``python -m agent.lab.node ...`` in a
+Commands run as a person runs them (``python -m lab.node ...`` in a
 subprocess), so exit codes, messages and the detached processes are the
 real ones. One lab serves the module; the last test takes it down and
 brings it up again from another directory.
@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from agent.lab import node as lab_node
-from agent.lab.exercises import get as exercise
-from agent.lab.node import LabNode, LabState
+from lab import node as lab_node
+from lab.exercises import get as exercise
+from lab.node import LabNode, LabState
 from tests.conftest import lab_unavailable
 
 pytestmark = pytest.mark.containerd
@@ -78,7 +78,7 @@ def run_cli(
         os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""
     )
     return subprocess.run(
-        [sys.executable, "-m", "agent.lab.node", *args, "--dir", str(lab_dir)],
+        [sys.executable, "-m", "lab.node", *args, "--dir", str(lab_dir)],
         input=stdin,
         capture_output=True,
         text=True,
@@ -445,7 +445,7 @@ def test_up_names_a_missing_package(
     real_which = shutil.which
     monkeypatch.setattr(lab_node.os, "geteuid", lambda: 0)
     monkeypatch.setattr(
-        "agent.lab.images.shutil.which", lambda name: None if name == "runc" else real_which(name)
+        "lab.images.shutil.which", lambda name: None if name == "runc" else real_which(name)
     )
 
     code = lab_node.main(["up", "--dir", str(tmp_path / "lab"), "--port", str(free_port())])

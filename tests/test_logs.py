@@ -13,7 +13,6 @@ import pytest
 
 import agent.logs._tail as tail_module
 from agent.errors import InvalidInput, NotFound
-from agent.lab.cri_pods import ContainerDef, CriPodDriver, PodHandle
 from agent.logs import (
     AttemptKey,
     LastWords,
@@ -28,6 +27,7 @@ from agent.logs import (
 )
 from agent.logs._paths import RotatedFile, real_path, rotated_files
 from cri_proto import api_pb2
+from lab.cri_pods import ContainerDef, CriPodDriver, PodHandle
 
 CONTAINERD_TS = "2024-05-06T07:08:09.123456789Z"
 

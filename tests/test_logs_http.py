@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from agent.lab.containerd import PrivateContainerd
-from agent.lab.cri_pods import ContainerDef, CriPodDriver, PodHandle
 from agent.settings import Settings
+from lab.containerd import PrivateContainerd
+from lab.cri_pods import ContainerDef, CriPodDriver, PodHandle
 from tests.agent_server import RunningAgent, running_agent
 
 pytestmark = pytest.mark.containerd

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from agent.lab.apiserver import FakeApiServer
-from agent.lab.containerd import PrivateContainerd
-from agent.lab.cri_pods import ContainerDef, CriPodDriver, PodHandle
 from agent.settings import Settings
+from lab.apiserver import FakeApiServer
+from lab.containerd import PrivateContainerd
+from lab.cri_pods import ContainerDef, CriPodDriver, PodHandle
 from tests.agent_server import RunningAgent, running_agent
 
 pytestmark = pytest.mark.containerd

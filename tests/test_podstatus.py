@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from agent.kube.convert import pod_from_dict
-from agent.podstatus import (
+from agent.domain.podstatus import (
     PodStatusStrings,
     human_duration,
     kubectl_age,
@@ -18,6 +17,7 @@ from agent.podstatus import (
     status_strings,
     time_since,
 )
+from agent.kube.convert import pod_from_dict
 
 NOW = datetime(2025, 3, 4, 12, 0, 0, tzinfo=UTC)
 Doc = dict[str, Any]

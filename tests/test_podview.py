@@ -8,10 +8,9 @@ from typing import Any, TypeVar
 
 import pytest
 
-from agent.kube.convert import pod_from_dict
-from agent.kubemodel import ApiPod, ContainerRole
-from agent.model import Container, ContainerState, Mount, PodRef, Sandbox, SandboxState
-from agent.podview import (
+from agent.domain.kubemodel import ApiPod, ContainerRole
+from agent.domain.model import Container, ContainerState, Mount, PodRef, Sandbox, SandboxState
+from agent.domain.podview import (
     ContainerView,
     Mismatch,
     PodView,
@@ -19,6 +18,7 @@ from agent.podview import (
     build_pod_view,
     build_pod_views,
 )
+from agent.kube.convert import pod_from_dict
 
 NOW = datetime(2025, 3, 4, 12, 0, 0, tzinfo=UTC)
 NODE = "node-a"

@@ -7,11 +7,11 @@ from collections.abc import Mapping
 from datetime import timedelta
 from types import MappingProxyType
 
+from agent.domain.kubemodel import ApiPod
 from agent.kube import ApiHealth
-from agent.kubemodel import ApiPod
-from agent.node import Snapshot
+from agent.services.node import Snapshot
+from agent.services.pods import PodViewMemo, node_pod_views
 from agent.settings import Settings
-from agent.views import PodViewMemo, node_pod_views
 from tests.test_podview import NODE, NOW, api, by_id, cstatus, ctr, pod_doc, running, sandbox
 
 

@@ -16,17 +16,17 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agent.api.auth import AuthConfig, install_auth
-from agent.api.metrics import Metrics
 from agent.api.routes import ROUTERS
 from agent.api.schemas import ErrorBody
+from agent.domain.model import Container
 from agent.errors import AgentError
-from agent.heal import AuditLog, HealManager
 from agent.kube import PodCacheLike, access_reviewer_from_settings, pod_cache_from_settings
 from agent.logs import AttemptKey, LastWords, TailMemo
-from agent.model import Container
-from agent.node import NodeState
+from agent.services.heal import AuditLog, HealManager
+from agent.services.metrics import Metrics
+from agent.services.node import NodeState
+from agent.services.pods import PodViewMemo
 from agent.settings import Settings
-from agent.views import PodViewMemo
 
 log = logging.getLogger(__name__)
 

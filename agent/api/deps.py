@@ -12,9 +12,9 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 
 from agent.kube import PodCacheLike
-from agent.node import NodeState, Snapshot
+from agent.services.node import NodeState, Snapshot
+from agent.services.pods import PodViewMemo
 from agent.settings import Settings
-from agent.views import PodViewMemo
 
 
 class OutputFormat(enum.StrEnum):

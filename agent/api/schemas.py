@@ -11,7 +11,7 @@ from typing import Generic, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
-from agent.model import (
+from agent.domain.model import (
     Container,
     Mount,
     NamespacePath,

@@ -11,14 +11,14 @@ import grpc.aio
 
 from agent.cri import _convert
 from agent.cri._endpoints import normalize_endpoint
-from agent.errors import NotFound, RuntimeCallFailed, RuntimeUnavailable
-from agent.model import (
+from agent.domain.model import (
     Container,
     ContainerEvent,
     RuntimeInfo,
     RuntimeKind,
     Sandbox,
 )
+from agent.errors import NotFound, RuntimeCallFailed, RuntimeUnavailable
 from cri_proto import api_pb2, api_pb2_grpc
 
 T = TypeVar("T")

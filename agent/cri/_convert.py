@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agent.cri.verbose import network_namespace_path, parse_container_info, parse_sandbox_info
-from agent.model import (
+from agent.domain.model import (
     Container,
     ContainerEvent,
     ContainerState,

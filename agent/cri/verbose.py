@@ -29,7 +29,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from agent.model import ContainerState, Mount, NamespacePath, RuntimeKind, VerboseInfo
+from agent.domain.model import ContainerState, Mount, NamespacePath, RuntimeKind, VerboseInfo
 
 __all__ = [
     "NO_INFRA_CONTAINER",

@@ -62,16 +62,6 @@ Rule ids (stable; clients may match on them):
     only the runtime's view could be checked
 """
 
-from agent.diagnose._backoff import (
-    BACKOFF_RESET,
-    INITIAL_BACKOFF,
-    MAX_BACKOFF,
-    Backoff,
-    backoff_for_restarts,
-    backoff_from_message,
-    current_backoff,
-    parse_go_duration,
-)
 from agent.diagnose._config import MissingConfig, classify_start, missing_config
 from agent.diagnose._engine import RULES, diagnose
 from agent.diagnose._exitcodes import ExitMeaning, decode_exit, signal_name
@@ -88,6 +78,16 @@ from agent.diagnose._types import (
     Thresholds,
 )
 from agent.diagnose._waits import WaitPlan, WaitTarget, service_for, wait_plan
+from agent.domain.backoff import (
+    BACKOFF_RESET,
+    INITIAL_BACKOFF,
+    MAX_BACKOFF,
+    Backoff,
+    backoff_for_restarts,
+    backoff_from_message,
+    current_backoff,
+    parse_go_duration,
+)
 
 RULE_IDS: tuple[str, ...] = tuple(rule_id for rule_id, _ in RULES)
 

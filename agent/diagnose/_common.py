@@ -15,7 +15,7 @@ from agent.diagnose._types import (
     Severity,
     Thresholds,
 )
-from agent.kubemodel import (
+from agent.domain.kubemodel import (
     ApiEvent,
     ApiPod,
     ContainerRole,
@@ -23,7 +23,7 @@ from agent.kubemodel import (
     ContainerStateInfo,
     ContainerStatus,
 )
-from agent.podstatus import human_duration
+from agent.domain.podstatus import human_duration
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # "spec.containers{web}", "spec.initContainers{init-db}", "spec.ephemeralContainers{dbg}"

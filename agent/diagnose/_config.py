@@ -20,7 +20,7 @@ from agent.diagnose._common import (
 )
 from agent.diagnose._crash import runtime_id
 from agent.diagnose._types import Evidence, Finding
-from agent.kubemodel import ApiPod, ContainerRole, ContainerStateInfo
+from agent.domain.kubemodel import ApiPod, ContainerRole, ContainerStateInfo
 
 CONFIG_REASONS = frozenset({"CreateContainerConfigError"})
 START_WAITING_REASONS = frozenset(

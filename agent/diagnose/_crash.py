@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from agent.diagnose._backoff import Backoff, current_backoff, go_duration
 from agent.diagnose._common import (
     Ctx,
     Target,
@@ -23,7 +22,8 @@ from agent.diagnose._common import (
 )
 from agent.diagnose._exitcodes import ExitMeaning, decode_exit, exit_text
 from agent.diagnose._types import Evidence, Finding, Severity
-from agent.kubemodel import ApiEvent, ApiPod, ContainerRole, ContainerStateInfo
+from agent.domain.backoff import Backoff, current_backoff, go_duration
+from agent.domain.kubemodel import ApiEvent, ApiPod, ContainerRole, ContainerStateInfo
 
 _PROBE_EVENTS = frozenset({"Killing", "Unhealthy"})
 

@@ -16,7 +16,7 @@ from agent.diagnose._common import (
     targets,
 )
 from agent.diagnose._types import Evidence, Finding
-from agent.kubemodel import ApiEvent
+from agent.domain.kubemodel import ApiEvent
 
 PULL_REASONS = frozenset(
     {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}

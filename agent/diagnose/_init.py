@@ -22,8 +22,8 @@ from agent.diagnose._crash import crash_steps, exit_facts, loop_finding
 from agent.diagnose._exitcodes import exit_text
 from agent.diagnose._types import Evidence, Finding, Severity
 from agent.diagnose._waits import WaitTarget, service_for, wait_plan
-from agent.kubemodel import ApiPod, ContainerRole, ContainerSpec
-from agent.podstatus import status_strings
+from agent.domain.kubemodel import ApiPod, ContainerRole, ContainerSpec
+from agent.domain.podstatus import status_strings
 
 
 def _namespace_vars(pod: ApiPod, name: str) -> tuple[str, ...]:

@@ -26,9 +26,9 @@ from agent.diagnose._config import missing_config
 from agent.diagnose._crash import exit_facts
 from agent.diagnose._exitcodes import exit_text
 from agent.diagnose._types import Evidence, Finding, Severity
-from agent.kubemodel import ApiEvent, ApiPod, ContainerRole
-from agent.model import ContainerState, SandboxState
-from agent.podstatus import status_strings
+from agent.domain.kubemodel import ApiEvent, ApiPod, ContainerRole
+from agent.domain.model import ContainerState, SandboxState
+from agent.domain.podstatus import status_strings
 
 _CREATING_REASONS = frozenset({None, "ContainerCreating", "PodInitializing"})
 _CREATING_EVENTS = frozenset(

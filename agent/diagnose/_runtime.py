@@ -17,8 +17,8 @@ from agent.diagnose._common import (
     terminal,
 )
 from agent.diagnose._types import Evidence, EvidenceKind, Finding
-from agent.kubemodel import ApiPod, ContainerRole, ContainerSpec, VolumeMount
-from agent.podview import Mismatch
+from agent.domain.kubemodel import ApiPod, ContainerRole, ContainerSpec, VolumeMount
+from agent.domain.podview import Mismatch
 
 # Token volumes every container gets; sharing them says nothing.
 _IGNORED_MOUNT_PREFIXES = ("/var/run/secrets/", "/run/secrets/", "/dev/termination-log")

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from agent.kubemodel import ApiEvent, ApiPod
-from agent.podview import PodView
+from agent.domain.kubemodel import ApiEvent, ApiPod
+from agent.domain.podview import PodView
 
 Severity = Literal["critical", "error", "warning", "info"]
 EvidenceKind = Literal["api", "runtime", "exit-code", "log", "event", "process", "check"]

@@ -13,6 +13,7 @@ from typing import Literal
 
 import psutil
 
+from agent.domain.model import ProcessInfo, ProcessNode
 from agent.errors import ProcessGone, Refused
 from agent.host._cgroup import container_id_from_cgroup
 from agent.host._procfs import (
@@ -23,7 +24,6 @@ from agent.host._procfs import (
     read_stat,
     start_time_from_ticks,
 )
-from agent.model import ProcessInfo, ProcessNode
 
 log = logging.getLogger(__name__)
 

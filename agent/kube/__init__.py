@@ -4,7 +4,7 @@ Also the API server's answers to "whose token is this?" and "may they do
 this?" (TokenReview, SubjectAccessReview) for the agent's HTTP door.
 
 The only package that imports the ``kubernetes`` client. Objects leave it as
-the agent's own types (``agent.kubemodel``).
+the agent's own types (``agent.domain.kubemodel``).
 """
 
 from agent.kube._auth import (

@@ -6,9 +6,9 @@ import threading
 import time
 from datetime import UTC, datetime
 
+from agent.domain.kubemodel import ApiEvent
 from agent.kube._source import PodSource
 from agent.kube.convert import event_from_dict
-from agent.kubemodel import ApiEvent
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

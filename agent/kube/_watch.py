@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
+from agent.domain.kubemodel import ApiEvent, ApiPod
 from agent.errors import AgentError, InvalidInput
 from agent.kube._events import EventCache
 from agent.kube._source import (
@@ -35,7 +36,6 @@ from agent.kube._source import (
     api_client_from_settings,
 )
 from agent.kube.convert import pod_from_dict
-from agent.kubemodel import ApiEvent, ApiPod
 from agent.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Build ``agent.kubemodel`` objects from API-server JSON.
+"""Build ``agent.domain.kubemodel`` objects from API-server JSON.
 
 The input is the camelCase document the API server serves: one object of a
 watch stream, one item of a list, or ``kubectl get pod -o json``. The
@@ -19,8 +19,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, cast
 
-from agent.errors import InvalidInput
-from agent.kubemodel import (
+from agent.domain.kubemodel import (
     MIRROR_POD_ANNOTATION,
     NO_STATE,
     ApiEvent,
@@ -35,6 +34,7 @@ from agent.kubemodel import (
     VolumeMount,
     VolumeSpec,
 )
+from agent.errors import InvalidInput
 
 __all__ = ["event_from_dict", "parse_time", "pod_from_dict"]
 

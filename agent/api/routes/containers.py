@@ -18,8 +18,8 @@ from agent.api.routes._common import (
     respond,
 )
 from agent.api.schemas import ContainerDetail, ContainerItem, ErrorBody, ItemList
+from agent.domain.model import ContainerState, ProcessInfo, ProcessNode
 from agent.errors import ProcessGone
-from agent.model import ContainerState, ProcessInfo, ProcessNode
 
 router = APIRouter(prefix="/v1/containers", tags=["runtime"])
 

@@ -9,7 +9,6 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 
-from agent import evidence
 from agent.api import render
 from agent.api.deps import NodeDep, OutputDep, PodsDep, SnapshotDep, ViewMemoDep
 from agent.api.routes._common import DNS1123_LABEL, DNS1123_SUBDOMAIN, respond
@@ -21,10 +20,11 @@ from agent.api.schemas import (
     PodDiagnosis,
 )
 from agent.diagnose import DEFAULT_THRESHOLDS, Finding, Thresholds, diagnose
+from agent.domain.podview import PodView
 from agent.logs import LastWords, TailMemo
-from agent.podview import PodView
+from agent.services import evidence
+from agent.services.pods import node_pod_view, node_pod_views
 from agent.settings import Settings
-from agent.views import node_pod_view, node_pod_views
 
 router = APIRouter(tags=["diagnosis"])
 

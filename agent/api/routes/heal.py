@@ -26,7 +26,7 @@ from agent.api.schemas import (
     TargetItem,
 )
 from agent.errors import InvalidInput, NotFound
-from agent.heal import HealManager, HealRun, KillRequest, Plan, parse_signal
+from agent.services.heal import HealManager, HealRun, KillRequest, Plan, parse_signal
 
 router = APIRouter(tags=["heal"])
 

@@ -13,11 +13,11 @@ from fastapi.responses import PlainTextResponse
 from agent.api.deps import NodeDep, OutputDep, OutputFormat, PodsDep, SnapshotDep
 from agent.api.routes._common import DNS1123_LABEL, DNS1123_SUBDOMAIN
 from agent.api.schemas import ErrorBody, LogLineItem, LogsItem
+from agent.domain.model import Container
+from agent.domain.podview import ContainerView
 from agent.errors import InvalidInput, NotFound
 from agent.logs import LastWords, TailResult, previous_log_path, tail
-from agent.model import Container
-from agent.podview import ContainerView
-from agent.views import node_pod_view
+from agent.services.pods import node_pod_view
 
 router = APIRouter(tags=["logs"])
 

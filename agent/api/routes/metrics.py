@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from agent.api.metrics import Metrics
+from agent.services.metrics import Metrics
 
 router = APIRouter(tags=["health"])
 

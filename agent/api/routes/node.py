@@ -9,7 +9,7 @@ from agent.api import render
 from agent.api.deps import NodeDep, OutputDep, PodsDep
 from agent.api.routes._common import respond
 from agent.api.schemas import ApiSection, Capabilities, Counts, NodeInfo, RuntimeSection
-from agent.model import ContainerState, RuntimeKind, SandboxState
+from agent.domain.model import ContainerState, RuntimeKind, SandboxState
 
 router = APIRouter(prefix="/v1", tags=["node"])
 

@@ -26,11 +26,11 @@ from agent.api.schemas import (
     SharedVolumeItem,
     VolumeUserItem,
 )
+from agent.domain.podview import ContainerView, PodView
 from agent.errors import ApiServerError, ProcessGone
 from agent.kube import PodCacheLike
-from agent.node import Snapshot
-from agent.podview import ContainerView, PodView
-from agent.views import node_pod_view, node_pod_views
+from agent.services.node import Snapshot
+from agent.services.pods import node_pod_view, node_pod_views
 
 router = APIRouter(prefix="/v1/pods", tags=["pods"])
 

@@ -12,8 +12,8 @@ from agent.api import render
 from agent.api.deps import NodeDep, OutputDep, SnapshotDep
 from agent.api.routes._common import ID_PATTERN, NamespaceFilter, PodFilter, respond
 from agent.api.schemas import ErrorBody, ItemList, SandboxDetail, SandboxItem
+from agent.domain.model import ProcessInfo, SandboxState
 from agent.errors import ProcessGone
-from agent.model import ProcessInfo, SandboxState
 
 router = APIRouter(prefix="/v1/sandboxes", tags=["runtime"])
 

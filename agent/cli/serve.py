@@ -1,0 +1,155 @@
+"""Command line: ``podlens serve|diagnose`` (and ``python -m agent ...``).
+
+The wiring layer: settings from flags and the environment, then the app.
+The node lab is a separate program (``python -m lab``): the agent's image
+cannot run it, so its CLI does not offer it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from agent.settings import Settings
+
+
+def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = sub.add_parser(
+        "serve",
+        help="run the agent's HTTP API",
+        description="Serve the node's pods, containers and processes over HTTP. "
+        "Every flag can also be set as PODLENS_<FLAG> in the environment.",
+    )
+    serve.add_argument(
+        "--cri-endpoint",
+        help="CRI socket (unix:///... or a path); auto-detected from the known sockets when absent",
+    )
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to bind (default 8470)")
+    serve.add_argument("--node-name", help="this node's name (default: NODE_NAME or hostname)")
+    serve.add_argument(
+        "--relist-interval",
+        type=float,
+        dest="relist_interval_seconds",
+        help="seconds between runtime relists (default 1.0)",
+    )
+    serve.add_argument(
+        "--cri-timeout",
+        type=float,
+        dest="cri_timeout_seconds",
+        help="deadline for each CRI call in seconds (default 2.0)",
+    )
+    serve.add_argument(
+        "--api-server",
+        help="Kubernetes API server URL (e.g. the lab's); without it and without "
+        "--kubeconfig, in-cluster config is used when running in a pod, else CRI-only mode",
+    )
+    serve.add_argument("--kubeconfig", help="kubeconfig file for the API server")
+    kill = serve.add_argument_group("kill-and-watch (off unless --enable-kill)")
+    kill.add_argument(
+        "--enable-kill",
+        action="store_true",
+        default=None,
+        help="allow POST /v1/pods/{ns}/{name}/kill-and-watch",
+    )
+    kill.add_argument(
+        "--kill-namespaces",
+        metavar="NS[,NS...]",
+        help="namespaces whose pods may be killed (default: none)",
+    )
+    kill.add_argument(
+        "--kill-opt-in-label",
+        metavar="LABEL",
+        help="a pod with LABEL=true may be killed (default podlens.io/allow-kill)",
+    )
+    kill.add_argument(
+        "--kill-allow-system",
+        action="store_true",
+        default=None,
+        help="also allow kube-system and static (mirror) pods",
+    )
+    kill.add_argument("--kill-rate-per-minute", type=int, help="node-wide kill rate (default 6)")
+    kill.add_argument(
+        "--audit-log",
+        dest="audit_log_path",
+        help="append every kill and refusal to this file (JSON lines)",
+    )
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+
+def _diagnose_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    diag = sub.add_parser(
+        "diagnose",
+        help="run the diagnosis rules on saved `kubectl get pod -o yaml` output, offline",
+        description="Prints JSON findings; see `podlens diagnose -h`.",
+    )
+    # Listed for the top-level help; main() hands the arguments to the
+    # diagnose command's own parser.
+    del diag
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="podlens", description="Node-level pod troubleshooting agent."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    _serve_parser(sub)
+    _diagnose_parser(sub)
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    fields = set(Settings.model_fields)
+    overrides = {k: v for k, v in vars(args).items() if k in fields and v is not None}
+    return Settings(**overrides)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from agent.api.app import create_app
+
+    settings = settings_from_args(args)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    app = create_app(settings)
+    # uvicorn re-raises SIGTERM after its own clean shutdown, which would end
+    # the process with 143; a handler of our own makes that re-raise a no-op.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: None)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=args.log_level,
+        access_log=False,
+        # Open streams (a followed heal run) must not hold shutdown up: the
+        # lifespan then abandons runs and writes their audit records.
+        timeout_graceful_shutdown=5,
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["diagnose"]:
+        from agent.cli.diagnose import main as diagnose_main
+
+        return diagnose_main(args_list[1:])
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    try:
+        if args.command == "serve":
+            return _serve(args)
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = ".".join(str(p) for p in error["loc"])
+            print(f"podlens: invalid setting {where}: {error['msg']}", file=sys.stderr)
+        return 2
+    parser.error(f"unknown command {args.command!r}")

@@ -1,0 +1,9 @@
+"""``python -m lab up|apply|delete|status|down|walkthrough``: the lab node's command line."""
+
+import signal
+import sys
+
+from lab.node import main
+
+signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+sys.exit(main())

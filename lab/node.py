@@ -1,0 +1,1172 @@
+"""The lab node: containerd, an API server, a kubelet and the agent on this machine.
+
+``up`` builds the images, starts a private containerd, the lab API server,
+the lab kubelet and the agent as detached processes (each in its own
+session, logging into the lab directory) and returns once the agent serves.
+They outlive the command that started them; what later commands need to
+find and stop them is kept in ``state.json`` in the lab directory: every
+PID with its start time (so ``down`` can never signal a recycled PID), the
+ports, the endpoints and the containerd token that names its bridge.
+
+``apply`` creates Pods in the lab API server, bound to the lab node as a
+scheduler would bind them; the lab kubelet runs them. ``down`` stops the
+agent, the kubelet and the API server, removes every sandbox through CRI,
+stops containerd and removes its bridge, mounts and directories, then
+checks that nothing is left.
+
+Run as ``python -m lab up|apply -f FILE|delete NAME|status|down|walkthrough``.
+Exit codes: 0 done; 1 a request was refused (a manifest, an unknown pod);
+2 the lab cannot do it (not root, a package missing, a port in use, not up,
+a component that failed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import errno
+import fcntl
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from agent.domain.podstatus import status_strings
+from agent.errors import InvalidInput
+from agent.kube.convert import pod_from_dict
+from lab.containerd import (
+    CNI_BIN_DIR,
+    PrivateContainerd,
+    ProcessRef,
+    _mounts_under,
+    _umount,
+)
+from lab.errors import ContainerdFailed, LabError, MissingTool, NotRoot
+from lab.images import (
+    BUSYBOX_PATH,
+    NGINX_BINARY,
+    build_images,
+    default_cache_dir,
+    lab_node_recipes,
+    require_tool,
+)
+
+DEFAULT_LAB_DIR = Path("/var/lib/podlens-lab")
+LAB_DIR_ENV = "PODLENS_LAB_DIR"
+DEFAULT_PORT = 8470
+# Where the lab's agent allows kill-and-watch (the exercises run in default).
+LAB_KILL_NAMESPACES = "default"
+NODE_NAME = "lab-node"
+STATE_FILE = "state.json"
+# Everything the lab puts in its directory; `down` removes these and the
+# directory only if nothing else is in it (it may be one the user named).
+_OWN_ENTRIES = (
+    STATE_FILE,
+    "state.tmp",
+    ".lock",
+    "containerd",
+    "kubelet",
+    "apiserver.log",
+    "kubelet.log",
+    "agent.log",
+    "audit.jsonl",
+)
+STATE_VERSION = 1
+# Stopped in this order: nothing must act on pods while they are removed.
+COMPONENTS = ("agent", "kubelet", "apiserver", "containerd")
+
+EXIT_REFUSED = 1
+EXIT_LAB = 2
+
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_URL_LINE = re.compile(r"^(http://[0-9.]+:\d+)\s*$", re.MULTILINE)
+
+_MNT_DETACH = 2
+
+
+class LabNotUp(LabError):
+    """A command needs the lab and it is not up."""
+
+
+class AlreadyUp(LabError):
+    """``up`` found the lab already running."""
+
+    def __init__(self, status: dict[str, Any]) -> None:
+        super().__init__(f"the lab is already up (agent at {status.get('agent_url')})")
+        self.status = status
+
+
+class PortInUse(LabError):
+    """The agent's port is taken."""
+
+
+class Refused(LabError):
+    """A request the lab understood and will not carry out (exit code 1)."""
+
+
+class ComponentFailed(LabError):
+    """A lab process did not start or stopped answering."""
+
+
+# --------------------------------------------------------------------------
+# State
+# --------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Component:
+    pid: int
+    start_ticks: int
+    log: str
+
+    @property
+    def ref(self) -> ProcessRef:
+        return ProcessRef(self.pid, self.start_ticks)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"pid": self.pid, "start_ticks": self.start_ticks, "log": self.log}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Component:
+        return cls(int(d["pid"]), int(d["start_ticks"]), str(d["log"]))
+
+
+@dataclass(slots=True)
+class LabState:
+    lab_dir: str
+    node_name: str
+    port: int
+    containerd_token: str
+    containerd_dir: str
+    cri_endpoint: str
+    started_at: str
+    time_scale: float | None = None
+    api_server_url: str = ""
+    bridge: str = ""
+    subnet: str = ""
+    images: list[str] = field(default_factory=list)
+    components: dict[str, Component] = field(default_factory=dict)
+
+    @property
+    def agent_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": STATE_VERSION,
+            "lab_dir": self.lab_dir,
+            "node_name": self.node_name,
+            "port": self.port,
+            "agent_url": self.agent_url,
+            "api_server_url": self.api_server_url,
+            "cri_endpoint": self.cri_endpoint,
+            "containerd_token": self.containerd_token,
+            "containerd_dir": self.containerd_dir,
+            "bridge": self.bridge,
+            "subnet": self.subnet,
+            "started_at": self.started_at,
+            "time_scale": self.time_scale,
+            "images": list(self.images),
+            "components": {k: v.to_json() for k, v in self.components.items()},
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> LabState:
+        if d.get("version") != STATE_VERSION:
+            raise LabError(f"lab state version {d.get('version')!r} is not {STATE_VERSION}")
+        scale = d.get("time_scale")
+        return cls(
+            lab_dir=str(d["lab_dir"]),
+            node_name=str(d["node_name"]),
+            port=int(d["port"]),
+            containerd_token=str(d["containerd_token"]),
+            containerd_dir=str(d["containerd_dir"]),
+            cri_endpoint=str(d["cri_endpoint"]),
+            started_at=str(d["started_at"]),
+            time_scale=None if scale is None else float(scale),
+            api_server_url=str(d.get("api_server_url") or ""),
+            bridge=str(d.get("bridge") or ""),
+            subnet=str(d.get("subnet") or ""),
+            images=[str(i) for i in d.get("images") or []],
+            components={
+                str(k): Component.from_json(v) for k, v in (d.get("components") or {}).items()
+            },
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PodRow:
+    namespace: str
+    name: str
+    status: str
+    ready: str
+    restarts: str
+    age: str
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "namespace": self.namespace,
+            "name": self.name,
+            "status": self.status,
+            "ready": self.ready,
+            "restarts": self.restarts,
+            "age": self.age,
+        }
+
+
+@dataclass(slots=True)
+class UpReport:
+    """What ``up`` did and how long each part took, in seconds."""
+
+    state: LabState
+    timings: dict[str, float] = field(default_factory=dict)
+    images: list[tuple[str, bool]] = field(default_factory=list)
+
+    @property
+    def total(self) -> float:
+        return sum(self.timings.values())
+
+
+# --------------------------------------------------------------------------
+# Small helpers
+# --------------------------------------------------------------------------
+
+
+def _log_tail(path: Path, lines: int = 30) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    tail = text.splitlines()[-lines:]
+    return "\n".join("    " + line for line in tail) if tail else "    (empty log)"
+
+
+def _repo_root() -> Path:
+    import agent
+
+    return Path(agent.__file__).resolve().parent.parent
+
+
+def _child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    root = str(_repo_root())
+    # The components run as `python -m agent...` from the lab directory,
+    # which must work without the package being installed.
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as probe:
+        # As uvicorn binds: a socket of a stopped agent in TIME_WAIT is no obstacle.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _http_json(
+    method: str, url: str, body: Mapping[str, Any] | None = None, timeout: float = 10.0
+) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Accept", "application/json")
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            raw = response.read()
+            code = int(response.status)
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        code = exc.code
+    try:
+        return code, json.loads(raw) if raw else None
+    except ValueError:
+        return code, raw.decode(errors="replace")
+
+
+def _status_message(payload: Any, code: int) -> str:
+    if isinstance(payload, dict) and payload.get("message"):
+        return str(payload["message"])
+    return f"HTTP {code}"
+
+
+def _require_root() -> None:
+    if os.geteuid() != 0:
+        raise NotRoot("the lab node needs root: it starts containerd, runc and a pod network")
+
+
+def preflight(port: int) -> None:
+    """Say what keeps the lab from starting, before anything is started."""
+    _require_root()
+    for tool, package in (
+        ("containerd", "containerd"),
+        ("ctr", "containerd"),
+        ("containerd-shim-runc-v2", "containerd"),
+        ("runc", "runc"),
+        ("ip", "iproute2"),
+        ("gcc", "gcc libc6-dev"),
+    ):
+        require_tool(tool, package)
+    for plugin in ("bridge", "host-local", "loopback"):
+        if not (CNI_BIN_DIR / plugin).is_file():
+            raise MissingTool(str(CNI_BIN_DIR / plugin), "containernetworking-plugins")
+    if not BUSYBOX_PATH.is_file():
+        raise MissingTool(str(BUSYBOX_PATH), "busybox-static", "the busybox image")
+    if not NGINX_BINARY.is_file():
+        raise MissingTool(str(NGINX_BINARY), "nginx", "the nginx image")
+    if not 0 < port < 65536:
+        raise PortInUse(f"port {port} is not a TCP port (1-65535)")
+    if not port_free(port):
+        raise PortInUse(f"port {port} on 127.0.0.1 is in use; pick another with --port")
+
+
+# --------------------------------------------------------------------------
+# Manifests
+# --------------------------------------------------------------------------
+
+
+def _kubelet_unsupported(pod: Mapping[str, Any], node_name: str) -> list[str]:
+    """What the lab kubelet says it cannot honour in ``pod`` (field paths)."""
+    from lab.kubelet import unsupported_fields
+
+    try:
+        fields = unsupported_fields(dict(pod), node_name=node_name)
+    except LabError as exc:
+        return [f"the lab kubelet cannot read it: {exc}"]
+    return [f"{f} is not supported by the lab kubelet" for f in fields]
+
+
+def parse_manifests(text: str, source: str = "-") -> list[dict[str, Any]]:
+    """The Pods in a YAML stream (documents and v1 Lists); Refused with the reason if not."""
+    try:
+        documents = list(yaml.safe_load_all(text))
+    except yaml.YAMLError as exc:
+        where = ""
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            where = f" at line {mark.line + 1}, column {mark.column + 1}"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise Refused(f"{source}: not valid YAML{where}: {problem}") from None
+    pods: list[dict[str, Any]] = []
+
+    def take(obj: Any, where: str) -> None:
+        if obj is None:
+            return
+        if not isinstance(obj, dict):
+            raise Refused(f"{where}: expected an object, got {type(obj).__name__}")
+        kind = obj.get("kind")
+        if kind in ("List", "PodList"):
+            items = obj.get("items")
+            if not isinstance(items, list):
+                raise Refused(f"{where}: a {kind} needs an items list")
+            for i, item in enumerate(items):
+                take(item, f"{where} item {i + 1}")
+            return
+        if kind != "Pod":
+            what = f"a {kind}" if kind else "an object without kind"
+            raise Refused(f"{where}: {what}; the lab node runs Pods only")
+        if obj.get("apiVersion") not in (None, "v1"):
+            raise Refused(f"{where}: Pod apiVersion must be v1, not {obj.get('apiVersion')!r}")
+        pods.append(obj)
+
+    for index, document in enumerate(documents):
+        take(document, f"{source} document {index + 1}")
+    if not pods:
+        raise Refused(f"{source}: no Pod in it")
+    return pods
+
+
+def check_pod(pod: Mapping[str, Any], node_name: str) -> list[str]:
+    """Why this Pod cannot be created or run on the lab node (empty when it can)."""
+    problems: list[str] = []
+    meta = pod.get("metadata")
+    if not isinstance(meta, dict):
+        return ["metadata is missing"]
+    name = meta.get("name")
+    if not isinstance(name, str) or not name:
+        problems.append("metadata.name is missing (generateName is not supported)")
+    elif len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
+        problems.append(f"metadata.name {name!r} is not a lowercase DNS-1123 subdomain")
+    namespace = meta.get("namespace", "default")
+    if not isinstance(namespace, str) or not _DNS_LABEL.match(namespace) or len(namespace) > 63:
+        problems.append(f"metadata.namespace {namespace!r} is not a lowercase DNS-1123 label")
+    spec = pod.get("spec")
+    if not isinstance(spec, dict):
+        return [*problems, "spec is missing"]
+    containers = spec.get("containers")
+    if not isinstance(containers, list) or not containers:
+        problems.append("spec.containers must list at least one container")
+    seen: set[str] = set()
+    for key in ("initContainers", "containers"):
+        listed = spec.get(key) or []
+        if not isinstance(listed, list):
+            problems.append(f"spec.{key} must be a list")
+            continue
+        for i, c in enumerate(listed):
+            where = f"spec.{key}[{i}]"
+            if not isinstance(c, dict):
+                problems.append(f"{where} must be an object")
+                continue
+            cname = c.get("name")
+            if not isinstance(cname, str) or not _DNS_LABEL.match(cname):
+                problems.append(f"{where}.name {cname!r} is not a lowercase DNS-1123 label")
+            elif cname in seen:
+                problems.append(f"{where}.name {cname!r} is used twice")
+            else:
+                seen.add(cname)
+            if not isinstance(c.get("image"), str) or not c.get("image"):
+                problems.append(f"{where}.image is missing")
+    bound = spec.get("nodeName")
+    if bound not in (None, "", node_name):
+        problems.append(f"spec.nodeName is {bound!r}; the lab has one node, {node_name!r}")
+    if problems:
+        return problems
+    try:
+        pod_from_dict(pod)
+    except InvalidInput as exc:
+        problems.append(exc.message)
+    return problems
+
+
+# --------------------------------------------------------------------------
+# The lab node
+# --------------------------------------------------------------------------
+
+
+class LabNode:
+    """Brings the lab node up and down, and drives it; see the module docstring."""
+
+    def __init__(
+        self,
+        lab_dir: Path | str = DEFAULT_LAB_DIR,
+        *,
+        port: int = DEFAULT_PORT,
+        time_scale: float | None = None,
+        image_cache: Path | None = None,
+        node_name: str = NODE_NAME,
+        ready_timeout: float = 60.0,
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
+        self.lab_dir = Path(lab_dir).absolute()
+        self.port = port
+        self.time_scale = time_scale
+        self.image_cache = image_cache
+        self.node_name = node_name
+        self.ready_timeout = ready_timeout
+        self._progress = progress or (lambda _message: None)
+
+    # ------------------------------------------------------------ state file
+
+    @property
+    def state_path(self) -> Path:
+        return self.lab_dir / STATE_FILE
+
+    def load_state(self) -> LabState | None:
+        try:
+            raw = self.state_path.read_text()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise LabError(f"cannot read {self.state_path}: {exc}") from exc
+        try:
+            return LabState.from_json(json.loads(raw))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise LabError(
+                f"{self.state_path} is damaged ({exc}); remove the lab directory by hand "
+                "once nothing of the lab runs"
+            ) from exc
+
+    def _save(self, state: LabState) -> None:
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state.to_json(), indent=2) + "\n")
+        os.replace(tmp, self.state_path)
+
+    def require_state(self) -> LabState:
+        state = self.load_state()
+        if state is None:
+            raise LabNotUp(
+                f"the lab is not up (no {self.state_path}); start it with: python -m lab up"
+            )
+        return state
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.lab_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.lab_dir / ".lock", "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise LabError(
+                    f"another lab command is running on {self.lab_dir}; wait for it"
+                ) from None
+            yield
+
+    # ------------------------------------------------------------ processes
+
+    def _spawn(self, name: str, argv: Sequence[str]) -> tuple[subprocess.Popen[bytes], Path]:
+        log_path = self.lab_dir / f"{name}.log"
+        # Truncated: the API server's URL is read back from its log.
+        with log_path.open("wb") as log:
+            log.write(f"---- podlens lab: starting {name} at {time.ctime()}\n".encode())
+            log.flush()
+            proc = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.lab_dir,
+                env=_child_env(),
+                # Its own session: it outlives this command and a Ctrl-C here.
+                start_new_session=True,
+            )
+        return proc, log_path
+
+    def _record(
+        self, state: LabState, name: str, proc: subprocess.Popen[bytes], log_path: Path
+    ) -> None:
+        ref = ProcessRef.of(proc.pid)
+        if ref is None:
+            raise ComponentFailed(
+                f"{name} exited at once (code {proc.poll()}); log {log_path}:\n"
+                + _log_tail(log_path)
+            )
+        state.components[name] = Component(ref.pid, ref.start_ticks, str(log_path))
+        self._save(state)
+
+    def _wait(
+        self,
+        name: str,
+        proc: subprocess.Popen[bytes],
+        log_path: Path,
+        ready: Callable[[], bool],
+    ) -> None:
+        deadline = time.monotonic() + self.ready_timeout
+        while True:
+            code = proc.poll()
+            if code is not None:
+                raise ComponentFailed(
+                    f"{name} exited with code {code} while starting; log {log_path}:\n"
+                    + _log_tail(log_path)
+                )
+            if ready():
+                return
+            if time.monotonic() > deadline:
+                raise ComponentFailed(
+                    f"{name} was not ready within {self.ready_timeout:.0f}s; log {log_path}:\n"
+                    + _log_tail(log_path)
+                )
+            time.sleep(0.02)
+
+    # ------------------------------------------------------------ up
+
+    def up(self) -> UpReport:
+        _require_root()
+        with self._locked():
+            existing = self.load_state()
+            if existing is not None:
+                if any(c.ref.alive() for c in existing.components.values()):
+                    raise AlreadyUp(self._status(existing))
+                # A lab whose processes are all gone (a crash, a reboot):
+                # clear what it left before starting afresh.
+                self._progress("a previous lab left state behind; cleaning it up first")
+                problems = self._teardown(existing)
+                if problems:
+                    raise ComponentFailed(
+                        "could not clear what a previous lab left: " + "; ".join(problems)
+                    )
+                self.state_path.unlink(missing_ok=True)
+            try:
+                preflight(self.port)
+            except LabError:
+                self._remove_lab_dir()
+                raise
+            return self._up()
+
+    def _up(self) -> UpReport:
+        started = datetime.now(UTC)
+        t0 = time.monotonic()
+        cache = self.image_cache or default_cache_dir()
+        images = build_images(cache, lab_node_recipes())
+        report_images = [(i.ref, i.cached) for i in images]
+        t_images = time.monotonic()
+        self._progress(
+            "images: " + ", ".join(f"{r}{' (cached)' if c else ''}" for r, c in report_images)
+        )
+
+        containerd = PrivateContainerd(self.lab_dir / "containerd", images)
+        state = LabState(
+            lab_dir=str(self.lab_dir),
+            node_name=self.node_name,
+            port=self.port,
+            containerd_token=containerd.token.hex(),
+            containerd_dir=str(containerd.base_dir),
+            cri_endpoint=containerd.endpoint,
+            started_at=started.isoformat(timespec="seconds").replace("+00:00", "Z"),
+            time_scale=self.time_scale,
+            bridge=containerd.bridge_name,
+            images=[t for i in images for t in i.tags],
+        )
+        # Saved before anything starts, so a `down` after a crash here still
+        # knows which bridge and directories are the lab's.
+        self._save(state)
+        report = UpReport(state, images=report_images)
+        report.timings["images"] = t_images - t0
+        try:
+            containerd.start()
+            ref = ProcessRef.of(containerd.pid) if containerd.pid is not None else None
+            if ref is None:
+                raise ContainerdFailed(
+                    f"containerd exited right after starting; see {containerd.log_path}"
+                )
+            state.components["containerd"] = Component(
+                ref.pid, ref.start_ticks, str(containerd.log_path)
+            )
+            state.subnet = str(containerd.subnet or "")
+            self._save(state)
+            t_containerd = time.monotonic()
+            report.timings["containerd"] = t_containerd - t_images
+            self._progress(f"containerd: {containerd.endpoint} (pid {ref.pid})")
+
+            self._start_apiserver(state)
+            self._start_kubelet(state)
+            self._start_agent(state)
+            report.timings["control_plane"] = time.monotonic() - t_containerd
+        except BaseException:
+            problems = self._teardown(state)
+            if not problems:
+                # Nothing runs any more: the logs stay for reading, the state
+                # goes, so the lab does not look half up.
+                self.state_path.unlink(missing_ok=True)
+            if problems:
+                self._progress(
+                    "cleanup after the failed start was incomplete: " + "; ".join(problems)
+                )
+            raise
+        return report
+
+    def _start_apiserver(self, state: LabState) -> None:
+        argv = [sys.executable, "-m", "lab.apiserver", "--host", "127.0.0.1", "--port", "0"]
+        proc, log_path = self._spawn("apiserver", argv)
+        self._record(state, "apiserver", proc, log_path)
+        url: list[str] = []
+
+        def announced() -> bool:
+            with contextlib.suppress(OSError):
+                found = _URL_LINE.search(log_path.read_text(errors="replace"))
+                if found:
+                    url.append(found.group(1))
+                    return True
+            return False
+
+        self._wait("the lab API server", proc, log_path, announced)
+        state.api_server_url = url[0]
+        self._save(state)
+        self._progress(f"API server: {state.api_server_url} (pid {proc.pid})")
+
+    def _start_kubelet(self, state: LabState) -> None:
+        argv = [
+            sys.executable,
+            "-m",
+            "lab.kubelet",
+            "--api-server",
+            state.api_server_url,
+            "--cri-endpoint",
+            state.cri_endpoint,
+            "--node-name",
+            state.node_name,
+            "--root",
+            str(self.lab_dir / "kubelet"),
+        ]
+        if state.time_scale is not None:
+            argv += ["--time-scale", repr(state.time_scale)]
+        proc, log_path = self._spawn("kubelet", argv)
+        self._record(state, "kubelet", proc, log_path)
+
+        def started() -> bool:
+            # Logged once its pod watch, relist and scheduler loops run.
+            with contextlib.suppress(OSError):
+                return "lab kubelet for node" in log_path.read_text(errors="replace")
+            return False
+
+        self._wait("the lab kubelet", proc, log_path, started)
+        self._progress(f"kubelet: node {state.node_name} (pid {proc.pid})")
+
+    def _start_agent(self, state: LabState) -> None:
+        argv = [
+            sys.executable,
+            "-m",
+            "agent",
+            "serve",
+            "--cri-endpoint",
+            state.cri_endpoint,
+            "--api-server",
+            state.api_server_url,
+            "--node-name",
+            state.node_name,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(state.port),
+            # The lab is where the self-healing demo runs: kills are on for
+            # the namespace the exercises use, and every one is audited.
+            "--enable-kill",
+            "--kill-namespaces",
+            LAB_KILL_NAMESPACES,
+            "--audit-log",
+            str(self.lab_dir / "audit.jsonl"),
+        ]
+        proc, log_path = self._spawn("agent", argv)
+        self._record(state, "agent", proc, log_path)
+
+        def ready() -> bool:
+            with contextlib.suppress(OSError, ValueError):
+                code, _ = _http_json("GET", state.agent_url + "/readyz", timeout=2.0)
+                return code == 200
+            return False
+
+        self._wait("the agent", proc, log_path, ready)
+        self._progress(f"agent: {state.agent_url} (pid {proc.pid})")
+
+    # ------------------------------------------------------------ down
+
+    def down(self) -> bool:
+        """Stop everything and remove the lab directory; False if the lab was not up."""
+        _require_root()
+        if not self.lab_dir.exists():
+            return False
+        with self._locked():
+            state = self.load_state()
+            if state is None:
+                self._remove_lab_dir()
+                return False
+            problems = self._teardown(state)
+            if problems:
+                raise ComponentFailed(
+                    "the lab was not fully removed (state kept in "
+                    f"{self.state_path} for another `down`): " + "; ".join(problems)
+                )
+            self._remove_lab_dir()
+        return True
+
+    def _remove_lab_dir(self) -> None:
+        if not self.lab_dir.exists():
+            return
+        left = _mounts_under(self.lab_dir)
+        if left:
+            raise ComponentFailed(f"still mounted under {self.lab_dir}: {left}")
+        for name in _OWN_ENTRIES:
+            path = self.lab_dir / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self.lab_dir.rmdir()
+
+    def _teardown(self, state: LabState) -> list[str]:
+        problems: list[str] = []
+        # The kubelet gets a short grace: it would wait out pods in the middle
+        # of their own termination grace periods, and every pod is removed
+        # through CRI right after anyway.
+        for name, grace in (("agent", 10.0), ("kubelet", 3.0), ("apiserver", 10.0)):
+            component = state.components.get(name)
+            if component is not None and not component.ref.terminate(grace=grace):
+                problems.append(f"{name} (pid {component.pid}) did not exit")
+        containerd = PrivateContainerd(
+            Path(state.containerd_dir), token=bytes.fromhex(state.containerd_token)
+        )
+        daemon = state.components.get("containerd")
+        if daemon is not None and daemon.ref.alive():
+            try:
+                containerd.adopt(daemon.ref)
+            except ContainerdFailed as exc:
+                problems.append(str(exc))
+        try:
+            containerd.stop()
+        except ContainerdFailed as exc:
+            problems.append(str(exc))
+        for point in _mounts_under(self.lab_dir):
+            if not _umount(point):
+                _umount(point, _MNT_DETACH)
+        leftovers = containerd.leftovers()
+        problems += [f"{kind} left: {items}" for kind, items in leftovers.items() if items]
+        alive = [n for n, c in state.components.items() if c.ref.alive()]
+        if alive:
+            problems.append(f"still running: {', '.join(alive)}")
+        mounted = _mounts_under(self.lab_dir)
+        if mounted:
+            problems.append(f"still mounted: {mounted}")
+        return problems
+
+    def leftovers(self, state: LabState) -> dict[str, list[str]]:
+        """What of a lab described by ``state`` is still on the machine."""
+        containerd = PrivateContainerd(
+            Path(state.containerd_dir), token=bytes.fromhex(state.containerd_token)
+        )
+        found = containerd.leftovers()
+        found["components"] = [
+            f"{n} (pid {c.pid})" for n, c in state.components.items() if c.ref.alive()
+        ]
+        found["lab_dir"] = [str(self.lab_dir)] if self.lab_dir.exists() else []
+        found["mounts"] = sorted(set(found["mounts"]) | set(_mounts_under(Path(state.lab_dir))))
+        return found
+
+    # ------------------------------------------------------------ status
+
+    def status(self) -> dict[str, Any]:
+        return self._status(self.require_state())
+
+    def _status(self, state: LabState) -> dict[str, Any]:
+        components = {
+            name: {
+                "pid": c.pid,
+                "running": c.ref.alive(),
+                "log": c.log,
+            }
+            for name, c in state.components.items()
+        }
+        out: dict[str, Any] = {
+            "node_name": state.node_name,
+            "agent_url": state.agent_url,
+            "api_server_url": state.api_server_url,
+            "cri_endpoint": state.cri_endpoint,
+            "lab_dir": state.lab_dir,
+            "started_at": state.started_at,
+            "bridge": state.bridge,
+            "pod_subnet": state.subnet,
+            "time_scale": state.time_scale,
+            "healthy": bool(components)
+            and all(c["running"] for c in components.values())
+            and set(components) == set(COMPONENTS),
+            "components": components,
+        }
+        try:
+            out["pods"] = [row.to_json() for row in self._pods(state)]
+        except LabError as exc:
+            out["pods"] = []
+            out["pods_error"] = str(exc)
+        return out
+
+    def pods(self) -> list[PodRow]:
+        return self._pods(self.require_state())
+
+    def _api(self, state: LabState) -> str:
+        component = state.components.get("apiserver")
+        if not state.api_server_url or component is None or not component.ref.alive():
+            raise ComponentFailed(
+                "the lab API server is not running; see "
+                f"{self.lab_dir / 'apiserver.log'} and restart the lab (down, then up)"
+            )
+        return state.api_server_url
+
+    def _request(
+        self, state: LabState, method: str, path: str, body: Mapping[str, Any] | None = None
+    ) -> tuple[int, Any]:
+        url = self._api(state) + path
+        try:
+            return _http_json(method, url, body)
+        except (OSError, urllib.error.URLError) as exc:
+            raise ComponentFailed(f"the lab API server at {url} did not answer: {exc}") from exc
+
+    def _pods(self, state: LabState) -> list[PodRow]:
+        code, payload = self._request(state, "GET", "/api/v1/pods")
+        if code != 200 or not isinstance(payload, dict):
+            raise ComponentFailed(f"listing pods failed: {_status_message(payload, code)}")
+        now = datetime.now(UTC)
+        rows = []
+        for item in payload.get("items") or []:
+            try:
+                pod = pod_from_dict(item)
+            except InvalidInput as exc:
+                name = (item.get("metadata") or {}).get("name", "?")
+                rows.append(PodRow("?", str(name), f"<unreadable: {exc.message}>", "", "", ""))
+                continue
+            s = status_strings(pod, now)
+            rows.append(PodRow(pod.namespace, pod.name, s.status, s.ready, s.restarts, s.age))
+        return sorted(rows, key=lambda r: (r.namespace, r.name))
+
+    def pod(self, name: str, namespace: str = "default") -> dict[str, Any] | None:
+        """The Pod object as the API server holds it, or None."""
+        state = self.require_state()
+        code, payload = self._request(
+            state, "GET", f"/api/v1/namespaces/{_q(namespace)}/pods/{_q(name)}"
+        )
+        if code == 404:
+            return None
+        if code != 200 or not isinstance(payload, dict):
+            raise ComponentFailed(
+                f"reading pod {namespace}/{name}: {_status_message(payload, code)}"
+            )
+        return payload
+
+    def wait_for_status(
+        self,
+        name: str,
+        status: str,
+        ready: str | None = None,
+        *,
+        namespace: str = "default",
+        timeout: float = 30.0,
+        interval: float = 0.05,
+    ) -> PodRow:
+        """Poll until ``kubectl get pod`` would print ``status`` (and ``ready``)."""
+        deadline = time.monotonic() + timeout
+        last: PodRow | None = None
+        while True:
+            state = self.require_state()
+            for row in self._pods(state):
+                if row.namespace == namespace and row.name == name:
+                    last = row
+                    if row.status == status and (ready is None or row.ready == ready):
+                        return row
+            if time.monotonic() > deadline:
+                seen = f"{last.status} {last.ready}" if last else "no such pod"
+                raise LabError(
+                    f"pod {namespace}/{name} did not reach {status} {ready or ''} "
+                    f"within {timeout:.0f}s (last seen: {seen})"
+                )
+            time.sleep(interval)
+
+    # ------------------------------------------------------------ apply/delete
+
+    def apply(self, text: str, *, source: str = "-", namespace: str | None = None) -> list[str]:
+        """Create every Pod in ``text``; refuses them all if any cannot run here."""
+        state = self.require_state()
+        self._api(state)
+        pods = parse_manifests(text, source)
+        refusals: list[str] = []
+        prepared: list[tuple[str, str, dict[str, Any]]] = []
+        for pod in pods:
+            raw_meta = pod.get("metadata")
+            meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
+            label = f"pod/{meta.get('name') or '?'}"
+            if namespace is not None:
+                given = meta.get("namespace")
+                if given not in (None, namespace):
+                    refusals.append(
+                        f"{label}: its namespace {given!r} does not match -n {namespace!r}"
+                    )
+                    continue
+            problems = check_pod(pod, state.node_name)
+            if not problems:
+                problems = _kubelet_unsupported(pod, state.node_name)
+            if problems:
+                refusals.append(f"{label}: " + "; ".join(problems))
+                continue
+            body = copy.deepcopy(pod)
+            body.setdefault("apiVersion", "v1")
+            ns = namespace or body["metadata"].get("namespace") or "default"
+            body["metadata"]["namespace"] = ns
+            # No scheduler: the lab binds every pod to its one node, as a
+            # scheduler's binding would set spec.nodeName.
+            body["spec"]["nodeName"] = state.node_name
+            body.pop("status", None)
+            prepared.append((ns, body["metadata"]["name"], body))
+        if refusals:
+            raise Refused(
+                "nothing was created; the lab node cannot run:\n  " + "\n  ".join(refusals)
+            )
+        results = []
+        for ns, name, body in prepared:
+            code, payload = self._request(state, "POST", f"/api/v1/namespaces/{_q(ns)}/pods", body)
+            if code in (200, 201):
+                results.append(f"pod/{name} created")
+                continue
+            if code == 409:
+                existing = self.pod(name, ns)
+                if existing is not None and existing.get("spec") == body["spec"]:
+                    results.append(f"pod/{name} unchanged")
+                    continue
+                raise Refused(
+                    f'pod "{name}" already exists in namespace {ns} with another spec; '
+                    "a pod's spec cannot be changed: delete it first"
+                    + (f" (done so far: {', '.join(results)})" if results else "")
+                )
+            raise ComponentFailed(
+                f"creating pod {ns}/{name} failed: {_status_message(payload, code)}"
+            )
+        return results
+
+    def delete(self, name: str, namespace: str = "default") -> str:
+        state = self.require_state()
+        code, payload = self._request(
+            state, "DELETE", f"/api/v1/namespaces/{_q(namespace)}/pods/{_q(name)}"
+        )
+        if code == 404:
+            raise Refused(f'pods "{name}" not found in namespace {namespace}')
+        if code not in (200, 202):
+            raise ComponentFailed(
+                f"deleting pod {namespace}/{name} failed: {_status_message(payload, code)}"
+            )
+        return f'pod "{name}" deleted'
+
+
+def _q(part: str) -> str:
+    return urllib.parse.quote(part, safe="")
+
+
+# --------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------
+
+
+def _default_dir() -> Path:
+    return Path(os.environ.get(LAB_DIR_ENV) or DEFAULT_LAB_DIR)
+
+
+def build_parser(prog: str = "python -m lab") -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--dir",
+        type=Path,
+        help=f"the lab directory (default ${LAB_DIR_ENV} or {DEFAULT_LAB_DIR})",
+    )
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="The lab node: a private containerd, an API server, a kubelet and the "
+        "agent on this machine (needs root).",
+        epilog="The guided tour: `python -m lab walkthrough [--port P] [--keep]` brings "
+        "the lab up, applies the exercise pods, shows what the agent sees, and takes it down "
+        "(--keep leaves it up).",
+    )
+    sub = parser.add_subparsers(dest="lab_command", required=True)
+    up = sub.add_parser("up", parents=[common], help="start the lab node")
+    up.add_argument("--port", type=int, default=DEFAULT_PORT, help="agent port (default 8470)")
+    up.add_argument(
+        "--time-scale",
+        type=float,
+        help="multiply the kubelet's durations (back-off, probes, grace periods) by this, "
+        "e.g. 0.05 in tests; default 1",
+    )
+    up.add_argument("--image-cache", type=Path, help="where built images are cached")
+    apply = sub.add_parser("apply", parents=[common], help="create the Pods in a YAML file")
+    apply.add_argument("-f", "--filename", required=True, help="a YAML file, or - for stdin")
+    apply.add_argument("-n", "--namespace", help="namespace (default: the manifest's, or default)")
+    delete = sub.add_parser("delete", parents=[common], help="delete a pod")
+    delete.add_argument("name")
+    delete.add_argument("-n", "--namespace", default="default")
+    sub.add_parser("status", parents=[common], help="the lab's endpoints, components and pods")
+    sub.add_parser("down", parents=[common], help="stop everything and remove the lab")
+    walk = sub.add_parser(
+        "walkthrough",
+        help="bring the lab up, apply the exercises, show what the agent sees, take it down",
+    )
+    walk.add_argument("--port", type=int, default=DEFAULT_PORT, help="agent port (default 8470)")
+    walk.add_argument(
+        "--keep", action="store_true", help="leave the lab up at the end (stop it with `lab down`)"
+    )
+    return parser
+
+
+def _read_manifest(filename: str, stdin: TextIO) -> tuple[str, str]:
+    if filename == "-":
+        return stdin.read(), "<stdin>"
+    path = Path(filename)
+    try:
+        return path.read_text(), filename
+    except FileNotFoundError:
+        raise Refused(f"{filename}: no such file") from None
+    except IsADirectoryError:
+        raise Refused(f"{filename}: is a directory; give one YAML file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise Refused(f"{filename}: cannot read it: {exc}") from None
+
+
+def main(argv: Sequence[str] | None = None, *, prog: str = "python -m lab") -> int:
+    """Run one ``lab`` command; the exit code says done (0), refused (1) or cannot (2)."""
+    args = build_parser(prog).parse_args(argv)
+    if args.lab_command == "walkthrough":
+        return _walkthrough(args.port, keep=args.keep, prog=prog)
+    lab_dir = args.dir or _default_dir()
+
+    def say(message: str) -> None:
+        print(message, flush=True)
+
+    try:
+        if args.lab_command == "up":
+            if args.time_scale is not None and not args.time_scale > 0:
+                raise Refused("--time-scale must be greater than 0")
+            node = LabNode(
+                lab_dir,
+                port=args.port,
+                time_scale=args.time_scale,
+                image_cache=args.image_cache,
+                progress=say,
+            )
+            try:
+                report = node.up()
+            except AlreadyUp as exc:
+                print(f"{prog}: {exc}", file=sys.stderr)
+                print(json.dumps(exc.status, indent=2))
+                return 0
+            parts = ", ".join(f"{k} {v:.1f}s" for k, v in report.timings.items())
+            say(f"lab up in {report.total:.1f}s ({parts})")
+            say(f"agent: {report.state.agent_url}   e.g. curl -s {report.state.agent_url}/v1/pods")
+            return 0
+        node = LabNode(lab_dir)
+        if args.lab_command == "apply":
+            text, source = _read_manifest(args.filename, sys.stdin)
+            for line in node.apply(text, source=source, namespace=args.namespace):
+                say(line)
+            return 0
+        if args.lab_command == "delete":
+            say(node.delete(args.name, args.namespace))
+            return 0
+        if args.lab_command == "status":
+            print(json.dumps(node.status(), indent=2))
+            return 0
+        if args.lab_command == "down":
+            if node.down():
+                say(f"lab down: processes stopped, pods removed, {lab_dir} removed")
+            else:
+                print(f"{prog}: the lab is not up; nothing to stop", file=sys.stderr)
+            return 0
+    except Refused as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    except LabError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return EXIT_LAB
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except OSError as exc:
+        if exc.errno == errno.EACCES:
+            print(f"{prog}: permission denied: {exc.filename or exc}", file=sys.stderr)
+        else:
+            print(f"{prog}: {exc}", file=sys.stderr)
+        return EXIT_LAB
+    raise AssertionError(f"unhandled command {args.lab_command!r}")
+
+
+def _walkthrough(port: int, *, keep: bool, prog: str) -> int:
+    # Imported here: the walkthrough is a client of this module.
+    from lab import walkthrough
+
+    try:
+        walkthrough.preflight(port)
+        return walkthrough.run(port=port, keep=keep)
+    except LabError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return EXIT_LAB
