@@ -9,13 +9,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path as FsPath
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agent.api.auth import AuthConfig, install_auth
+from agent.api.errors import install_error_handlers
 from agent.api.routes import ROUTERS
 from agent.api.schemas import ErrorBody
 from agent.domain.model import Container
@@ -92,7 +90,7 @@ def create_app(
     app.state.metrics = registry
     app.state.last_words = last_words
     app.state.tail_memo = TailMemo()
-    _install_error_handlers(app)
+    install_error_handlers(app)
     reviewer = access_reviewer_from_settings(
         settings,
         timeout_seconds=settings.auth_timeout_seconds,
@@ -145,45 +143,3 @@ def _remember(last_words: LastWords, key: AttemptKey, path: FsPath) -> None:
         last_words.remember(key, path)
     except AgentError as exc:
         log.info("could not keep the last log lines of %s: %s", key, exc.message)
-
-
-def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(AgentError)
-    async def agent_error(_: Request, exc: AgentError) -> JSONResponse:
-        return JSONResponse(status_code=exc.status_code, content=exc.to_body())
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = []
-        for error in exc.errors():
-            where = ".".join(str(part) for part in error.get("loc", ()))
-            problems.append({"field": where, "problem": error.get("msg", "invalid")})
-        summary = "; ".join(f"{p['field']}: {p['problem']}" for p in problems)
-        return JSONResponse(
-            status_code=422,
-            content={
-                "error": "invalid_input",
-                "message": summary,
-                "detail": {"problems": problems},
-            },
-        )
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        message = str(exc.detail)
-        if exc.status_code == 404 and message == "Not Found":
-            message = f"no such endpoint: {request.method} {request.url.path}"
-        return JSONResponse(
-            status_code=exc.status_code,
-            content={"error": "http_error", "message": message},
-            headers=getattr(exc, "headers", None),
-        )
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        # Logged with its traceback here; never sent to the client.
-        log.exception("unhandled error serving %s %s", request.method, request.url.path)
-        return JSONResponse(
-            status_code=500,
-            content={"error": "internal", "message": f"internal error ({type(exc).__name__})"},
-        )
