@@ -17,13 +17,11 @@ import ipaddress
 import json
 import os
 import secrets
-import select
 import shutil
 import signal
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -32,6 +30,7 @@ import grpc
 from cri_proto import api_pb2, api_pb2_grpc
 from lab.errors import ContainerdFailed, LabError, MissingTool, NotRoot
 from lab.images import PAUSE_IMAGE, ImageTar, import_images, require_tool
+from lab.processes import ProcessRef, stop_process
 
 CNI_BIN_DIR = Path("/usr/lib/cni")
 # libcni keeps its result cache here whatever the CRI plugin's config says
@@ -119,76 +118,6 @@ def _proc_cmdlines() -> Iterator[tuple[int, list[str]]]:
             continue
         if raw:
             yield int(entry.name), [a.decode(errors="replace") for a in raw.split(b"\0") if a]
-
-
-def process_start_ticks(pid: int) -> int | None:
-    """When ``pid`` started, in clock ticks since boot; None if it is gone or a zombie.
-
-    With the PID, this names one process: a recycled PID has another start.
-    """
-    try:
-        data = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return None
-    # comm (field 2) may hold blanks and parentheses; the fields after its
-    # closing parenthesis are fixed: state is field 3, starttime field 22.
-    fields = data[data.rfind(b")") + 2 :].split()
-    if len(fields) < 20 or fields[0] in (b"Z", b"X"):
-        return None
-    return int(fields[19])
-
-
-@dataclass(frozen=True, slots=True)
-class ProcessRef:
-    """A process started by an earlier (possibly exited) process, named by PID and start.
-
-    Signals go through a pidfd opened before the start time is compared, so
-    they can never reach a process that got the PID later.
-    """
-
-    pid: int
-    start_ticks: int
-
-    @classmethod
-    def of(cls, pid: int) -> ProcessRef | None:
-        ticks = process_start_ticks(pid)
-        return None if ticks is None else cls(pid, ticks)
-
-    def alive(self) -> bool:
-        return process_start_ticks(self.pid) == self.start_ticks
-
-    def _pidfd(self) -> int | None:
-        try:
-            fd = os.pidfd_open(self.pid)
-        except ProcessLookupError:
-            return None
-        if process_start_ticks(self.pid) != self.start_ticks:
-            os.close(fd)
-            return None
-        return fd
-
-    def _reap(self) -> None:
-        # Only a child of ours can be reaped here; anyone else's parent
-        # (init, once the starting process exited) does it.
-        with contextlib.suppress(ChildProcessError, OSError):
-            os.waitpid(self.pid, os.WNOHANG)
-
-    def terminate(self, grace: float = 10.0, sig: int = signal.SIGTERM) -> bool:
-        """Send ``sig``, then SIGKILL after ``grace`` seconds; True once it is gone."""
-        fd = self._pidfd()
-        if fd is None:
-            return True
-        try:
-            for signum, wait in ((sig, grace), (signal.SIGKILL, 10.0)):
-                with contextlib.suppress(ProcessLookupError):
-                    signal.pidfd_send_signal(fd, signum)
-                # A pidfd turns readable when its process exits.
-                if select.select([fd], [], [], wait)[0]:
-                    self._reap()
-                    return True
-            return False
-        finally:
-            os.close(fd)
 
 
 class PrivateContainerd:
@@ -466,33 +395,15 @@ disabled_plugins = [
             f"({last_error}); log {self.log_path}:\n{_log_tail(self.log_path)}"
         )
 
-    def _terminate_daemon(self, grace: float) -> None:
-        if self._proc is None and self._adopted is not None:
-            self._adopted.terminate(grace)
-            return
-        proc = self._proc
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+    def _terminate_daemon(self, grace: float, sig: int = signal.SIGTERM) -> None:
+        if self._proc is not None:
+            stop_process(self._proc, grace, sig=sig)
+        elif self._adopted is not None:
+            stop_process(self._adopted, grace, sig=sig)
 
     def kill(self, *, graceful: bool = True, grace: float = 10.0) -> None:
         """Stop only the daemon; shims and pods keep running, as on a real node."""
-        if self._proc is None and self._adopted is not None:
-            self._adopted.terminate(grace, sig=signal.SIGTERM if graceful else signal.SIGKILL)
-            return
-        proc = self._proc
-        if proc is None or proc.poll() is not None:
-            return
-        if graceful:
-            self._terminate_daemon(grace)
-        else:
-            proc.kill()
-            proc.wait(timeout=10)
+        self._terminate_daemon(grace, signal.SIGTERM if graceful else signal.SIGKILL)
 
     def restart(self) -> PrivateContainerd:
         self.kill()

@@ -52,7 +52,6 @@ from agent.kube.convert import pod_from_dict
 from lab.containerd import (
     CNI_BIN_DIR,
     PrivateContainerd,
-    ProcessRef,
     _mounts_under,
     _umount,
 )
@@ -65,6 +64,7 @@ from lab.images import (
     lab_node_recipes,
     require_tool,
 )
+from lab.processes import ProcessRef, stop_process
 
 DEFAULT_LAB_DIR = Path("/var/lib/podlens-lab")
 LAB_DIR_ENV = "PODLENS_LAB_DIR"
@@ -791,7 +791,7 @@ class LabNode:
         # through CRI right after anyway.
         for name, grace in (("agent", 10.0), ("kubelet", 3.0), ("apiserver", 10.0)):
             component = state.components.get(name)
-            if component is not None and not component.ref.terminate(grace=grace):
+            if component is not None and not stop_process(component.ref, grace):
                 problems.append(f"{name} (pid {component.pid}) did not exit")
         containerd = PrivateContainerd(
             Path(state.containerd_dir), token=bytes.fromhex(state.containerd_token)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import psutil
 from lab.apiserver import FakeApiServer
 from lab.cri_pods import LABEL_POD_NAME, LABEL_POD_NAMESPACE, CriPodDriver
 from lab.kubelet import LabKubelet
+from lab.processes import stop_process
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUSYBOX = "docker.io/library/busybox:latest"
@@ -173,15 +173,8 @@ class AgentProcess:
         """SIGTERM, then SIGKILL after ``grace``; only this process, by its PID."""
         with contextlib.suppress(Exception):
             self.http.close()
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        if self.proc is not None:
+            stop_process(self.proc, grace)
 
     # --- looking at it
 
