@@ -19,6 +19,7 @@ from agent.domain.model import (
     ProcessNode,
     Sandbox,
 )
+from agent.domain.severity import Severity
 
 T = TypeVar("T")
 
@@ -368,7 +369,7 @@ class PodContainerItem(BaseModel):
 
 class MismatchItem(BaseModel):
     kind: str
-    severity: Literal["info", "warning", "error"]
+    severity: Severity
     message: str
     container: str | None
     since: datetime | None
@@ -569,7 +570,7 @@ class EvidenceItem(BaseModel):
 
 class FindingItem(BaseModel):
     rule: str = Field(description="stable rule id, e.g. crashloop or init-waiting")
-    severity: Literal["critical", "error", "warning", "info"]
+    severity: Severity
     namespace: str
     pod: str
     container: str | None

@@ -68,13 +68,11 @@ from agent.diagnose._exitcodes import ExitMeaning, decode_exit, signal_name
 from agent.diagnose._image import classify_pull, registry_of
 from agent.diagnose._types import (
     DEFAULT_THRESHOLDS,
-    SEVERITY_RANK,
     ContainerLogs,
     DiagnosisInput,
     Evidence,
     EvidenceKind,
     Finding,
-    Severity,
     Thresholds,
 )
 from agent.diagnose._waits import WaitPlan, WaitTarget, service_for, wait_plan
@@ -88,6 +86,7 @@ from agent.domain.backoff import (
     current_backoff,
     parse_go_duration,
 )
+from agent.domain.severity import SEVERITY_RANK, Severity
 
 RULE_IDS: tuple[str, ...] = tuple(rule_id for rule_id, _ in RULES)
 

@@ -12,7 +12,6 @@ from agent.diagnose._types import (
     ContainerLogs,
     DiagnosisInput,
     Evidence,
-    Severity,
     Thresholds,
 )
 from agent.domain.kubemodel import (
@@ -24,6 +23,8 @@ from agent.domain.kubemodel import (
     ContainerStatus,
 )
 from agent.domain.podstatus import human_duration
+from agent.domain.severity import Severity
+from agent.domain.times import aware, iso
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # "spec.containers{web}", "spec.initContainers{init-db}", "spec.ephemeralContainers{dbg}"
@@ -33,14 +34,6 @@ _FIELD_PATH = re.compile(r"^spec\.(?:initC|c|ephemeralC)ontainers\{(?P<name>[^}]
 # --------------------------------------------------------------------------
 # Time
 # --------------------------------------------------------------------------
-
-
-def aware(t: datetime) -> datetime:
-    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
-
-
-def iso(t: datetime) -> str:
-    return aware(t).astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def duration(d: timedelta) -> str:

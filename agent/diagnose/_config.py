@@ -19,7 +19,10 @@ from agent.diagnose._common import (
     targets,
 )
 from agent.diagnose._crash import runtime_id
-from agent.diagnose._types import Evidence, Finding
+from agent.diagnose._types import (
+    Evidence,
+    Finding,
+)
 from agent.domain.kubemodel import ApiPod, ContainerRole, ContainerStateInfo
 
 CONFIG_REASONS = frozenset({"CreateContainerConfigError"})

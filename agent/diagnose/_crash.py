@@ -8,12 +8,10 @@ from agent.diagnose._common import (
     Ctx,
     Target,
     age,
-    aware,
     dedupe,
     duration,
     earliest_event,
     event_evidence,
-    iso,
     restart_policy_of,
     targets,
     terminal,
@@ -21,9 +19,14 @@ from agent.diagnose._common import (
     will_restart,
 )
 from agent.diagnose._exitcodes import ExitMeaning, decode_exit, exit_text
-from agent.diagnose._types import Evidence, Finding, Severity
+from agent.diagnose._types import (
+    Evidence,
+    Finding,
+)
 from agent.domain.backoff import Backoff, current_backoff, go_duration
 from agent.domain.kubemodel import ApiEvent, ApiPod, ContainerRole, ContainerStateInfo
+from agent.domain.severity import Severity
+from agent.domain.times import aware, iso
 
 _PROBE_EVENTS = frozenset({"Killing", "Unhealthy"})
 

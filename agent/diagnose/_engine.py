@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from agent.diagnose._common import Ctx, make_ctx
+from agent.diagnose._common import (
+    Ctx,
+    make_ctx,
+)
 from agent.diagnose._config import config_error, start_error
 from agent.diagnose._crash import container_failed, crashloop, oom_killed
 from agent.diagnose._image import image_pull
@@ -25,11 +28,11 @@ from agent.diagnose._runtime import (
 )
 from agent.diagnose._types import (
     DEFAULT_THRESHOLDS,
-    SEVERITY_RANK,
     DiagnosisInput,
     Finding,
     Thresholds,
 )
+from agent.domain.severity import SEVERITY_RANK
 
 Rule = Callable[[Ctx], list[Finding]]
 

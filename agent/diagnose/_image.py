@@ -15,7 +15,10 @@ from agent.diagnose._common import (
     raw_str,
     targets,
 )
-from agent.diagnose._types import Evidence, Finding
+from agent.diagnose._types import (
+    Evidence,
+    Finding,
+)
 from agent.domain.kubemodel import ApiEvent
 
 PULL_REASONS = frozenset(

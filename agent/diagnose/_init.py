@@ -14,16 +14,20 @@ from agent.diagnose._common import (
     by_threshold,
     dedupe,
     duration,
-    iso,
     raw_container,
     terminal,
 )
 from agent.diagnose._crash import crash_steps, exit_facts, loop_finding
 from agent.diagnose._exitcodes import exit_text
-from agent.diagnose._types import Evidence, Finding, Severity
+from agent.diagnose._types import (
+    Evidence,
+    Finding,
+)
 from agent.diagnose._waits import WaitTarget, service_for, wait_plan
 from agent.domain.kubemodel import ApiPod, ContainerRole, ContainerSpec
 from agent.domain.podstatus import status_strings
+from agent.domain.severity import Severity
+from agent.domain.times import iso
 
 
 def _namespace_vars(pod: ApiPod, name: str) -> tuple[str, ...]:

@@ -15,7 +15,6 @@ from agent.diagnose._common import (
     duration,
     event_evidence,
     initialized,
-    iso,
     raw_names,
     restart_policy_of,
     targets,
@@ -25,10 +24,15 @@ from agent.diagnose._common import (
 from agent.diagnose._config import missing_config
 from agent.diagnose._crash import exit_facts
 from agent.diagnose._exitcodes import exit_text
-from agent.diagnose._types import Evidence, Finding, Severity
+from agent.diagnose._types import (
+    Evidence,
+    Finding,
+)
 from agent.domain.kubemodel import ApiEvent, ApiPod, ContainerRole
 from agent.domain.model import ContainerState, SandboxState
 from agent.domain.podstatus import status_strings
+from agent.domain.severity import Severity
+from agent.domain.times import iso
 
 _CREATING_REASONS = frozenset({None, "ContainerCreating", "PodInitializing"})
 _CREATING_EVENTS = frozenset(

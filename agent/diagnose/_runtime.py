@@ -11,14 +11,18 @@ from agent.diagnose._common import (
     age,
     dedupe,
     duration,
-    iso,
     since_text,
     targets,
     terminal,
 )
-from agent.diagnose._types import Evidence, EvidenceKind, Finding
+from agent.diagnose._types import (
+    Evidence,
+    EvidenceKind,
+    Finding,
+)
 from agent.domain.kubemodel import ApiPod, ContainerRole, ContainerSpec, VolumeMount
 from agent.domain.podview import Mismatch
+from agent.domain.times import iso
 
 # Token volumes every container gets; sharing them says nothing.
 _IGNORED_MOUNT_PREFIXES = ("/var/run/secrets/", "/run/secrets/", "/dev/termination-log")

@@ -4,25 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 from agent.domain.kubemodel import ApiEvent, ApiPod
 from agent.domain.podview import PodView
+from agent.domain.severity import Severity
+from agent.domain.times import iso_or_none
 
-Severity = Literal["critical", "error", "warning", "info"]
 EvidenceKind = Literal["api", "runtime", "exit-code", "log", "event", "process", "check"]
-
-# critical: the pod will not recover by itself; error: it does not work now;
-# warning: it works badly or will soon fail; info: worth knowing.
-SEVERITY_RANK: Mapping[str, int] = {"critical": 0, "error": 1, "warning": 2, "info": 3}
-
-
-def _iso(t: datetime | None) -> str | None:
-    if t is None:
-        return None
-    aware = t if t.tzinfo is not None else t.replace(tzinfo=UTC)
-    return aware.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +47,7 @@ class Finding:
             "evidence": [e.to_dict() for e in self.evidence],
             "cause": self.cause,
             "next_steps": list(self.next_steps),
-            "since": _iso(self.since),
+            "since": iso_or_none(self.since),
         }
 
 

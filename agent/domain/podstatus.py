@@ -22,9 +22,10 @@ answer depends on time).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from agent.domain.kubemodel import ApiPod, ContainerStatus
+from agent.domain.times import aware
 
 __all__ = [
     "PodStatusStrings",
@@ -88,10 +89,6 @@ def human_duration(d: timedelta) -> str:
     return f"{years}y"
 
 
-def _aware(t: datetime) -> datetime:
-    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
-
-
 def time_since(t: datetime | None, now: datetime) -> str:
     """How long ago ``t`` was, as kubectl prints ages; "<unknown>" without a time.
 
@@ -99,7 +96,7 @@ def time_since(t: datetime | None, now: datetime) -> str:
     """
     if t is None:
         return "<unknown>"
-    return human_duration(_aware(now) - _aware(t))
+    return human_duration(aware(now) - aware(t))
 
 
 # --------------------------------------------------------------------------
@@ -126,7 +123,7 @@ def _newer(current: datetime | None, status: ContainerStatus) -> datetime | None
     last = status.last_state
     if not last.is_terminated or last.finished_at is None:
         return current
-    finished = _aware(last.finished_at)
+    finished = aware(last.finished_at)
     if current is None or finished > current:
         return finished
     return current

@@ -34,6 +34,8 @@ from agent.domain.kubemodel import (
 )
 from agent.domain.model import Container, ContainerState, Sandbox, SandboxState
 from agent.domain.podstatus import human_duration, status_strings
+from agent.domain.severity import Severity
+from agent.domain.times import aware, iso_or_none
 
 __all__ = [
     "DEFAULT_GRACE",
@@ -68,7 +70,6 @@ MismatchKind = Literal[
     "unknown-container-id",
     "volume-not-shared",
 ]
-Severity = Literal["info", "warning", "error"]
 Evidence = dict[str, str | int | None]
 
 _TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
@@ -176,14 +177,6 @@ class PodView:
 # --------------------------------------------------------------------------
 
 
-def _aware(t: datetime) -> datetime:
-    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
-
-
-def _iso(t: datetime | None) -> str | None:
-    return None if t is None else _aware(t).isoformat()
-
-
 def _short(object_id: str) -> str:
     return object_id[:_SHORT_ID]
 
@@ -192,13 +185,13 @@ def _past_grace(since: datetime | None, now: datetime, grace: timedelta) -> bool
     # Without a timestamp there is no way to tell the disagreement is fresh;
     # the runtime and the API fill these times, so a gap is rare and saying
     # nothing would hide a real problem.
-    return since is None or _aware(now) - _aware(since) > grace
+    return since is None or aware(now) - aware(since) > grace
 
 
 def _age(since: datetime | None, now: datetime) -> Evidence:
     if since is None:
         return {"age": None, "age_seconds": None}
-    delta = _aware(now) - _aware(since)
+    delta = aware(now) - aware(since)
     return {"age": human_duration(delta), "age_seconds": int(delta.total_seconds())}
 
 
@@ -246,7 +239,7 @@ def _index(sandboxes: Mapping[str, Sandbox], containers: Mapping[str, Container]
         return (
             sandbox_attempt.get(c.sandbox_id, -1),
             c.attempt,
-            _EPOCH if t is None else _aware(t),
+            _EPOCH if t is None else aware(t),
         )
 
     c_by_uid: dict[str, dict[str, list[Container]]] = {}
@@ -271,7 +264,7 @@ class _Ctx:
 
 
 def _sandbox_key(sb: Sandbox) -> tuple[int, datetime, str]:
-    return (sb.attempt, _aware(sb.created_at) if sb.created_at else _EPOCH, sb.id)
+    return (sb.attempt, aware(sb.created_at) if sb.created_at else _EPOCH, sb.id)
 
 
 def _newest_first(sandboxes: list[Sandbox]) -> tuple[Sandbox, ...]:
@@ -415,8 +408,8 @@ def _container_mismatches(
                     "container_id": held.id,
                     "exit_code": held.exit_code,
                     "reason": held.reason,
-                    "finished_at": _iso(held.finished_at),
-                    "api_started_at": _iso(api_state.started_at),
+                    "finished_at": iso_or_none(held.finished_at),
+                    "api_started_at": iso_or_none(api_state.started_at),
                     **_age(held.finished_at, ctx.now),
                 },
                 since=held.finished_at,
@@ -447,7 +440,7 @@ def _container_mismatches(
                         "container_id": newest.id,
                         "attempt": newest.attempt,
                         "pid": newest.pid,
-                        "started_at": _iso(started),
+                        "started_at": iso_or_none(started),
                         **_age(started, ctx.now),
                     },
                     since=started,
@@ -487,7 +480,7 @@ def _container_mismatches(
                         "container_id": status.container_id,
                         "api_state": _api_state_text(api_state),
                         "last_state_container_id": status.last_state.container_id,
-                        "since": _iso(since),
+                        "since": iso_or_none(since),
                     },
                     since=since,
                 )
@@ -635,7 +628,7 @@ def _no_sandbox(pod: ApiPod, ctx: _Ctx) -> Mismatch | None:
             f"(phase {pod.phase or 'unset'}) but the runtime has no sandbox for it "
             f"after {age['age'] or 'an unknown time'}"
         ),
-        evidence={"phase": pod.phase or None, "scheduled_at": _iso(since), **age},
+        evidence={"phase": pod.phase or None, "scheduled_at": iso_or_none(since), **age},
         since=since,
     )
 
@@ -747,7 +740,7 @@ def _orphan_sandbox(sb: Sandbox, ctx: _Ctx) -> Mismatch | None:
             "state": sb.state.value,
             "attempt": sb.attempt,
             "pause_pid": sb.pause_pid,
-            "created_at": _iso(sb.created_at),
+            "created_at": iso_or_none(sb.created_at),
             **_age(sb.created_at, ctx.now),
         },
         since=sb.created_at,
@@ -777,7 +770,7 @@ def _orphan_container(c: Container, ctx: _Ctx) -> Mismatch | None:
             "attempt": c.attempt,
             "pid": c.pid,
             "sandbox_id": c.sandbox_id,
-            "created_at": _iso(c.created_at),
+            "created_at": iso_or_none(c.created_at),
             **_age(c.created_at, ctx.now),
         },
         since=c.created_at,
@@ -835,7 +828,7 @@ def _runtime_pod_view(uid: str, ctx: _Ctx) -> PodView:
         containers=tuple(views),
         mismatches=tuple(mismatches),
         node_name=ctx.node_name,
-        created_at=min(created, key=_aware) if created else None,
+        created_at=min(created, key=aware) if created else None,
         pod=None,
         volumes=(),
         runtime_uid=uid,
@@ -928,7 +921,7 @@ def build_pod_view(
     for sb in sandboxes.values():
         ref = sb.pod
         if ref.namespace == namespace and ref.name == name and ref.uid not in known:
-            created = _aware(sb.created_at) if sb.created_at else _EPOCH
+            created = aware(sb.created_at) if sb.created_at else _EPOCH
             candidates[ref.uid] = max(candidates.get(ref.uid, created), created)
     for c in containers.values():
         ref = c.pod
