@@ -78,7 +78,7 @@ def run_cli(
         os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""
     )
     return subprocess.run(
-        [sys.executable, "-m", "lab.node", *args, "--dir", str(lab_dir)],
+        [sys.executable, "-m", "lab", *args, "--dir", str(lab_dir)],
         input=stdin,
         capture_output=True,
         text=True,
