@@ -116,7 +116,7 @@ class PortInUse(LabError):
     """The agent's port is taken."""
 
 
-class Refused(LabError):
+class RequestRefused(LabError):
     """A request the lab understood and will not carry out (exit code 1)."""
 
 
@@ -358,7 +358,7 @@ def _kubelet_unsupported(pod: Mapping[str, Any], node_name: str) -> list[str]:
 
 
 def parse_manifests(text: str, source: str = "-") -> list[dict[str, Any]]:
-    """The Pods in a YAML stream (documents and v1 Lists); Refused with the reason if not."""
+    """The Pods in a YAML stream (documents and v1 Lists); RequestRefused with the reason if not."""
     try:
         documents = list(yaml.safe_load_all(text))
     except yaml.YAMLError as exc:
@@ -367,33 +367,35 @@ def parse_manifests(text: str, source: str = "-") -> list[dict[str, Any]]:
         if mark is not None:
             where = f" at line {mark.line + 1}, column {mark.column + 1}"
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise Refused(f"{source}: not valid YAML{where}: {problem}") from None
+        raise RequestRefused(f"{source}: not valid YAML{where}: {problem}") from None
     pods: list[dict[str, Any]] = []
 
     def take(obj: Any, where: str) -> None:
         if obj is None:
             return
         if not isinstance(obj, dict):
-            raise Refused(f"{where}: expected an object, got {type(obj).__name__}")
+            raise RequestRefused(f"{where}: expected an object, got {type(obj).__name__}")
         kind = obj.get("kind")
         if kind in ("List", "PodList"):
             items = obj.get("items")
             if not isinstance(items, list):
-                raise Refused(f"{where}: a {kind} needs an items list")
+                raise RequestRefused(f"{where}: a {kind} needs an items list")
             for i, item in enumerate(items):
                 take(item, f"{where} item {i + 1}")
             return
         if kind != "Pod":
             what = f"a {kind}" if kind else "an object without kind"
-            raise Refused(f"{where}: {what}; the lab node runs Pods only")
+            raise RequestRefused(f"{where}: {what}; the lab node runs Pods only")
         if obj.get("apiVersion") not in (None, "v1"):
-            raise Refused(f"{where}: Pod apiVersion must be v1, not {obj.get('apiVersion')!r}")
+            raise RequestRefused(
+                f"{where}: Pod apiVersion must be v1, not {obj.get('apiVersion')!r}"
+            )
         pods.append(obj)
 
     for index, document in enumerate(documents):
         take(document, f"{source} document {index + 1}")
     if not pods:
-        raise Refused(f"{source}: no Pod in it")
+        raise RequestRefused(f"{source}: no Pod in it")
     return pods
 
 
@@ -984,7 +986,7 @@ class LabNode:
             body.pop("status", None)
             prepared.append((ns, body["metadata"]["name"], body))
         if refusals:
-            raise Refused(
+            raise RequestRefused(
                 "nothing was created; the lab node cannot run:\n  " + "\n  ".join(refusals)
             )
         results = []
@@ -998,7 +1000,7 @@ class LabNode:
                 if existing is not None and existing.get("spec") == body["spec"]:
                     results.append(f"pod/{name} unchanged")
                     continue
-                raise Refused(
+                raise RequestRefused(
                     f'pod "{name}" already exists in namespace {ns} with another spec; '
                     "a pod's spec cannot be changed: delete it first"
                     + (f" (done so far: {', '.join(results)})" if results else "")
@@ -1014,7 +1016,7 @@ class LabNode:
             state, "DELETE", f"/api/v1/namespaces/{_q(namespace)}/pods/{_q(name)}"
         )
         if code == 404:
-            raise Refused(f'pods "{name}" not found in namespace {namespace}')
+            raise RequestRefused(f'pods "{name}" not found in namespace {namespace}')
         if code not in (200, 202):
             raise ComponentFailed(
                 f"deleting pod {namespace}/{name} failed: {_status_message(payload, code)}"
@@ -1086,11 +1088,11 @@ def _read_manifest(filename: str, stdin: TextIO) -> tuple[str, str]:
     try:
         return path.read_text(), filename
     except FileNotFoundError:
-        raise Refused(f"{filename}: no such file") from None
+        raise RequestRefused(f"{filename}: no such file") from None
     except IsADirectoryError:
-        raise Refused(f"{filename}: is a directory; give one YAML file") from None
+        raise RequestRefused(f"{filename}: is a directory; give one YAML file") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise Refused(f"{filename}: cannot read it: {exc}") from None
+        raise RequestRefused(f"{filename}: cannot read it: {exc}") from None
 
 
 def main(argv: Sequence[str] | None = None, *, prog: str = "python -m lab") -> int:
@@ -1106,7 +1108,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m lab") -> i
     try:
         if args.lab_command == "up":
             if args.time_scale is not None and not args.time_scale > 0:
-                raise Refused("--time-scale must be greater than 0")
+                raise RequestRefused("--time-scale must be greater than 0")
             node = LabNode(
                 lab_dir,
                 port=args.port,
@@ -1142,7 +1144,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m lab") -> i
             else:
                 print(f"{prog}: the lab is not up; nothing to stop", file=sys.stderr)
             return 0
-    except Refused as exc:
+    except RequestRefused as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return EXIT_REFUSED
     except LabError as exc:

@@ -39,7 +39,7 @@ from lab.kubelet import (
     read_pod,
     unsupported_fields,
 )
-from lab.kubelet.backoff import Backoff
+from lab.kubelet.backoff import RestartBackoff
 
 SCALE = 0.05
 NODE = "lab-node"
@@ -275,7 +275,7 @@ def test_unsupported_fields_reports_bad_types_and_refuses_non_pods() -> None:
 
 
 def test_backoff_schedule_doubles_to_the_cap_and_resets() -> None:
-    backoff = Backoff(1.0)
+    backoff = RestartBackoff(1.0)
     key = ("ns", "pod", "uid", "c", "hash")
     t = 1000.0
     assert backoff.remaining(key, t, t) is None  # first restart: immediate

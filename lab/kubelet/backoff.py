@@ -1,4 +1,4 @@
-"""Kubelet's restart backoff (client-go flowcontrol.Backoff as kubelet configures it).
+"""Kubelet's restart backoff (client-go flowcontrol.RestartBackoff as kubelet configures it).
 
 Initial 10 s, doubling, capped at 300 s, no jitter; an entry is forgotten
 when the next exit comes more than twice the cap (10 minutes) after the last
@@ -16,7 +16,7 @@ INITIAL_BACKOFF: Final = 10
 MAX_BACKOFF: Final = 300
 
 
-class Backoff:
+class RestartBackoff:
     def __init__(self, time_scale: float = 1.0) -> None:
         self.scale = time_scale
         self._lock = threading.Lock()

@@ -32,7 +32,7 @@ def rfc3339(t: float | None = None) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class PodRef:
+class InvolvedPod:
     namespace: str
     name: str
     uid: str
@@ -40,7 +40,7 @@ class PodRef:
 
 @dataclass(frozen=True, slots=True)
 class _Pending:
-    ref: PodRef
+    ref: InvolvedPod
     type: str
     reason: str
     message: str
@@ -78,7 +78,7 @@ class EventRecorder:
 
     def emit(
         self,
-        ref: PodRef,
+        ref: InvolvedPod,
         type_: str,
         reason: str,
         message: str,

@@ -70,8 +70,8 @@ from cri_proto import api_pb2
 from lab.cri_pods import LABEL_POD_NAME, LABEL_POD_NAMESPACE, LABEL_POD_UID, CriPodDriver
 from lab.errors import CriCallFailed, LabError
 from lab.kubelet.api import ApiClient, ApiError, Watch
-from lab.kubelet.backoff import Backoff
-from lab.kubelet.events import EventRecorder, PodRef, rfc3339
+from lab.kubelet.backoff import RestartBackoff
+from lab.kubelet.events import EventRecorder, InvolvedPod, rfc3339
 from lab.kubelet.pod import KubeletContext, PodWorker, remove_pod_files
 from lab.kubelet.runtime import StatusCache
 from lab.kubelet.spec import (
@@ -222,7 +222,7 @@ class LabKubelet:
             root=self.root,
             time_scale=self.time_scale,
             host_path_prefixes=self.host_path_prefixes,
-            backoff=Backoff(self.time_scale),
+            backoff=RestartBackoff(self.time_scale),
             cache=StatusCache(),
             runtime_name=self._runtime_name(),
             stop=self._stop,
@@ -513,7 +513,7 @@ class LabKubelet:
         ctx = self._ctx
         if ctx is None:
             return
-        ref = PodRef(namespace, name, uid)
+        ref = InvolvedPod(namespace, name, uid)
         manifest = read_pod(pod, node_name=self.node_name, node_labels=self.node_labels)
         conditions = [
             c

@@ -39,19 +39,19 @@ from lab.cri_pods import (
 )
 from lab.errors import CriCallFailed, LabError
 from lab.kubelet.api import ApiClient, ApiError
-from lab.kubelet.backoff import MAX_BACKOFF, Backoff
-from lab.kubelet.events import EventRecorder, PodRef, rfc3339
+from lab.kubelet.backoff import MAX_BACKOFF, RestartBackoff
+from lab.kubelet.events import EventRecorder, InvolvedPod, rfc3339
 from lab.kubelet.probe import LIVENESS, READINESS, STARTUP, ProbeTarget, ProbeWorker
 from lab.kubelet.runtime import (
-    ContainerView,
     PodRuntime,
+    RuntimeContainer,
     SandboxView,
     StatusCache,
     read_pod_runtime,
     read_termination_message,
     sandbox_pause_pid,
 )
-from lab.kubelet.spec import ContainerSpec, PodManifest, Probe, read_pod
+from lab.kubelet.spec import ContainerManifest, PodManifest, Probe, read_pod
 
 _log = logging.getLogger("lab.kubelet")
 
@@ -92,7 +92,7 @@ class KubeletContext:
     root: Path
     time_scale: float
     host_path_prefixes: tuple[str, ...]
-    backoff: Backoff
+    backoff: RestartBackoff
     cache: StatusCache
     runtime_name: str = "containerd"
     stop: threading.Event = field(default_factory=threading.Event)
@@ -143,7 +143,7 @@ class PodWorker:
         self.uid: str = str(meta.get("uid") or "")
         self.namespace: str = str(meta.get("namespace") or "default")
         self.name: str = str(meta.get("name") or "")
-        self.ref = PodRef(self.namespace, self.name, self.uid)
+        self.ref = InvolvedPod(self.namespace, self.name, self.uid)
         self._lock = threading.Lock()
         self._pod = pod
         self._deleted = False
@@ -258,7 +258,9 @@ class PodWorker:
 
     # -- helpers -----------------------------------------------------------
 
-    def _event(self, type_: str, reason: str, message: str, c: ContainerSpec | None = None) -> None:
+    def _event(
+        self, type_: str, reason: str, message: str, c: ContainerManifest | None = None
+    ) -> None:
         self.ctx.events.emit(
             self.ref, type_, reason, message, field_path=c.field_path if c is not None else ""
         )
@@ -269,7 +271,7 @@ class PodWorker:
     def _pod_dir(self) -> Path:
         return self.ctx.pods_dir / self.uid
 
-    def _backoff_key(self, c: ContainerSpec) -> tuple[str, ...]:
+    def _backoff_key(self, c: ContainerManifest) -> tuple[str, ...]:
         return (self.namespace, self.name, self.uid, c.name, c.spec_hash)
 
     def _pod_label(self) -> str:
@@ -582,7 +584,7 @@ class PodWorker:
                 acted = self._restart(m, c, inst, rt, handle, sandbox) or acted
         return acted
 
-    def _check_running(self, m: PodManifest, c: ContainerSpec, inst: ContainerView) -> bool:
+    def _check_running(self, m: PodManifest, c: ContainerManifest, inst: RuntimeContainer) -> bool:
         """Kill a running container kubelet would kill: failed probes, a changed spec."""
         if inst.spec_hash and inst.spec_hash != c.spec_hash:
             self._kill(
@@ -611,8 +613,8 @@ class PodWorker:
     def _restart(
         self,
         m: PodManifest,
-        c: ContainerSpec,
-        dead: ContainerView,
+        c: ContainerManifest,
+        dead: RuntimeContainer,
         rt: PodRuntime,
         handle: PodHandle,
         sandbox: SandboxView,
@@ -643,7 +645,7 @@ class PodWorker:
         self.ctx.backoff.next(key, finished, now)
         return True
 
-    def _image(self, c: ContainerSpec) -> api_pb2.Image | None:
+    def _image(self, c: ContainerManifest) -> api_pb2.Image | None:
         image = self.ctx.driver.image_status(c.image)
         if image is not None:
             self._pull_failures.pop(c.name, None)
@@ -683,7 +685,7 @@ class PodWorker:
         self.wake(delay / 2)
         return None
 
-    def _env(self, m: PodManifest, c: ContainerSpec, sandbox: SandboxView) -> dict[str, str]:
+    def _env(self, m: PodManifest, c: ContainerManifest, sandbox: SandboxView) -> dict[str, str]:
         pod_ip = self.ctx.node_ip if m.host_network else sandbox.ip
         values = {
             "metadata.name": self.name,
@@ -720,7 +722,7 @@ class PodWorker:
                     raise ConfigError(f'{kind} "{name}" not found')
         return env
 
-    def _mounts(self, m: PodManifest, c: ContainerSpec, attempt: int) -> list[MountDef]:
+    def _mounts(self, m: PodManifest, c: ContainerManifest, attempt: int) -> list[MountDef]:
         volumes = {v.name: v for v in m.volumes}
         mounts: list[MountDef] = []
         for mount in c.mounts:
@@ -743,7 +745,7 @@ class PodWorker:
         return mounts
 
     def _definition(
-        self, m: PodManifest, c: ContainerSpec, sandbox: SandboxView, attempt: int
+        self, m: PodManifest, c: ContainerManifest, sandbox: SandboxView, attempt: int
     ) -> ContainerDef:
         sec = c.security
         if sec.run_as_non_root:
@@ -795,7 +797,7 @@ class PodWorker:
     def _start(
         self,
         m: PodManifest,
-        c: ContainerSpec,
+        c: ContainerManifest,
         rt: PodRuntime,
         handle: PodHandle,
         sandbox: SandboxView,
@@ -867,7 +869,7 @@ class PodWorker:
         driver.stop_container(cid, 0)
 
     def _kill(
-        self, inst: ContainerView, c: ContainerSpec | None, message: str, grace: float
+        self, inst: RuntimeContainer, c: ContainerManifest | None, message: str, grace: float
     ) -> None:
         self._event(NORMAL, "Killing", message or f"Stopping container {inst.name}", c)
         for key in [k for k in self._probes if k[0] == inst.id]:
@@ -957,7 +959,7 @@ class PodWorker:
 
     # -- probes ---------------------------------------------------------------------
 
-    def _is_started(self, c: ContainerSpec, inst: ContainerView) -> bool:
+    def _is_started(self, c: ContainerManifest, inst: RuntimeContainer) -> bool:
         if not inst.running:
             return False
         if c.startup is None:
@@ -995,8 +997,8 @@ class PodWorker:
     def _probe_worker(
         self,
         m: PodManifest,
-        c: ContainerSpec,
-        inst: ContainerView,
+        c: ContainerManifest,
+        inst: RuntimeContainer,
         sandbox: SandboxView,
         kind: str,
         probe: Probe,
@@ -1033,7 +1035,7 @@ class PodWorker:
 
     # -- status ------------------------------------------------------------------------
 
-    def _terminated(self, inst: ContainerView, c: ContainerSpec | None) -> JSON:
+    def _terminated(self, inst: RuntimeContainer, c: ContainerManifest | None) -> JSON:
         message = self._messages.get(inst.id)
         if message is None:
             host = Path(inst.termination_host_path) if inst.termination_host_path else None
@@ -1057,7 +1059,7 @@ class PodWorker:
         out["containerID"] = f"{self.ctx.runtime_name}://{inst.id}"
         return out
 
-    def _container_status(self, c: ContainerSpec, rt: PodRuntime, default_reason: str) -> JSON:
+    def _container_status(self, c: ContainerManifest, rt: PodRuntime, default_reason: str) -> JSON:
         insts = rt.instances(c.name)
         latest = insts[-1] if insts else None
         previous = insts[-2] if len(insts) >= 2 else None

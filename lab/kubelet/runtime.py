@@ -34,7 +34,7 @@ class SandboxView:
 
 
 @dataclass(frozen=True, slots=True)
-class ContainerView:
+class RuntimeContainer:
     id: str
     name: str
     sandbox_id: str
@@ -68,21 +68,21 @@ class ContainerView:
 @dataclass(frozen=True, slots=True)
 class PodRuntime:
     sandboxes: tuple[SandboxView, ...]  # oldest attempt first
-    containers: tuple[ContainerView, ...]  # oldest attempt first
+    containers: tuple[RuntimeContainer, ...]  # oldest attempt first
 
     @property
     def latest_sandbox(self) -> SandboxView | None:
         return self.sandboxes[-1] if self.sandboxes else None
 
-    def instances(self, name: str) -> list[ContainerView]:
+    def instances(self, name: str) -> list[RuntimeContainer]:
         """Every instance of container ``name``, in any sandbox, oldest first."""
         return [c for c in self.containers if c.name == name]
 
-    def latest(self, name: str) -> ContainerView | None:
+    def latest(self, name: str) -> RuntimeContainer | None:
         found = self.instances(name)
         return found[-1] if found else None
 
-    def in_sandbox(self, name: str, sandbox_id: str) -> ContainerView | None:
+    def in_sandbox(self, name: str, sandbox_id: str) -> RuntimeContainer | None:
         found = [c for c in self.containers if c.name == name and c.sandbox_id == sandbox_id]
         return found[-1] if found else None
 
@@ -154,7 +154,7 @@ def read_pod_runtime(driver: CriPodDriver, uid: str, cache: StatusCache) -> PodR
             (m.host_path for m in status.mounts if m.container_path == message_path), ""
         )
         cviews.append(
-            ContainerView(
+            RuntimeContainer(
                 id=c.id,
                 name=c.labels.get(LABEL_CONTAINER_NAME, c.metadata.name),
                 sandbox_id=c.pod_sandbox_id,

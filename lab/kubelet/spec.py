@@ -30,7 +30,7 @@ from lab.errors import LabError
 
 __all__ = [
     "LAB_HOST_PATH_PREFIX",
-    "ContainerSpec",
+    "ContainerManifest",
     "EnvVar",
     "ManifestError",
     "PodManifest",
@@ -223,7 +223,7 @@ class Security:
 
 
 @dataclass(frozen=True, slots=True)
-class ContainerSpec:
+class ContainerManifest:
     name: str
     image: str
     field_path: str  # kubelet's event fieldPath: spec.containers{name}
@@ -274,8 +274,8 @@ class PodManifest:
     share_process_namespace: bool = False
     hostname: str = ""
     service_account: str = ""
-    init_containers: tuple[ContainerSpec, ...] = ()
-    containers: tuple[ContainerSpec, ...] = ()
+    init_containers: tuple[ContainerManifest, ...] = ()
+    containers: tuple[ContainerManifest, ...] = ()
     volumes: tuple[VolumeSpec, ...] = ()
     fs_group: int | None = None
     supplemental_groups: tuple[int, ...] = ()
@@ -287,10 +287,10 @@ class PodManifest:
     unsupported: tuple[Unsupported, ...] = ()
 
     @property
-    def all_containers(self) -> tuple[ContainerSpec, ...]:
+    def all_containers(self) -> tuple[ContainerManifest, ...]:
         return self.init_containers + self.containers
 
-    def container(self, name: str) -> ContainerSpec | None:
+    def container(self, name: str) -> ContainerManifest | None:
         for spec in self.all_containers:
             if spec.name == name:
                 return spec
@@ -707,7 +707,7 @@ def _read_container(
     volumes: Mapping[str, VolumeSpec],
     pod_security: Security,
     host_network: bool,
-) -> ContainerSpec:
+) -> ContainerManifest:
     r.unknown(c, path, _CONTAINER_KEYS)
     name = r.str_(c, "name", path)
     if not name:
@@ -819,7 +819,7 @@ def _read_container(
     if policy not in ("File", "FallbackToLogsOnError"):
         r.no(f"{path}.terminationMessagePolicy", f"unknown policy {policy!r}")
     group = "initContainers" if init else "containers"
-    return ContainerSpec(
+    return ContainerManifest(
         name=name,
         image=image,
         field_path=f"spec.{group}{{{name}}}",
@@ -1013,7 +1013,7 @@ def read_pod(
     if not app_raw:
         r.no("spec.containers", "a pod needs at least one container")
 
-    def read(c: Mapping[str, Any], path: str, init: bool) -> ContainerSpec:
+    def read(c: Mapping[str, Any], path: str, init: bool) -> ContainerManifest:
         return _read_container(
             r,
             c,
