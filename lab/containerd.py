@@ -30,7 +30,7 @@ import grpc
 from cri_proto import api_pb2, api_pb2_grpc
 from lab.errors import ContainerdFailed, LabError, MissingTool, NotRoot
 from lab.images import PAUSE_IMAGE, ImageTar, import_images, require_tool
-from lab.processes import ProcessRef, stop_process
+from lab.processes import ProcessRef, log_tail, stop_process
 
 CNI_BIN_DIR = Path("/usr/lib/cni")
 # libcni keeps its result cache here whatever the CRI plugin's config says
@@ -43,14 +43,6 @@ SHIM_SOCKET_DIR = Path("/run/containerd/s")
 MAX_SOCKET_PATH = 100
 
 _MNT_DETACH = 2
-
-
-def _log_tail(path: Path, lines: int = 40) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return "(no log)"
-    return "\n".join(text.splitlines()[-lines:])
 
 
 def _host_networks() -> list[ipaddress.IPv4Network]:
@@ -373,7 +365,7 @@ disabled_plugins = [
             if self._proc is not None and self._proc.poll() is not None:
                 raise ContainerdFailed(
                     f"containerd exited with code {self._proc.returncode} during start; "
-                    f"log {self.log_path}:\n{_log_tail(self.log_path)}"
+                    f"log {self.log_path}:\n{log_tail(self.log_path)}"
                 )
             if os.path.exists(self.address):
                 try:
@@ -387,12 +379,12 @@ disabled_plugins = [
                     if code == grpc.StatusCode.UNIMPLEMENTED:
                         raise ContainerdFailed(
                             "containerd is up but its CRI plugin is not serving runtime.v1 "
-                            f"({last_error}); log {self.log_path}:\n{_log_tail(self.log_path)}"
+                            f"({last_error}); log {self.log_path}:\n{log_tail(self.log_path)}"
                         ) from exc
             time.sleep(0.05)
         raise ContainerdFailed(
             f"containerd did not answer CRI Version within {self.start_timeout:.0f}s "
-            f"({last_error}); log {self.log_path}:\n{_log_tail(self.log_path)}"
+            f"({last_error}); log {self.log_path}:\n{log_tail(self.log_path)}"
         )
 
     def _terminate_daemon(self, grace: float, sig: int = signal.SIGTERM) -> None:

@@ -100,6 +100,12 @@ def _fnv32a(data: bytes) -> int:
     return h
 
 
+def container_hash(container: Mapping[str, Any]) -> str:
+    """Stands in for kubelet's HashContainer: any edit of the spec changes it."""
+    blob = json.dumps(container, sort_keys=True, separators=(",", ":"), default=str)
+    return format(_fnv32a(blob.encode()), "x")
+
+
 @dataclass(frozen=True, slots=True)
 class MountDef:
     """A host path bind-mounted into a container (kubelet's volume mounts)."""
@@ -180,7 +186,7 @@ class ContainerDef:
             "terminationMessagePath": self.termination_message_path,
             "terminationMessagePolicy": self.termination_message_policy,
         }
-        return format(_fnv32a(json.dumps(spec, sort_keys=True).encode()), "x")
+        return container_hash(spec)
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,6 +49,7 @@ import yaml
 from agent.domain.podstatus import status_strings
 from agent.errors import InvalidInput
 from agent.kube.convert import pod_from_dict
+from lab.apitime import rfc3339
 from lab.containerd import (
     CNI_BIN_DIR,
     PrivateContainerd,
@@ -64,7 +65,7 @@ from lab.images import (
     lab_node_recipes,
     require_tool,
 )
-from lab.processes import ProcessRef, stop_process
+from lab.processes import ProcessRef, log_tail, python_child_env, stop_process
 
 DEFAULT_LAB_DIR = Path("/var/lib/podlens-lab")
 LAB_DIR_ENV = "PODLENS_LAB_DIR"
@@ -246,31 +247,6 @@ class UpReport:
 # --------------------------------------------------------------------------
 # Small helpers
 # --------------------------------------------------------------------------
-
-
-def _log_tail(path: Path, lines: int = 30) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return "(no log)"
-    tail = text.splitlines()[-lines:]
-    return "\n".join("    " + line for line in tail) if tail else "    (empty log)"
-
-
-def _repo_root() -> Path:
-    import agent
-
-    return Path(agent.__file__).resolve().parent.parent
-
-
-def _child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    root = str(_repo_root())
-    # The components run as `python -m agent...` from the lab directory,
-    # which must work without the package being installed.
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -538,7 +514,7 @@ class LabNode:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.lab_dir,
-                env=_child_env(),
+                env=python_child_env(),
                 # Its own session: it outlives this command and a Ctrl-C here.
                 start_new_session=True,
             )
@@ -551,7 +527,7 @@ class LabNode:
         if ref is None:
             raise ComponentFailed(
                 f"{name} exited at once (code {proc.poll()}); log {log_path}:\n"
-                + _log_tail(log_path)
+                + log_tail(log_path, 30, indent="    ")
             )
         state.components[name] = Component(ref.pid, ref.start_ticks, str(log_path))
         self._save(state)
@@ -569,14 +545,14 @@ class LabNode:
             if code is not None:
                 raise ComponentFailed(
                     f"{name} exited with code {code} while starting; log {log_path}:\n"
-                    + _log_tail(log_path)
+                    + log_tail(log_path, 30, indent="    ")
                 )
             if ready():
                 return
             if time.monotonic() > deadline:
                 raise ComponentFailed(
                     f"{name} was not ready within {self.ready_timeout:.0f}s; log {log_path}:\n"
-                    + _log_tail(log_path)
+                    + log_tail(log_path, 30, indent="    ")
                 )
             time.sleep(0.02)
 
@@ -606,7 +582,7 @@ class LabNode:
             return self._up()
 
     def _up(self) -> UpReport:
-        started = datetime.now(UTC)
+        started_at = rfc3339()
         t0 = time.monotonic()
         cache = self.image_cache or default_cache_dir()
         images = build_images(cache, lab_node_recipes())
@@ -624,7 +600,7 @@ class LabNode:
             containerd_token=containerd.token.hex(),
             containerd_dir=str(containerd.base_dir),
             cri_endpoint=containerd.endpoint,
-            started_at=started.isoformat(timespec="seconds").replace("+00:00", "Z"),
+            started_at=started_at,
             time_scale=self.time_scale,
             bridge=containerd.bridge_name,
             images=[t for i in images for t in i.tags],

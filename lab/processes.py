@@ -1,8 +1,10 @@
-"""Stopping a process: the one SIGTERM, wait, SIGKILL sequence of the lab and its tests.
+"""The lab's child processes: starting them from this checkout, reading their logs, stopping them.
 
-Owns ``stop_process`` and ``ProcessRef`` (a PID with its start time, so a
-recycled PID is never signalled). Imports only the standard library, so the
-tests and the benchmarks can use it without starting anything of the lab.
+Owns the one SIGTERM, wait, SIGKILL sequence (``stop_process``) of the lab,
+its tests and its benchmarks, ``ProcessRef`` (a PID with its start time, so
+a recycled PID is never signalled), ``python_child_env`` and ``log_tail``.
+Imports only the standard library, so the tests and the benchmarks can use
+it without starting anything of the lab.
 """
 
 from __future__ import annotations
@@ -17,9 +19,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# The checkout holding the agent and the lab, for children run as `python -m`.
+REPO_ROOT = Path(__file__).resolve().parent.parent
 # How long a process gets to go after SIGKILL before it counts as stuck (in
 # uninterruptible sleep, say).
 KILL_WAIT = 10.0
+
+
+def python_child_env() -> dict[str, str]:
+    """This process's environment for a ``python -m agent|lab...`` child of this checkout."""
+    env = dict(os.environ)
+    # Children run from other directories (the lab directory) and must work
+    # without the packages being installed.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def log_tail(path: Path, lines: int = 40, indent: str = "") -> str:
+    """The last ``lines`` lines of a child's log, each after ``indent``, to quote in an error."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    tail = text.splitlines()[-lines:]
+    return "\n".join(indent + line for line in tail) if tail else indent + "(empty log)"
 
 
 def process_start_ticks(pid: int) -> int | None:
@@ -139,4 +163,12 @@ def stop_process(
     return _stop_child(target, grace, sig)
 
 
-__all__ = ["KILL_WAIT", "ProcessRef", "process_start_ticks", "stop_process"]
+__all__ = [
+    "KILL_WAIT",
+    "REPO_ROOT",
+    "ProcessRef",
+    "log_tail",
+    "process_start_ticks",
+    "python_child_env",
+    "stop_process",
+]

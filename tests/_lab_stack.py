@@ -10,7 +10,6 @@ then the kubelet and the API server.
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import subprocess
 import sys
@@ -25,9 +24,8 @@ import psutil
 from lab.apiserver import FakeApiServer
 from lab.cri_pods import LABEL_POD_NAME, LABEL_POD_NAMESPACE, CriPodDriver
 from lab.kubelet import LabKubelet
-from lab.processes import stop_process
+from lab.processes import REPO_ROOT, log_tail, python_child_env, stop_process
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 BUSYBOX = "docker.io/library/busybox:latest"
 # Exits at once on SIGTERM, so pod deletion is quick.
 SLEEP = ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]
@@ -112,15 +110,11 @@ class AgentProcess:
     # --- lifecycle
 
     def start(self, timeout: float = 30.0) -> AgentProcess:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p
-        )
         with self.log_path.open("ab") as out:
             self.proc = subprocess.Popen(
                 self.args,
                 cwd=REPO_ROOT,
-                env=env,
+                env=python_child_env(),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -188,7 +182,7 @@ class AgentProcess:
             return ""
 
     def log_tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log_text().splitlines()[-lines:]) or "(empty log)"
+        return log_tail(self.log_path, lines)
 
     def rss_bytes(self) -> int:
         return int(psutil.Process(self.pid).memory_info().rss)

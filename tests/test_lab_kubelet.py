@@ -19,12 +19,13 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from agent.domain.backoff import backoff_from_message
 from agent.domain.podstatus import PodStatusStrings, status_strings
 from agent.kube.convert import pod_from_dict
 from cri_proto import api_pb2
@@ -39,7 +40,7 @@ from lab.kubelet import (
     read_pod,
     unsupported_fields,
 )
-from lab.kubelet.backoff import RestartBackoff
+from lab.kubelet.backoff import RestartBackoff, crash_loop_message
 
 SCALE = 0.05
 NODE = "lab-node"
@@ -287,10 +288,33 @@ def test_backoff_schedule_doubles_to_the_cap_and_resets() -> None:
         assert left is not None
         assert left[1] == periods[-1]
         t += left[0]
-    assert periods == [10, 20, 40, 80, 160, 300, 300]
+    assert [p.total_seconds() for p in periods] == [10, 20, 40, 80, 160, 300, 300]
     # Ten minutes without an exit forget the entry.
     assert backoff.remaining(key, t + 601, t + 601) is None
-    assert backoff.next(key, t + 601, t + 601) == 10
+    assert backoff.next(key, t + 601, t + 601) == timedelta(seconds=10)
+
+
+def test_backoff_time_scale_shrinks_the_wait_not_the_step() -> None:
+    backoff = RestartBackoff(0.1)
+    key = ("ns", "pod", "uid", "c", "hash")
+    backoff.next(key, 0.0, 0.0)
+    left = backoff.remaining(key, 0.0, 0.0)
+    assert left is not None
+    assert left[0] == pytest.approx(1.0)
+    assert left[1] == timedelta(seconds=10)
+    # The reset is scaled too: 60 wall seconds are kubelet's ten minutes.
+    assert backoff.remaining(key, 61.0, 61.0) is None
+
+
+@pytest.mark.parametrize(
+    ("seconds", "step"),
+    [(10, "10s"), (40, "40s"), (80, "1m20s"), (160, "2m40s"), (300, "5m0s")],
+)
+def test_crash_loop_message_writes_go_durations_as_kubelet_does(seconds: int, step: str) -> None:
+    message = crash_loop_message(timedelta(seconds=seconds), "app", "web_default(uid-1)")
+    assert message == f"back-off {step} restarting failed container=app pod=web_default(uid-1)"
+    # The agent reads the step back from the message.
+    assert backoff_from_message(message) == timedelta(seconds=seconds)
 
 
 # --------------------------------------------------------------------- init order
@@ -464,6 +488,16 @@ def test_crash_loop_restarts_with_kubelets_backoff(
     label = f"pod=crasher_{ns}({uid})"
     assert f"back-off 10s restarting failed container=c {label}" in messages
     assert f"back-off 20s restarting failed container=c {label}" in messages
+    # The step after 40 s passes a minute; kubelet prints it as Go prints a
+    # duration (waited for here: attempt 4 has just exited).
+    wait_for(
+        "the 80 s step in Go's form",
+        lambda: (
+            (cstatus(read(api, ns, "crasher"), "c").get("state", {}).get("waiting") or {})
+            .get("message", "")
+            .startswith(f"back-off 1m20s restarting failed container=c {label}")
+        ),
+    )
     # Kubelet's GC keeps one dead instance per container.
     assert len(instances(cri_driver, uid, "c")) <= 2
     status = cstatus(read(api, ns, "crasher"), "c")

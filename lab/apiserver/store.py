@@ -17,7 +17,6 @@ import queue
 import secrets
 import socket
 import threading
-import time
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -34,6 +33,7 @@ from lab.apiserver.status import (
     invalid,
     not_found,
 )
+from lab.apitime import rfc3339
 
 JSON = dict[str, Any]
 EventType = Literal["ADDED", "MODIFIED", "DELETED"]
@@ -79,10 +79,6 @@ _SUFFIX_ALPHABET: Final = "bcdfghjklmnpqrstvwxz2456789"
 
 def _generated_name(prefix: str) -> str:
     return prefix + "".join(secrets.choice(_SUFFIX_ALPHABET) for _ in range(5))
-
-
-def now_rfc3339() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def with_resource_version(obj: JSON, rv: int) -> JSON:
@@ -209,7 +205,7 @@ class Store:
                 name=name,
                 namespace=namespace,
                 uid=str(uuid.uuid4()),
-                creationTimestamp=now_rfc3339(),
+                creationTimestamp=rfc3339(),
             )
             meta.pop("resourceVersion", None)
             obj["metadata"] = meta

@@ -15,7 +15,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Final
 
+from lab.apitime import rfc3339
 from lab.kubelet.api import ApiClient, ApiError
+from lab.kubelet.backoff import RetryDelay
 
 _log = logging.getLogger("lab.kubelet")
 
@@ -24,11 +26,6 @@ JSON = dict[str, Any]
 # client-go's EventCorrelator folds identical events seen within this window.
 AGGREGATE_WINDOW: Final = 600.0
 _QUEUE_LIMIT: Final = 1000
-
-
-def rfc3339(t: float | None = None) -> str:
-    """metav1.Time as the API serializes it: whole seconds, UTC."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if t is None else t))
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +94,7 @@ class EventRecorder:
     # -- sending -------------------------------------------------------------
 
     def _run(self) -> None:
-        delay = 0.2
+        retry = RetryDelay()
         held: _Pending | None = None
         while not self._stop.is_set():
             item = held if held is not None else self._queue.get()
@@ -106,13 +103,13 @@ class EventRecorder:
                 return
             try:
                 self._send(item)
-                delay = 0.2
+                retry.reset()
             except ApiError as exc:
                 if exc.unreachable:
                     held = item
+                    delay = retry.next()
                     _log.warning("events: %s; retrying in %.1fs", exc, delay)
                     self._stop.wait(delay)
-                    delay = min(delay * 2, 5.0)
                 else:
                     _log.warning("events: dropped %s %s: %s", item.reason, item.ref.name, exc)
 

@@ -67,11 +67,12 @@ from types import FrameType
 from typing import Any, Final
 
 from cri_proto import api_pb2
+from lab.apitime import rfc3339
 from lab.cri_pods import LABEL_POD_NAME, LABEL_POD_NAMESPACE, LABEL_POD_UID, CriPodDriver
 from lab.errors import CriCallFailed, LabError
 from lab.kubelet.api import ApiClient, ApiError, Watch
-from lab.kubelet.backoff import RestartBackoff
-from lab.kubelet.events import EventRecorder, InvolvedPod, rfc3339
+from lab.kubelet.backoff import RestartBackoff, RetryDelay
+from lab.kubelet.events import EventRecorder, InvolvedPod
 from lab.kubelet.pod import KubeletContext, PodWorker, remove_pod_files
 from lab.kubelet.runtime import StatusCache
 from lab.kubelet.spec import (
@@ -125,23 +126,6 @@ def _node_ip() -> str:
     except (OSError, ValueError, subprocess.SubprocessError):
         pass
     return "127.0.0.1"
-
-
-class _Backoff:
-    """Reconnect delays for a loop talking to a server that went away."""
-
-    def __init__(self, first: float = 0.2, cap: float = 5.0) -> None:
-        self.first = first
-        self.cap = cap
-        self.delay = first
-
-    def reset(self) -> None:
-        self.delay = self.first
-
-    def next(self) -> float:
-        delay = self.delay
-        self.delay = min(self.delay * 2, self.cap)
-        return delay
 
 
 class LabKubelet:
@@ -313,7 +297,7 @@ class LabKubelet:
     def _list_watch(self, selector: str, on_list: Any, on_event: Any, what: str) -> None:
         """List then watch ``selector``; relist on 410; reconnect with backoff."""
         rv = ""
-        backoff = _Backoff()
+        backoff = RetryDelay()
         while not self._stop.is_set():
             try:
                 if not rv:

@@ -10,7 +10,6 @@ or interrupted at any point and the next one carries on.
 
 from __future__ import annotations
 
-import calendar
 import contextlib
 import logging
 import os
@@ -26,7 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from agent.domain.backoff import backoff_for_restarts
 from cri_proto import api_pb2
+from lab.apitime import parse_rfc3339, rfc3339
 from lab.cri_pods import (
     ContainerDef,
     CriPodDriver,
@@ -39,8 +40,8 @@ from lab.cri_pods import (
 )
 from lab.errors import CriCallFailed, LabError
 from lab.kubelet.api import ApiClient, ApiError
-from lab.kubelet.backoff import MAX_BACKOFF, RestartBackoff
-from lab.kubelet.events import EventRecorder, InvolvedPod, rfc3339
+from lab.kubelet.backoff import RestartBackoff, RetryDelay, crash_loop_message
+from lab.kubelet.events import EventRecorder, InvolvedPod
 from lab.kubelet.probe import LIVENESS, READINESS, STARTUP, ProbeTarget, ProbeWorker
 from lab.kubelet.runtime import (
     PodRuntime,
@@ -226,7 +227,7 @@ class PodWorker:
             self._thread.join(timeout)
 
     def _run(self) -> None:
-        failures = 0
+        retry = RetryDelay()
         while not self._stop.is_set():
             with self._lock:
                 due = self._next_wake
@@ -242,18 +243,16 @@ class PodWorker:
             try:
                 if self.sync():
                     break
-                failures = 0
+                retry.reset()
             except (CriCallFailed, ApiError) as exc:
-                failures += 1
-                delay = min(0.2 * 2**failures, 5.0)
+                delay = retry.next()
                 _log.warning(
                     "pod %s/%s: %s (retrying in %.1fs)", self.namespace, self.name, exc, delay
                 )
                 self.wake(delay)
             except Exception:
-                failures += 1
                 _log.exception("pod %s/%s: sync failed", self.namespace, self.name)
-                self.wake(min(0.2 * 2**failures, 5.0))
+                self.wake(retry.next())
         self.finished.set()
 
     # -- helpers -----------------------------------------------------------
@@ -384,7 +383,7 @@ class PodWorker:
     def _check_deadline(self, m: PodManifest, rt: PodRuntime) -> None:
         if m.active_deadline is None or self._start_time is None:
             return
-        started = calendar.timegm(time.strptime(self._start_time, "%Y-%m-%dT%H:%M:%SZ"))
+        started = parse_rfc3339(self._start_time)
         left = started + self._scaled(m.active_deadline) - time.time()
         if left > 0:
             self.wake(left)
@@ -625,10 +624,10 @@ class PodWorker:
         key = self._backoff_key(c)
         waiting = self.ctx.backoff.remaining(key, finished, now)
         if waiting is not None:
-            left, nominal = waiting
+            left, step = waiting
             self._waiting[c.name] = (
                 "CrashLoopBackOff",
-                f"back-off {nominal}s restarting failed container={c.name} pod={self._pod_label()}",
+                crash_loop_message(step, c.name, self._pod_label()),
             )
             self._event(
                 WARNING,
@@ -670,7 +669,8 @@ class PodWorker:
             self.wake(next_try - now)
             return None
         failures += 1
-        delay = self._scaled(min(10 * 2 ** (failures - 1), MAX_BACKOFF))
+        # Kubelet's image pull back-off has the restart back-off's numbers.
+        delay = self._scaled(backoff_for_restarts(failures).total_seconds())
         self._pull_failures[c.name] = (failures, now + delay)
         message = (
             f'Failed to pull image "{c.image}": {ref} is not in the lab\'s image store and '

@@ -17,7 +17,6 @@ injects no Service variables either way), resizePolicy.
 
 from __future__ import annotations
 
-import json
 import platform
 import posixpath
 import re
@@ -26,6 +25,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, Decimal, InvalidOperation
 from typing import Any, Final
 
+from lab.cri_pods import container_hash
 from lab.errors import LabError
 
 __all__ = [
@@ -344,20 +344,6 @@ def parse_quantity(value: object) -> Decimal:
 
 def _ceil(value: Decimal) -> int:
     return int(value.to_integral_value(rounding=ROUND_CEILING))
-
-
-def _fnv32a(data: bytes) -> int:
-    h = 0x811C9DC5
-    for byte in data:
-        h ^= byte
-        h = (h * 0x01000193) & 0xFFFFFFFF
-    return h
-
-
-def container_hash(container: Mapping[str, Any]) -> str:
-    """Stands in for kubelet's HashContainer: any edit of the spec changes it."""
-    blob = json.dumps(container, sort_keys=True, separators=(",", ":"), default=str)
-    return format(_fnv32a(blob.encode()), "x")
 
 
 # --------------------------------------------------------------------------
