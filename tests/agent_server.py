@@ -24,7 +24,7 @@ class RunningAgent:
         self.http = httpx.Client(base_url=url, timeout=10)
 
     def node_last_words(self) -> LastWords:
-        words: LastWords = self.server.config.app.state.last_words  # type: ignore[attr-defined]
+        words: LastWords = self.server.config.app.state.agent.last_words  # type: ignore[attr-defined]
         return words
 
     def get(self, path: str, **kwargs: object) -> httpx.Response:

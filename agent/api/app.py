@@ -1,12 +1,13 @@
-"""The app factory: routes, error mapping, and the lifespan that runs the node state."""
+"""The app factory: one Agent, the routes, auth, error mapping, and the lifespan that runs it.
+
+The HTTP edge: it may import the services and everything below them.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from pathlib import Path as FsPath
 from typing import Any
 
 from fastapi import FastAPI
@@ -16,14 +17,9 @@ from agent.api.auth import AuthConfig, install_auth
 from agent.api.errors import install_error_handlers
 from agent.api.routes import ROUTERS
 from agent.api.schemas import ErrorBody
-from agent.domain.model import Container
-from agent.errors import AgentError
-from agent.kube import PodCacheLike, access_reviewer_from_settings, pod_cache_from_settings
-from agent.logs import AttemptKey, LastWords, TailMemo
-from agent.services.heal import AuditLog, HealManager
-from agent.services.metrics import Metrics
+from agent.kube import PodCacheLike, access_reviewer_from_settings
+from agent.services.agent import Agent
 from agent.services.node import NodeState
-from agent.services.pods import PodViewMemo
 from agent.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -34,45 +30,16 @@ def create_app(
     node_state: NodeState | None = None,
     pod_cache: PodCacheLike | None = None,
 ) -> FastAPI:
-    """Build the HTTP app. The node state and pod cache are injectable for tests."""
-    state = node_state if node_state is not None else NodeState(settings)
-    cache = pod_cache if pod_cache is not None else pod_cache_from_settings(settings)
-
-    last_words = LastWords(lines=settings.last_words_lines)
-
-    def keep_last_words(container: Container) -> None:
-        # Read the dead attempt's last lines before kubelet's GC removes the file.
-        if container.log_path:
-            # The path comes from the runtime itself, not from a request.
-            key = AttemptKey(container.pod.uid, container.name, container.attempt)
-            asyncio.get_running_loop().run_in_executor(
-                None, _remember, last_words, key, FsPath(container.log_path)
-            )
-
-    state.add_exit_listener(keep_last_words)
-    registry = Metrics(state, cache)
-    healer = HealManager(
-        settings,
-        state,
-        cache,
-        AuditLog(settings.audit_log_path),
-        on_finished=registry.observe_run,
-        on_refused=registry.refused,
-    )
+    """Build the HTTP app around one Agent; node state and pod cache are injectable for tests."""
+    agent = Agent(settings, node=node_state, pods=pod_cache)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        healer.bind_loop()
-        cache.start()
-        task = asyncio.create_task(state.run(), name="node-refresh")
+        await agent.start()
         try:
             yield
         finally:
-            await healer.shutdown()
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            await asyncio.to_thread(cache.stop)
+            await agent.stop()
             if app.state.reviewer is not None:
                 app.state.reviewer.close()
 
@@ -82,14 +49,7 @@ def create_app(
         version="0.1.0",
         lifespan=lifespan,
     )
-    app.state.settings = settings
-    app.state.node = state
-    app.state.pods = cache
-    app.state.view_memo = PodViewMemo()
-    app.state.heal = healer
-    app.state.metrics = registry
-    app.state.last_words = last_words
-    app.state.tail_memo = TailMemo()
+    app.state.agent = agent
     install_error_handlers(app)
     reviewer = access_reviewer_from_settings(
         settings,
@@ -136,10 +96,3 @@ def _document_errors(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-
-
-def _remember(last_words: LastWords, key: AttemptKey, path: FsPath) -> None:
-    try:
-        last_words.remember(key, path)
-    except AgentError as exc:
-        log.info("could not keep the last log lines of %s: %s", key, exc.message)

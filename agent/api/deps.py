@@ -1,4 +1,4 @@
-"""Dependencies shared by the routes: the node state, the output format.
+"""Dependencies shared by the routes: the Agent, the live snapshot, the output format.
 
 They are coroutines because they never block: FastAPI would otherwise run
 each in the worker threads, which slow routes may all be holding.
@@ -11,40 +11,26 @@ from typing import Annotated
 
 from fastapi import Depends, Query, Request
 
-from agent.kube import PodCacheLike
-from agent.services.node import NodeState, Snapshot
-from agent.services.pods import PodViewMemo
-from agent.settings import Settings
+from agent.services.agent import Agent
+from agent.services.node import Snapshot
 
 
 class OutputFormat(enum.StrEnum):
+    """How an answer is written: JSON, or an aligned text table."""
+
     JSON = "json"
     TEXT = "text"
 
 
-async def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+async def get_agent(request: Request) -> Agent:
+    """The one Agent the app was built with."""
+    agent: Agent = request.app.state.agent
+    return agent
 
 
-async def get_node(request: Request) -> NodeState:
-    node: NodeState = request.app.state.node
-    return node
-
-
-async def get_pods(request: Request) -> PodCacheLike:
-    pods: PodCacheLike = request.app.state.pods
-    return pods
-
-
-async def get_view_memo(request: Request) -> PodViewMemo:
-    memo: PodViewMemo = request.app.state.view_memo
-    return memo
-
-
-async def get_live_snapshot(node: Annotated[NodeState, Depends(get_node)]) -> Snapshot:
+async def get_live_snapshot(agent: Annotated[Agent, Depends(get_agent)]) -> Snapshot:
     """The current snapshot, or a 503 when the runtime cannot be trusted as current."""
-    return node.live_snapshot()
+    return agent.snapshot()
 
 
 async def get_output_format(
@@ -54,6 +40,7 @@ async def get_output_format(
         Query(description="json (default) or text; `Accept: text/plain` also selects text"),
     ] = None,
 ) -> OutputFormat:
+    """JSON unless ``?output=text`` or an Accept header that prefers text/plain."""
     if output is not None:
         return output
     accept = request.headers.get("accept", "")
@@ -64,9 +51,6 @@ async def get_output_format(
     return OutputFormat.JSON
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-NodeDep = Annotated[NodeState, Depends(get_node)]
-PodsDep = Annotated[PodCacheLike, Depends(get_pods)]
+AgentDep = Annotated[Agent, Depends(get_agent)]
 SnapshotDep = Annotated[Snapshot, Depends(get_live_snapshot)]
 OutputDep = Annotated[OutputFormat, Depends(get_output_format)]
-ViewMemoDep = Annotated[PodViewMemo, Depends(get_view_memo)]

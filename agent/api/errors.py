@@ -15,9 +15,54 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from agent.errors import AgentError
+from agent.errors import (
+    AgentError,
+    Ambiguous,
+    ApiServerError,
+    Conflict,
+    CriError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    RateLimited,
+    RuntimeCallFailed,
+    Unavailable,
+)
 
 log = logging.getLogger(__name__)
+
+# The status of an error is that of the nearest class in its MRO found here,
+# so a new subclass answers like its parent until it is given a row of its own.
+STATUS: dict[type[AgentError], int] = {
+    AgentError: 500,
+    CriError: 503,
+    RuntimeCallFailed: 502,
+    ApiServerError: 503,
+    NotFound: 404,
+    Ambiguous: 409,
+    InvalidInput: 422,
+    Forbidden: 403,
+    Conflict: 409,
+    RateLimited: 429,
+    Unavailable: 503,
+}
+
+
+def status_for(error: AgentError | type[AgentError]) -> int:
+    """The HTTP status an agent error (or error class) is answered with."""
+    cls = error if isinstance(error, type) else type(error)
+    for base in cls.__mro__:
+        if base in STATUS:
+            return STATUS[base]
+    raise TypeError(f"{cls.__name__} is not an AgentError")
+
+
+def error_body(error: AgentError) -> dict[str, object]:
+    """The JSON body of an agent error: its kind, its message and any detail."""
+    body: dict[str, object] = {"error": error.kind, "message": error.message}
+    if error.detail:
+        body["detail"] = error.detail
+    return body
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -25,7 +70,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(AgentError)
     async def agent_error(_: Request, exc: AgentError) -> JSONResponse:
-        return JSONResponse(status_code=exc.status_code, content=exc.to_body())
+        return JSONResponse(status_code=status_for(exc), content=error_body(exc))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:

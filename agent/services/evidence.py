@@ -16,53 +16,25 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from agent import host
-from agent.cri import CriClient
-from agent.diagnose import DEFAULT_THRESHOLDS, ContainerLogs, DiagnosisInput
+from agent.cri import RuntimeClient
+from agent.diagnose import ContainerLogs, DiagnosisInput
 from agent.domain.kubemodel import ApiEvent
 from agent.domain.model import Container, ContainerState
 from agent.domain.podview import ContainerView, PodView
 from agent.errors import AgentError
 from agent.kube import PodCacheLike
-from agent.logs import LastWords, TailMemo, previous_log_path
+from agent.logs import LastWords, TailMemo
+from agent.services.pods import attempt_log, needs_attention
 from agent.settings import Settings
 
 log = logging.getLogger(__name__)
 
 LOG_LINES = 10
 _IMAGE_REASONS = {"ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName"}
-_QUIET_STATUSES = frozenset({"Running", "Completed", "Succeeded"})
-
-
-def _unwell(view: PodView, now: datetime) -> bool:
-    """A status kubectl would flag, not all ready, a mismatch, or a recent exit."""
-    if view.mismatches or view.status not in _QUIET_STATUSES:
-        return True
-    if view.status == "Running" and "/" in view.ready:
-        ready, total = view.ready.split("/", 1)
-        if ready != total:
-            return True
-    for c in view.containers:
-        if c.restart_count > 0 and c.state != "running":
-            return True
-        # A container that crashes after running a while shows Running most of
-        # the time; its last exit is what the crashloop rule looks at.
-        last = c.api_status.last_state if c.api_status is not None else None
-        if (
-            last is not None
-            and last.is_terminated
-            and last.finished_at is not None
-            and _aware(now) - _aware(last.finished_at) <= DEFAULT_THRESHOLDS.recent_exit
-        ):
-            return True
-    return False
-
-
-def _aware(t: datetime) -> datetime:
-    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
 
 
 def _declared_tcp_ports(view: PodView) -> set[int]:
@@ -75,12 +47,14 @@ def _declared_tcp_ports(view: PodView) -> set[int]:
     }
 
 
-def needs_attention(view: PodView, now: datetime | None = None) -> bool:
-    """Worth diagnosing: unwell (see ``_unwell``), or running with something only
-    the node can check: a declared TCP port (does anything listen?) or a memory
-    limit (did the OOM killer strike inside?). Those checks read /proc and the
-    cgroup only; see ``_node_facts``."""
-    if _unwell(view, now or datetime.now(UTC)):
+def worth_diagnosing(view: PodView, now: datetime | None = None) -> bool:
+    """Worth diagnosing: it needs attention, or it runs with something only the node can check.
+
+    That is a declared TCP port (does anything listen?) or a memory limit
+    (did the OOM killer strike inside?); those checks read /proc and the
+    cgroup only (see ``_node_facts``).
+    """
+    if needs_attention(view, now):
         return True
     if view.status != "Running":
         return False
@@ -106,21 +80,6 @@ def _tail_text(path: Path, lines: int, tails: TailMemo) -> tuple[str, ...]:
     return ()
 
 
-def _previous_instance(c: ContainerView) -> Container | None:
-    """The instance ``kubectl logs --previous`` reads: the one the API's lastState
-    names (during CrashLoopBackOff that is the current, exited one), else the
-    newest one before the current."""
-    status = c.api_status
-    last = status.last_state if status is not None else None
-    if last is not None and last.is_terminated and last.container_id:
-        _, sep, bare = last.container_id.partition("://")
-        wanted = bare if sep else last.container_id
-        for inst in (c.current, *c.attempts):
-            if inst is not None and inst.id == wanted:
-                return inst
-    return c.attempts[0] if c.attempts else None
-
-
 def _logs_for(c: ContainerView, uid: str, last_words: LastWords, tails: TailMemo) -> ContainerLogs:
     current: Container | None = c.current
     now_lines: tuple[str, ...] = ()
@@ -129,21 +88,12 @@ def _logs_for(c: ContainerView, uid: str, last_words: LastWords, tails: TailMemo
         now_lines = _tail_text(Path(current.log_path), LOG_LINES, tails)
         source = current.log_path
     before: tuple[str, ...] = ()
-    before_attempt: int | None = None
     before_source = ""
-    older = _previous_instance(c)
-    if older is not None:
-        before_attempt = older.attempt
-        if older.log_path:
-            before = _tail_text(Path(older.log_path), LOG_LINES, tails)
-            before_source = older.log_path
-    elif current is not None and current.attempt > 0 and current.log_path:
-        before_attempt = current.attempt - 1
-        with contextlib.suppress(AgentError):
-            path = previous_log_path(Path(current.log_path), current.attempt)
-            if path is not None:
-                before = _tail_text(path, LOG_LINES, tails)
-                before_source = str(path)
+    previous = attempt_log(c, previous=True)
+    before_attempt = previous.attempt
+    if previous.path is not None:
+        before = _tail_text(previous.path, LOG_LINES, tails)
+        before_source = str(previous.path)
     if not before and before_attempt is not None:
         kept = last_words.recall(uid, c.name, before_attempt)
         if kept is not None:
@@ -189,7 +139,7 @@ _NodeFacts = tuple[dict[str, ContainerLogs], dict[int, bool] | None, dict[str, i
 def _wants_api(view: PodView, pods: PodCacheLike, now: datetime) -> bool:
     # A pod that looks well is checked on the node only (ports, OOM counter):
     # no rule reads its events, and asking the API server per pod is not free.
-    return view.api_known and pods.health.state == "ok" and _unwell(view, now)
+    return view.api_known and pods.health.state == "ok" and needs_attention(view, now)
 
 
 def _api_facts(view: PodView, pods: PodCacheLike) -> _ApiFacts:
@@ -222,7 +172,7 @@ def _node_facts(
     return logs, listening, _oom_kills(view, settings.proc_root)
 
 
-async def _images_present(view: PodView, client: CriClient | None) -> dict[str, bool] | None:
+async def _images_present(view: PodView, client: RuntimeClient | None) -> dict[str, bool] | None:
     if client is None:
         return None
     wanted = {
@@ -272,7 +222,7 @@ def _input(
 async def gather_many(
     views: Sequence[PodView],
     pods: PodCacheLike,
-    client: CriClient | None,
+    client: RuntimeClient | None,
     settings: Settings,
     last_words: LastWords,
     now: datetime,

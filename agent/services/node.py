@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from agent import host
-from agent.cri import CriClient, EventsUnsupported, discover_endpoint
+from agent.cri import CriClient, EventsUnsupported, RuntimeClient, discover_endpoint
 from agent.domain.model import (
     Container,
     ContainerState,
@@ -29,7 +29,7 @@ from agent.domain.model import (
     Sandbox,
     SandboxState,
 )
-from agent.errors import AmbiguousPrefix, NotFound, Refused, RuntimeError_, RuntimeUnavailable
+from agent.errors import Ambiguous, CriError, NotFound, RuntimeUnavailable, Unavailable
 from agent.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -114,14 +114,15 @@ def resolve_prefix(kind: str, prefix: str, ids: Iterable[str]) -> str:
     if not matches:
         raise NotFound(f"no {kind} with ID or ID prefix {prefix!r}", id=prefix)
     if len(matches) > 1:
-        raise AmbiguousPrefix(kind, prefix, sorted(matches))
+        raise Ambiguous(kind, prefix, sorted(matches))
     return matches[0]
 
 
-ClientFactory = Callable[[str, Settings], CriClient]
+# Called once per connection: a reconnect starts from a fresh channel.
+ClientFactory = Callable[[str, Settings], RuntimeClient]
 
 
-def _default_client_factory(endpoint: str, settings: Settings) -> CriClient:
+def _default_client_factory(endpoint: str, settings: Settings) -> RuntimeClient:
     return CriClient(endpoint, timeout=settings.cri_timeout_seconds)
 
 
@@ -145,7 +146,7 @@ class NodeState:
         self._pid_watcher: host.PidWatcher | None = None
         # Why exits are seen by relisting only, when pidfds cannot be used.
         self.pidfd_unavailable: str | None = None
-        self._client: CriClient | None = None
+        self._client: RuntimeClient | None = None
         self.refresh_count = 0
         self.status_calls = 0
 
@@ -160,7 +161,8 @@ class NodeState:
         return self._health
 
     @property
-    def client(self) -> CriClient | None:
+    def client(self) -> RuntimeClient | None:
+        """The connected runtime client, or None while the runtime is away."""
         return self._client if self._health.connected else None
 
     def live_snapshot(self) -> Snapshot:
@@ -250,7 +252,7 @@ class NodeState:
                 was_synced = False
                 try:
                     await self._run_connected()
-                except RuntimeError_ as exc:
+                except CriError as exc:
                     was_synced = self._health.synced
                     self._set_disconnected(exc.message)
                 except Exception as exc:  # keep serving; report what broke
@@ -330,7 +332,7 @@ class NodeState:
         # Statuses may be stale once we are back: fetch them again.
         self._fresh.clear()
 
-    async def _consume_events(self, client: CriClient) -> None:
+    async def _consume_events(self, client: RuntimeClient) -> None:
         try:
             async for _event in client.container_events():
                 if self._health.change_source != "events":
@@ -343,11 +345,12 @@ class NodeState:
                 self.settings.relist_interval_seconds,
             )
             self._health = dataclasses.replace(self._health, change_source="relist")
-        except RuntimeError_:
+        except CriError:
             # The relist loop notices the outage itself and reconnects.
             self._health = dataclasses.replace(self._health, change_source="relist")
 
-    async def refresh_once(self, client: CriClient) -> Change | None:
+    async def refresh_once(self, client: RuntimeClient) -> Change | None:
+        """Relist, fetch statuses for what is new or changed, publish; None when nothing changed."""
         listed_sandboxes, listed_containers = await asyncio.gather(
             client.list_sandboxes(), client.list_containers()
         )
@@ -488,7 +491,7 @@ class NodeState:
             containers[c.id] = dataclasses.replace(c, pid=pid)
             self._needs_verbose.add(c.id)
 
-    async def _fill_verbose(self, client: CriClient) -> None:
+    async def _fill_verbose(self, client: RuntimeClient) -> None:
         """Fetch the verbose details a bulk refresh skipped, a few at a time."""
         limit = asyncio.Semaphore(4)
         pending = sorted(self._needs_verbose)
@@ -564,7 +567,7 @@ class NodeState:
             started = host.process_start_time(pid, self.settings.proc_root)
             try:
                 watcher.watch(pid, started, self._on_pid_exit)
-            except Refused as exc:  # pidfd_open denied after all: relisting still sees exits
+            except Unavailable as exc:  # pidfd_open denied after all: relisting still sees exits
                 log.warning("exits are seen by relisting only: %s", exc.message)
                 self.pidfd_unavailable = exc.message
                 watcher.close()

@@ -7,9 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 
-from agent import host
 from agent.api import render
-from agent.api.deps import NodeDep, OutputDep, SnapshotDep
+from agent.api.deps import AgentDep, OutputDep, SnapshotDep
 from agent.api.routes._common import (
     ID_PATTERN,
     ContainerNameFilter,
@@ -18,8 +17,7 @@ from agent.api.routes._common import (
     respond,
 )
 from agent.api.schemas import ContainerDetail, ContainerItem, ErrorBody, ItemList
-from agent.domain.model import ContainerState, ProcessInfo, ProcessNode
-from agent.errors import ProcessGone
+from agent.domain.model import ContainerState
 
 router = APIRouter(prefix="/v1/containers", tags=["runtime"])
 
@@ -59,18 +57,12 @@ def list_containers(
 
 @router.get("/{container_id}", response_model=ContainerDetail, responses=_ERRORS)
 def get_container(
-    node: NodeDep,
+    agent: AgentDep,
     fmt: OutputDep,
     container_id: Annotated[str, Path(pattern=ID_PATTERN, description="full ID or unique prefix")],
 ) -> Response:
-    container = node.find_container(container_id.lower())
-    process: ProcessInfo | None = None
-    tree: ProcessNode | None = None
-    if container.pid is not None:
-        try:
-            tree = host.process_tree(container.pid, node.settings.proc_root)
-            process = tree.process
-        except ProcessGone:
-            # Exited since the last refresh; the next one will say so.
-            node.request_refresh()
-    return respond(fmt, ContainerDetail.build(container, process, tree), render.container_detail)
+    """One container: state, attempt, PID, its process tree, namespaces and mounts."""
+    found = agent.container_detail(container_id)
+    tree = found.tree
+    body = ContainerDetail.build(found.container, tree.process if tree else None, tree)
+    return respond(fmt, body, render.container_detail)

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from agent.api import render
-from agent.api.deps import OutputDep, SettingsDep
+from agent.api.deps import AgentDep, OutputDep
 from agent.api.routes._common import DNS1123_LABEL, DNS1123_SUBDOMAIN, respond
 from agent.api.schemas import (
     ErrorBody,
@@ -26,7 +26,8 @@ from agent.api.schemas import (
     TargetItem,
 )
 from agent.errors import InvalidInput, NotFound
-from agent.services.heal import HealManager, HealRun, KillRequest, Plan, parse_signal
+from agent.services.agent import Agent
+from agent.services.heal import HealRun, KillRequest, Plan, parse_signal
 
 router = APIRouter(tags=["heal"])
 
@@ -43,12 +44,8 @@ _REFUSALS: dict[int | str, dict[str, object]] = {
 }
 
 
-def manager_of(request: Request) -> HealManager:
-    manager: HealManager = request.app.state.heal
-    return manager
-
-
 def caller_of(request: Request) -> str:
+    """Who asks, as the audit log names them."""
     user = getattr(request.state, "user", None)
     if user:
         return str(user)
@@ -120,7 +117,7 @@ def run_item(run: HealRun) -> HealRunItem:
 )
 async def kill_and_watch(
     request: Request,
-    settings: SettingsDep,
+    agent: AgentDep,
     body: KillBody,
     namespace: Annotated[str, Path(max_length=63, pattern=DNS1123_LABEL)],
     name: Annotated[str, Path(max_length=253, pattern=DNS1123_SUBDOMAIN)],
@@ -131,10 +128,10 @@ async def kill_and_watch(
         container=body.container,
         sandbox=body.sandbox,
         signal=parse_signal(body.signal),
-        timeout_seconds=body.timeout_seconds or settings.kill_timeout_seconds,
+        timeout_seconds=body.timeout_seconds or agent.settings.kill_timeout_seconds,
         dry_run=body.dry_run,
     )
-    manager = manager_of(request)
+    manager = agent.heal
     caller = caller_of(request)
     # Preflight reads /proc and fsyncs the audit log: keep it off the event loop.
     plan = await anyio.to_thread.run_sync(manager.preflight, namespace, name, kill, caller)
@@ -160,7 +157,8 @@ async def kill_and_watch(
 
 
 @router.get("/v1/heal/runs", response_model=ItemList[HealRunSummary])
-def list_runs(request: Request, fmt: OutputDep) -> Response:
+def list_runs(agent: AgentDep, fmt: OutputDep) -> Response:
+    """Every kill-and-watch run, newest first."""
     items = [
         HealRunSummary(
             id=r.id,
@@ -172,7 +170,7 @@ def list_runs(request: Request, fmt: OutputDep) -> Response:
             time_to_recover_seconds=r.time_to_recover_seconds,
             verdict=r.verdict,
         )
-        for r in reversed(manager_of(request).runs.values())
+        for r in reversed(agent.heal.runs.values())
     ]
     return respond(fmt, ItemList[HealRunSummary](items=items), lambda m: render.runs(m.items))
 
@@ -180,8 +178,8 @@ def list_runs(request: Request, fmt: OutputDep) -> Response:
 RunId = Annotated[str, Path(pattern=r"^[0-9a-f]{12}$", description="run id")]
 
 
-def _find(request: Request, run_id: str) -> HealRun:
-    run = manager_of(request).runs.get(run_id)
+def _find(agent: Agent, run_id: str) -> HealRun:
+    run = agent.heal.runs.get(run_id)
     if run is None:
         raise NotFound(f"no kill-and-watch run {run_id!r}", run=run_id)
     return run
@@ -190,8 +188,9 @@ def _find(request: Request, run_id: str) -> HealRun:
 @router.get(
     "/v1/heal/runs/{run_id}", response_model=HealRunItem, responses={404: {"model": ErrorBody}}
 )
-def get_run(request: Request, fmt: OutputDep, run_id: RunId) -> Response:
-    return respond(fmt, run_item(_find(request, run_id)), render.run_detail)
+def get_run(agent: AgentDep, fmt: OutputDep, run_id: RunId) -> Response:
+    """One run with its plan, phases and verdict."""
+    return respond(fmt, run_item(_find(agent, run_id)), render.run_detail)
 
 
 @router.get(
@@ -202,9 +201,9 @@ def get_run(request: Request, fmt: OutputDep, run_id: RunId) -> Response:
         404: {"model": ErrorBody},
     },
 )
-def stream_run(request: Request, run_id: RunId) -> StreamingResponse:
+def stream_run(request: Request, agent: AgentDep, run_id: RunId) -> StreamingResponse:
     """Each phase as a server-sent event as it happens (`curl -N`), then the verdict."""
-    run = _find(request, run_id)
+    run = _find(agent, run_id)
     return StreamingResponse(
         _events(request, run),
         media_type="text/event-stream",

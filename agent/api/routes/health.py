@@ -5,14 +5,15 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from agent.api.deps import NodeDep, PodsDep
+from agent.api.deps import AgentDep
 from agent.api.schemas import Health
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz", response_model=Health)
-async def healthz(node: NodeDep) -> Health:
+async def healthz() -> Health:
+    """Alive: the event loop serves."""
     # Alive means the event loop serves; an unreachable runtime is a readiness
     # matter, and restarting the agent would not fix it. Both probes run on
     # the loop, not in a worker thread, so busy workers cannot fail them.
@@ -24,11 +25,12 @@ async def healthz(node: NodeDep) -> Health:
     response_model=Health,
     responses={503: {"model": Health, "description": "not ready, with the reason"}},
 )
-async def readyz(node: NodeDep, pods: PodsDep) -> Health | JSONResponse:
+async def readyz(agent: AgentDep) -> Health | JSONResponse:
+    """Ready when the runtime is reachable and synced; degraded when the API server is away."""
     # Ready needs the runtime; an API server that is away only degrades the
     # answers (the runtime's view is still served), so it does not fail readiness.
-    health = node.health
-    api = pods.health
+    health = agent.node.health
+    api = agent.pods.health
     checks = {"api": api.describe()}
     if health.connected and health.synced:
         checks["runtime"] = f"ok ({health.endpoint})"

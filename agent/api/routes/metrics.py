@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from agent.services.metrics import Metrics
+from agent.api.deps import AgentDep
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/metrics", response_class=Response)
-def metrics(request: Request) -> Response:
-    registry: Metrics = request.app.state.metrics
-    return Response(registry.render(), media_type=CONTENT_TYPE_LATEST)
+def metrics(agent: AgentDep) -> Response:
+    """Prometheus exposition of the agent's metrics."""
+    return Response(agent.metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from agent.api import render
-from agent.api.deps import NodeDep, OutputDep, PodsDep
+from agent.api.deps import AgentDep, OutputDep
 from agent.api.routes._common import respond
 from agent.api.schemas import ApiSection, Capabilities, Counts, NodeInfo, RuntimeSection
 from agent.domain.model import ContainerState, RuntimeKind, SandboxState
@@ -15,7 +15,9 @@ router = APIRouter(prefix="/v1", tags=["node"])
 
 
 @router.get("/node", response_model=NodeInfo)
-def get_node_info(node: NodeDep, pods: PodsDep, fmt: OutputDep) -> Response:
+def get_node_info(agent: AgentDep, fmt: OutputDep) -> Response:
+    """What this node is: runtime identity, capabilities, counts."""
+    node, pods = agent.node, agent.pods
     # Answers even while the runtime is down: this is where people look to see why.
     health = node.health
     snap = node.snapshot

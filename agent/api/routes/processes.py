@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path
 from fastapi.responses import Response
 
 from agent.api import render
-from agent.api.deps import NodeDep, OutputDep
+from agent.api.deps import AgentDep, OutputDep
 from agent.api.routes._common import respond
 from agent.api.schemas import ContainerItem, ErrorBody, ProcessItem, ProcessLookup, SandboxItem
 
@@ -27,18 +27,19 @@ _PID_MAX = 4_194_304
     },
 )
 def get_process(
-    node: NodeDep,
+    agent: AgentDep,
     fmt: OutputDep,
     pid: Annotated[int, Path(ge=1, le=_PID_MAX, description="host PID")],
 ) -> Response:
-    owner = node.lookup_process(pid)
+    """Any host PID -> container -> pod."""
+    owner = agent.lookup_process(pid)
     sandbox = owner.sandbox
     body = ProcessLookup(
         process=ProcessItem.from_info(owner.process),
         matched_by=owner.matched_by,  # type: ignore[arg-type]
         container=ContainerItem.from_container(owner.container) if owner.container else None,
         sandbox=(
-            SandboxItem.from_sandbox(sandbox, len(node.snapshot.containers_in(sandbox.id)))
+            SandboxItem.from_sandbox(sandbox, len(agent.node.snapshot.containers_in(sandbox.id)))
             if sandbox
             else None
         ),

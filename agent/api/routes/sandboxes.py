@@ -7,13 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 
-from agent import host
 from agent.api import render
-from agent.api.deps import NodeDep, OutputDep, SnapshotDep
+from agent.api.deps import AgentDep, OutputDep, SnapshotDep
 from agent.api.routes._common import ID_PATTERN, NamespaceFilter, PodFilter, respond
 from agent.api.schemas import ErrorBody, ItemList, SandboxDetail, SandboxItem
-from agent.domain.model import ProcessInfo, SandboxState
-from agent.errors import ProcessGone
+from agent.domain.model import SandboxState
 
 router = APIRouter(prefix="/v1/sandboxes", tags=["runtime"])
 
@@ -49,16 +47,11 @@ def list_sandboxes(
 
 @router.get("/{sandbox_id}", response_model=SandboxDetail, responses=_ERRORS)
 def get_sandbox(
-    node: NodeDep,
+    agent: AgentDep,
     fmt: OutputDep,
     sandbox_id: Annotated[str, Path(pattern=ID_PATTERN, description="full ID or unique prefix")],
 ) -> Response:
-    sandbox = node.find_sandbox(sandbox_id)
-    containers = sorted(node.snapshot.containers_in(sandbox.id), key=lambda c: (c.name, c.attempt))
-    pause: ProcessInfo | None = None
-    if sandbox.pause_pid is not None:
-        try:
-            pause = host.read_process(sandbox.pause_pid, node.settings.proc_root)
-        except ProcessGone:
-            pause = None
-    return respond(fmt, SandboxDetail.build(sandbox, containers, pause), render.sandbox_detail)
+    """One sandbox: its pause process, namespaces and containers."""
+    found = agent.sandbox_detail(sandbox_id)
+    body = SandboxDetail.build(found.sandbox, list(found.containers), found.pause)
+    return respond(fmt, body, render.sandbox_detail)

@@ -11,8 +11,8 @@ kill and refusal is audited.
 
 from agent.services.heal._audit import AuditLog
 from agent.services.heal._guards import (
+    AgentIdentity,
     KillRequest,
-    Self,
     expected_restart_delay,
     parse_signal,
     plan_kill,
@@ -31,6 +31,7 @@ from agent.services.heal._run import (
 __all__ = [
     "CONTAINER_PHASES",
     "SANDBOX_PHASES",
+    "AgentIdentity",
     "AuditLog",
     "HealManager",
     "HealRun",
@@ -38,7 +39,6 @@ __all__ = [
     "Phase",
     "Plan",
     "RunState",
-    "Self",
     "Target",
     "expected_restart_delay",
     "parse_signal",

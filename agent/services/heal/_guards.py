@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from agent.domain.kubemodel import ContainerRole, ContainerStatus
 from agent.domain.model import ContainerState, SandboxState
 from agent.domain.podview import PodView
-from agent.errors import NotFound, Refused
+from agent.errors import Conflict, Forbidden, Inapplicable, NotFound
 from agent.services.heal._run import Plan, Target
 from agent.settings import Settings
 
@@ -29,6 +29,8 @@ _UNCATCHABLE = {signals.SIGKILL}
 
 @dataclass(frozen=True, slots=True)
 class KillRequest:
+    """What a kill-and-watch request asks for, its signal already parsed."""
+
     container: str | None
     sandbox: bool
     signal: int
@@ -37,7 +39,7 @@ class KillRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class Self:
+class AgentIdentity:
     """Who the agent is, so it never targets itself."""
 
     pod_namespace: str | None
@@ -61,56 +63,47 @@ def parse_signal(value: str | int) -> int:
         name = name if name.startswith("SIG") else "SIG" + name
         if name in signals.Signals.__members__:
             return int(signals.Signals[name])
-    raise Refused(
+    raise Inapplicable(
         f"unknown signal {value!r}; use a name like SIGKILL or SIGTERM, or a number",
-        status_code=422,
         rule="bad-signal",
     )
 
 
-def _refuse(status: int, rule: str, message: str, **detail: object) -> Refused:
-    return Refused(message, status_code=status, rule=rule, **detail)
-
-
-def check_allowed(settings: Settings, view: PodView, me: Self) -> None:
+def check_allowed(settings: Settings, view: PodView, me: AgentIdentity) -> None:
     """The guards that do not depend on the target container."""
     pod = view.pod
     where = f"{view.namespace}/{view.name}"
     if not settings.enable_kill:
-        raise _refuse(
-            403,
-            "kill-disabled",
+        raise Forbidden(
             "kill-and-watch is disabled on this agent; start it with --enable-kill "
             "(and --kill-namespaces or the opt-in label) to allow it",
+            rule="kill-disabled",
         )
     if (view.namespace, view.name) == (me.pod_namespace, me.pod_name):
-        raise _refuse(403, "own-pod", f"{where} is the agent's own pod; it never kills itself")
+        raise Forbidden(f"{where} is the agent's own pod; it never kills itself", rule="own-pod")
     system = view.namespace == "kube-system" or (
         pod is not None
         and (pod.is_mirror or pod.annotations.get("kubernetes.io/config.source", "api") != "api")
     )
     if system and not settings.kill_allow_system:
-        raise _refuse(
-            403,
-            "system-pod",
+        raise Forbidden(
             f"{where} is a kube-system or static (mirror) pod; refused unless the agent runs "
             "with --kill-allow-system",
+            rule="system-pod",
         )
     labelled = pod is not None and pod.labels.get(settings.kill_opt_in_label) == "true"
     if view.namespace not in settings.kill_namespaces and not labelled:
         allowed = ", ".join(settings.kill_namespaces) or "none"
-        raise _refuse(
-            403,
-            "not-allowed",
+        raise Forbidden(
             f"namespace {view.namespace} is not in the kill allowlist ({allowed}) and the pod "
             f"lacks the opt-in label {settings.kill_opt_in_label}=true",
+            rule="not-allowed",
         )
     if pod is None:
-        raise _refuse(
-            409,
-            "api-unknown",
+        raise Conflict(
             f"{where} is unknown to the API server (an orphan or the API is unavailable): "
             "kubelet would not recreate it, so there is nothing to watch heal",
+            rule="api-unknown",
         )
 
 
@@ -137,7 +130,7 @@ def plan_kill(
     settings: Settings,
     view: PodView,
     request: KillRequest,
-    me: Self,
+    me: AgentIdentity,
     now: datetime,
 ) -> Plan:
     """Check every guard for this target; return the plan or raise the refusal."""
@@ -150,22 +143,20 @@ def plan_kill(
     if request.sandbox:
         sandbox = view.current_sandbox
         if sandbox is None or sandbox.state != SandboxState.READY:
-            raise _refuse(409, "not-running", f"{where} has no ready sandbox to kill")
+            raise Conflict(f"{where} has no ready sandbox to kill", rule="not-running")
         if sandbox.pause_pid is None:
-            raise _refuse(
-                409,
-                "no-pause-process",
+            raise Conflict(
                 f"{where} has no pause process: "
                 f"{sandbox.pause_pid_note or 'the runtime runs none'}",
+                rule="no-pause-process",
             )
         grace = pod.termination_grace_period_seconds
         grace = 30 if grace is None else grace  # the API server's default
         if pod.restart_policy == "Never":
-            raise _refuse(
-                422,
-                "restart-policy",
+            raise Inapplicable(
                 f"{where} has restartPolicy Never: after its sandbox dies kubelet will not start "
                 "its containers again, so the pod would fail instead of healing",
+                rule="restart-policy",
             )
         target = Target(
             namespace=view.namespace,
@@ -214,32 +205,29 @@ def plan_kill(
         )
     current = match.current
     if current is None or current.state != ContainerState.RUNNING or match.pid is None:
-        raise _refuse(
-            409,
-            "not-running",
+        raise Conflict(
             f"container {container_name} of {where} is not running ({match.state}); "
             "only a running process can be killed",
+            rule="not-running",
         )
     role = match.role
     policy = pod.restart_policy or "Always"
     restarts_anyway = role == ContainerRole.SIDECAR
     if not restarts_anyway and policy == "Never":
-        raise _refuse(
-            422,
-            "restart-policy",
+        raise Inapplicable(
             f"{where} has restartPolicy Never: kubelet will not restart {container_name} after "
             "it dies, so there would be nothing to heal",
+            rule="restart-policy",
         )
     if not restarts_anyway and policy == "OnFailure" and request.signal not in _UNCATCHABLE:
-        raise _refuse(
-            422,
-            "restart-policy",
+        raise Inapplicable(
             f"{where} has restartPolicy OnFailure and {name} can be caught: if {container_name} "
             "exits cleanly (0) kubelet will not restart it. Use SIGKILL, which always ends "
             "with 137",
+            rule="restart-policy",
         )
     if role == ContainerRole.INIT:
-        raise _refuse(409, "not-running", f"{container_name} is an init container that runs once")
+        raise Conflict(f"{container_name} is an init container that runs once", rule="not-running")
     delay, why = expected_restart_delay(match.api_status, now)
     target = Target(
         namespace=view.namespace,

@@ -16,10 +16,19 @@ from datetime import UTC, datetime
 from agent import host
 from agent.domain.kubemodel import ApiPod, ContainerRole
 from agent.domain.model import ContainerState, SandboxState
-from agent.errors import AgentError, NotFound, ProcessGone, Refused
+from agent.errors import (
+    AgentError,
+    Conflict,
+    Forbidden,
+    Inapplicable,
+    NotFound,
+    ProcessGone,
+    RateLimited,
+    Unavailable,
+)
 from agent.kube import PodCacheLike
 from agent.services.heal._audit import AuditLog
-from agent.services.heal._guards import KillRequest, Self, plan_kill
+from agent.services.heal._guards import AgentIdentity, KillRequest, plan_kill
 from agent.services.heal._run import HealRun, Plan, RunState
 from agent.services.node import NodeState, Snapshot
 from agent.services.pods import node_pod_view
@@ -33,6 +42,8 @@ _KEEP_RUNS = 200
 # up, and the API side, which is pushed, must not be seen first only because
 # the runtime was looked at too rarely.
 _RECHECK_SECONDS = 0.1
+# What preflight refuses a request with; each is audited and counted by rule.
+_REFUSALS = (Forbidden, Conflict, Inapplicable, RateLimited, Unavailable, NotFound)
 
 
 def _now() -> datetime:
@@ -65,6 +76,8 @@ PhaseObserver = Callable[[datetime], None]
 
 
 class HealManager:
+    """Plans, starts and watches kill-and-watch runs: one per pod, rate-limited, audited."""
+
     def __init__(
         self,
         settings: Settings,
@@ -85,7 +98,7 @@ class HealManager:
         self._kills: deque[float] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
         self._pod_pulse = _Pulse()
-        self._me: Self | None = None
+        self._me: AgentIdentity | None = None
 
     # --- lifecycle
 
@@ -105,12 +118,14 @@ class HealManager:
 
     # --- who the agent is
 
-    def _self(self) -> Self:
+    def _self(self) -> AgentIdentity:
         if self._me is None:
             container_id = None
             with contextlib.suppress(AgentError):
                 container_id = host.read_process(os.getpid(), self.settings.proc_root).container_id
-            self._me = Self(self.settings.pod_namespace, self.settings.pod_name, container_id)
+            self._me = AgentIdentity(
+                self.settings.pod_namespace, self.settings.pod_name, container_id
+            )
         return self._me
 
     # --- the request
@@ -119,7 +134,7 @@ class HealManager:
         """Plan the run or raise the refusal; every refusal is audited."""
         try:
             return self._preflight(namespace, name, request)
-        except (Refused, NotFound) as exc:
+        except _REFUSALS as exc:
             rule = str(exc.detail.get("rule", exc.kind))
             self.audit.write(
                 "refused",
@@ -142,39 +157,35 @@ class HealManager:
         view = node_pod_view(self.settings, self.pods, snap, namespace, name)
         running = self._active.get(view.uid)
         if running is not None and not request.dry_run:
-            raise Refused(
+            raise Conflict(
                 f"run {running} is still watching {namespace}/{name}; one run per pod at a time",
-                status_code=409,
                 rule="run-in-progress",
                 run=running,
             )
         plan = plan_kill(self.settings, view, request, self._self(), _now())
         unavailable = self.node.pidfd_unavailable
         if unavailable is not None:
-            raise Refused(
+            raise Unavailable(
                 f"kills need pidfds, so that a recycled PID is never hit: {unavailable}",
-                status_code=503,
                 rule="pidfd-unavailable",
             )
         target = plan.target
         me = self._self()
         if me.container_id is not None and target.container_id == me.container_id:
-            raise Refused("that container is the agent itself", status_code=403, rule="own-pod")
+            raise Forbidden("that container is the agent itself", rule="own-pod")
         started = host.process_start_time(target.pid, self.settings.proc_root)
         if started is None:
-            raise Refused(
+            raise Conflict(
                 f"PID {target.pid} exited a moment ago; nothing to kill",
-                status_code=409,
                 rule="not-running",
             )
         plan = dataclasses.replace(plan, target=dataclasses.replace(target, pid_started_at=started))
         if not request.dry_run:
             running = self._active.get(view.uid)
             if running is not None:
-                raise Refused(
+                raise Conflict(
                     f"run {running} is still watching {namespace}/{name}; "
                     "one run per pod at a time",
-                    status_code=409,
                     rule="run-in-progress",
                     run=running,
                 )
@@ -187,10 +198,9 @@ class HealManager:
             self._kills.popleft()
         if len(self._kills) >= self.settings.kill_rate_per_minute:
             retry = int(60 - (now - self._kills[0])) + 1
-            raise Refused(
+            raise RateLimited(
                 f"rate limit: {self.settings.kill_rate_per_minute} kills per minute on this node; "
                 f"try again in {retry}s",
-                status_code=429,
                 rule="rate-limited",
                 retry_after_seconds=retry,
             )
@@ -214,10 +224,9 @@ class HealManager:
             )
             if self._on_refused is not None:
                 self._on_refused("run-in-progress")
-            raise Refused(
+            raise Conflict(
                 f"run {running} is still watching {target.namespace}/{target.pod}; "
                 "one run per pod at a time",
-                status_code=409,
                 rule="run-in-progress",
                 run=running,
             )
@@ -266,7 +275,7 @@ class HealManager:
                     plan.signal,
                     self.settings.proc_root,
                 )
-            except (ProcessGone, Refused) as exc:
+            except (ProcessGone, Forbidden, Unavailable) as exc:
                 run.finish(RunState.FAILED, f"not killed: {exc.message}", _now())
                 return
             run.record("signal_sent", handle.signalled_at, pid=target.pid, signal=plan.signal_name)
