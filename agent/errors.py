@@ -1,19 +1,29 @@
 """The agent's one exception hierarchy.
 
 Adapters map library errors (grpc, kubernetes, psutil, OS) to these in one
-place each; the HTTP edge maps these to status codes in one place.
+place each. A class says what went wrong, never how to answer it: the HTTP
+status of each is chosen in ``agent.api.errors`` alone, and is drawn here
+only so the tree can be read in one place. ``kind`` is the ``error`` value
+on the wire.
 
-    AgentError
-    ├── RuntimeError_                 the container runtime (CRI)
-    │   ├── RuntimeUnavailable        socket missing, runtime down, deadline hit   -> 503
-    │   └── RuntimeCallFailed         the runtime answered with an error           -> 502
-    ├── ApiServerError                the Kubernetes API server                    -> 503
-    ├── LookupFailed                  what a request names does not resolve
-    │   ├── NotFound                  no such object                               -> 404
-    │   └── AmbiguousPrefix           an ID prefix matches more than one object    -> 409
-    ├── InvalidInput                  a value the agent cannot use                 -> 422
-    ├── Refused                       a guarded action said no                     -> 403/409/429
-    └── ProcessGone                   a PID vanished while it was being read       -> 404
+    class                        kind (error)          HTTP
+    AgentError                   error                 500  anything else raised on purpose
+    ├── CriError                 runtime_error         503  the container runtime (CRI)
+    │   ├── RuntimeUnavailable   runtime_unavailable   503  socket missing, runtime down, deadline
+    │   └── RuntimeCallFailed    runtime_call_failed   502  the runtime answered with an error
+    ├── ApiServerError           api_server_error      503  the Kubernetes API server
+    ├── NotFound                 not_found             404  no such object
+    │   └── ProcessGone          process_gone          404  a PID vanished or is another process
+    ├── Ambiguous                ambiguous_prefix      409  an ID prefix matches several objects
+    ├── InvalidInput             invalid_input         422  a value the agent cannot use
+    │   └── Inapplicable         refused               422  a bad signal, or no restart would follow
+    ├── Forbidden                refused               403  not allowed, by policy or the kernel
+    ├── Conflict                 refused               409  the target's state rules it out now
+    ├── RateLimited              refused               429  too many, try again later
+    └── Unavailable              refused               503  a capability this node lacks
+
+The classes answering ``refused`` share that kind: to a client each is a
+refusal, told apart by its status and, for kill-and-watch, by ``detail.rule``.
 """
 
 from __future__ import annotations
@@ -24,7 +34,6 @@ from collections.abc import Sequence
 class AgentError(Exception):
     """Base of every error the agent raises on purpose."""
 
-    status_code = 500
     kind = "error"
 
     def __init__(self, message: str, **detail: object) -> None:
@@ -32,31 +41,22 @@ class AgentError(Exception):
         self.message = message
         self.detail = detail
 
-    def to_body(self) -> dict[str, object]:
-        body: dict[str, object] = {"error": self.kind, "message": self.message}
-        if self.detail:
-            body["detail"] = self.detail
-        return body
 
-
-class RuntimeError_(AgentError):  # the trailing underscore keeps the builtin visible
+class CriError(AgentError):
     """Something went wrong talking to the container runtime."""
 
-    status_code = 503
     kind = "runtime_error"
 
 
-class RuntimeUnavailable(RuntimeError_):
+class RuntimeUnavailable(CriError):
     """The runtime cannot be reached (no socket, refused, deadline exceeded)."""
 
-    status_code = 503
     kind = "runtime_unavailable"
 
 
-class RuntimeCallFailed(RuntimeError_):
+class RuntimeCallFailed(CriError):
     """The runtime answered, with an error."""
 
-    status_code = 502
     kind = "runtime_call_failed"
 
     def __init__(self, message: str, *, code: str, **detail: object) -> None:
@@ -65,22 +65,26 @@ class RuntimeCallFailed(RuntimeError_):
 
 
 class ApiServerError(AgentError):
-    status_code = 503
+    """The Kubernetes API server cannot be reached or gave an unusable answer."""
+
     kind = "api_server_error"
 
 
-class LookupFailed(AgentError):
-    status_code = 404
-    kind = "lookup_failed"
+class NotFound(AgentError):
+    """What a request names does not exist."""
 
-
-class NotFound(LookupFailed):
-    status_code = 404
     kind = "not_found"
 
 
-class AmbiguousPrefix(LookupFailed):
-    status_code = 409
+class ProcessGone(NotFound):
+    """A process exited, or its PID now belongs to another process, while it was used."""
+
+    kind = "process_gone"
+
+
+class Ambiguous(AgentError):
+    """An ID prefix matches more than one object."""
+
     kind = "ambiguous_prefix"
 
     def __init__(self, what: str, prefix: str, matches: Sequence[str]) -> None:
@@ -92,18 +96,36 @@ class AmbiguousPrefix(LookupFailed):
 
 
 class InvalidInput(AgentError):
-    status_code = 422
+    """A value the agent cannot use: malformed, out of range, or outside what is allowed."""
+
     kind = "invalid_input"
 
 
-class Refused(AgentError):
-    status_code = 403
+class Inapplicable(InvalidInput):
+    """A kill request that cannot apply: an unknown signal, or a restart policy against it."""
+
     kind = "refused"
 
-    def __init__(self, message: str, *, status_code: int = 403, **detail: object) -> None:
-        super().__init__(message, **detail)
-        self.status_code = status_code
+
+class Forbidden(AgentError):
+    """Not allowed: by the agent's own policy or by the kernel's permissions."""
+
+    kind = "refused"
 
 
-class ProcessGone(NotFound):
-    kind = "process_gone"
+class Conflict(AgentError):
+    """The target's current state rules the request out (not running, a run in progress)."""
+
+    kind = "refused"
+
+
+class RateLimited(AgentError):
+    """Too many requests of this kind; the detail says when to try again."""
+
+    kind = "refused"
+
+
+class Unavailable(AgentError):
+    """A capability the request needs is missing on this node (pidfds, for one)."""
+
+    kind = "refused"

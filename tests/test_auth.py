@@ -35,6 +35,7 @@ from agent.api.auth import (
     required_permission,
     token_fingerprint,
 )
+from agent.api.errors import status_for
 from agent.errors import ApiServerError
 from agent.kube import (
     AccessDecision,
@@ -842,4 +843,4 @@ def test_api_server_errors_are_agent_errors(reviews: Reviews) -> None:
     ):
         reviewer.review_token("reader-token")
     assert "reader-token" not in str(raised.value)
-    assert raised.value.status_code == 503
+    assert status_for(raised.value) == 503

@@ -8,11 +8,18 @@ from typing import Any
 
 import pytest
 
+from agent.api.errors import status_for
 from agent.domain.model import Container, ContainerState, PodRef, Sandbox, SandboxState
 from agent.domain.podview import PodView, build_pod_view
-from agent.errors import NotFound, Refused
+from agent.errors import AgentError, InvalidInput, NotFound
 from agent.kube.convert import pod_from_dict
-from agent.services.heal import KillRequest, Self, expected_restart_delay, parse_signal, plan_kill
+from agent.services.heal import (
+    AgentIdentity,
+    KillRequest,
+    expected_restart_delay,
+    parse_signal,
+    plan_kill,
+)
 from agent.settings import Settings
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
@@ -126,7 +133,7 @@ def settings(**overrides: Any) -> Settings:
     return Settings(**{**base, **overrides})
 
 
-ME = Self(pod_namespace="podlens-system", pod_name="podlens-abc", container_id=None)
+ME = AgentIdentity(pod_namespace="podlens-system", pod_name="podlens-abc", container_id=None)
 
 
 def kill(container: str | None = "app", sandbox: bool = False, sig: int = 9) -> KillRequest:
@@ -134,9 +141,11 @@ def kill(container: str | None = "app", sandbox: bool = False, sig: int = 9) -> 
                        dry_run=False)  # fmt: skip
 
 
-def refusal(call: Any) -> Refused:
-    with pytest.raises(Refused) as caught:
+def refusal(call: Any) -> AgentError:
+    with pytest.raises(AgentError) as caught:
         call()
+    # Every guard refusal answers with the same kind; the rule tells them apart.
+    assert caught.value.kind == "refused"
     return caught.value
 
 
@@ -146,7 +155,7 @@ def refusal(call: Any) -> Refused:
         ({"enable_kill": False}, {}, ME, 403, "kill-disabled"),
         ({"kill_namespaces": ()}, {}, ME, 403, "not-allowed"),
         ({"kill_namespaces": ("other",)}, {}, ME, 403, "not-allowed"),
-        ({}, {}, Self("lab", "web", None), 403, "own-pod"),
+        ({}, {}, AgentIdentity("lab", "web", None), 403, "own-pod"),
         ({"kill_namespaces": ("kube-system",)}, {"ns": "kube-system"}, ME, 403, "system-pod"),
         ({}, {"annotations": {"kubernetes.io/config.mirror": "x"}}, ME, 403, "system-pod"),
         ({}, {"annotations": {"kubernetes.io/config.source": "file"}}, ME, 403, "system-pod"),
@@ -154,11 +163,11 @@ def refusal(call: Any) -> Refused:
     ],
 )
 def test_refusals(
-    cfg: dict[str, Any], doc: dict[str, Any], me: Self, status: int, rule: str
+    cfg: dict[str, Any], doc: dict[str, Any], me: AgentIdentity, status: int, rule: str
 ) -> None:
     view = view_of(pod_json(**doc))
     refused = refusal(lambda: plan_kill(settings(**cfg), view, kill(), me, NOW))
-    assert refused.status_code == status
+    assert status_for(refused) == status
     assert refused.detail["rule"] == rule
     assert refused.message  # says why, for a person
 
@@ -168,7 +177,7 @@ def test_opt_in_label_allows_outside_the_allowlist() -> None:
     plan = plan_kill(settings(), view, kill(), ME, NOW)
     assert plan.target.pid == 5000
     other_value = view_of(pod_json(ns="shop", labels={"podlens.io/allow-kill": "yes"}))
-    assert refusal(lambda: plan_kill(settings(), other_value, kill(), ME, NOW)).status_code == 403
+    assert status_for(refusal(lambda: plan_kill(settings(), other_value, kill(), ME, NOW))) == 403
 
 
 def test_system_pods_allowed_only_when_explicit() -> None:
@@ -188,19 +197,19 @@ def test_unknown_container_lists_the_pods_containers() -> None:
 def test_target_must_be_running() -> None:
     view = view_of(pod_json(), app_running=False)
     refused = refusal(lambda: plan_kill(settings(), view, kill(), ME, NOW))
-    assert (refused.status_code, refused.detail["rule"]) == (409, "not-running")
+    assert (status_for(refused), refused.detail["rule"]) == (409, "not-running")
 
 
 def test_sidecar_restarts_even_in_a_never_pod() -> None:
     view = view_of(pod_json(policy="Never", sidecar=True))
     assert plan_kill(settings(), view, kill("shipper"), ME, NOW).target.container == "shipper"
-    assert refusal(lambda: plan_kill(settings(), view, kill("app"), ME, NOW)).status_code == 422
+    assert status_for(refusal(lambda: plan_kill(settings(), view, kill("app"), ME, NOW))) == 422
 
 
 def test_on_failure_needs_an_uncatchable_signal() -> None:
     view = view_of(pod_json(policy="OnFailure"))
     refused = refusal(lambda: plan_kill(settings(), view, kill(sig=signal.SIGTERM), ME, NOW))
-    assert refused.status_code == 422
+    assert status_for(refused) == 422
     assert "SIGKILL" in refused.message
     assert plan_kill(settings(), view, kill(sig=signal.SIGKILL), ME, NOW).signal == 9
 
@@ -248,4 +257,6 @@ def test_signal_names(given: str | int, number: int) -> None:
 
 @pytest.mark.parametrize("given", ["SIGNOPE", "0x9", 999, "", "-9"])
 def test_bad_signals_are_422(given: str | int) -> None:
-    assert refusal(lambda: parse_signal(given)).status_code == 422
+    refused = refusal(lambda: parse_signal(given))
+    assert isinstance(refused, InvalidInput)
+    assert (status_for(refused), refused.detail["rule"]) == (422, "bad-signal")

@@ -12,7 +12,8 @@ from datetime import timedelta
 import pytest
 
 from agent import host
-from agent.errors import ProcessGone, Refused
+from agent.api.errors import status_for
+from agent.errors import ProcessGone, Unavailable
 from lab.cri_pods import ContainerDef, CriPodDriver, PodHandle
 
 pytestmark = pytest.mark.containerd
@@ -107,8 +108,8 @@ def test_without_pidfds_nothing_is_signalled_and_the_reason_is_given(
     assert reason is not None
     assert "EPERM" in reason
     assert "seccomp" in reason
-    with pytest.raises(Refused) as refused:
+    with pytest.raises(Unavailable) as refused:
         host.signal_container_process(pid, started, handle.container_id("a"), 9)
-    assert refused.value.status_code == 503
+    assert status_for(refused.value) == 503
     assert refused.value.detail["rule"] == "pidfd-unavailable"
     assert alive(pid)

@@ -18,6 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from agent.api.errors import status_for
 from agent.domain.model import ProcessInfo, ProcessNode
 from agent.errors import InvalidInput, ProcessGone
 from agent.host import (
@@ -216,7 +217,7 @@ def test_reaped_process_is_gone(zombie: subprocess.Popen[bytes]) -> None:
     with pytest.raises(ProcessGone) as excinfo:
         read_process(zombie.pid)
     assert excinfo.value.detail["pid"] == zombie.pid
-    assert excinfo.value.status_code == 404
+    assert status_for(excinfo.value) == 404
     assert process_start_time(zombie.pid) is None
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from agent.api.errors import status_for
 from agent.domain.kubemodel import (
     ApiPod,
     ContainerPort,
@@ -420,7 +421,7 @@ def test_bad_pod_documents(doc: dict[str, Any], fragment: str) -> None:
     with pytest.raises(InvalidInput) as info:
         pod_from_dict(doc)
     assert fragment in info.value.message
-    assert info.value.status_code == 422
+    assert status_for(info.value) == 422
 
 
 def test_not_a_mapping() -> None:

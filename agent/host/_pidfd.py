@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from agent.errors import InvalidInput, ProcessGone, Refused
+from agent.errors import Forbidden, InvalidInput, ProcessGone, Unavailable
 from agent.host._cgroup import container_id_from_cgroup
 from agent.host._procfs import check_pid, process_start_time, same_start
 
@@ -65,9 +65,8 @@ def _open_checked(pid: int, start_time: datetime | None, proc_root: Path) -> int
     except ProcessLookupError:
         return None
     except OSError as exc:
-        raise Refused(
-            _unavailable_reason("pidfd_open", exc), status_code=503, rule="pidfd-unavailable"
-        ) from None
+        reason = _unavailable_reason("pidfd_open", exc)
+        raise Unavailable(reason, rule="pidfd-unavailable") from None
     try:
         actual = process_start_time(pid, proc_root)
         if actual is None or (start_time is not None and not same_start(actual, start_time)):
@@ -90,8 +89,8 @@ def signal_pid_checked(
     ``proc_root`` must be the procfs of the agent's own PID namespace, since
     pidfds are opened there. Raises ProcessGone when the process has exited
     or the PID now belongs to a process with another start time,
-    InvalidInput for a naive ``start_time`` or an invalid signal, and
-    Refused when the kernel denies the signal.
+    InvalidInput for a naive ``start_time`` or an invalid signal, Forbidden
+    when the kernel denies the signal, and Unavailable when pidfds are.
     """
     _signal_checked(pid, start_time, sig, None, proc_root).close()
 
@@ -179,9 +178,7 @@ def _signal_checked(
                 f"process {pid} exited before it could be signalled", pid=pid
             ) from None
         except PermissionError:
-            raise Refused(
-                f"not permitted to signal process {pid}", status_code=403, pid=pid, signal=sig
-            ) from None
+            raise Forbidden(f"not permitted to signal process {pid}", pid=pid, signal=sig) from None
         except OSError as exc:
             raise InvalidInput(f"cannot send signal {sig}: {exc.strerror}", signal=sig) from None
     except BaseException:

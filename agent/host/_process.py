@@ -14,7 +14,7 @@ from typing import Literal
 import psutil
 
 from agent.domain.model import ProcessInfo, ProcessNode
-from agent.errors import ProcessGone, Refused
+from agent.errors import Forbidden, ProcessGone
 from agent.host._cgroup import container_id_from_cgroup
 from agent.host._procfs import (
     CLOCK_TICKS,
@@ -98,7 +98,7 @@ def _read_psutil(pid: int, proc_root: Path) -> _PsutilFields:
             # psutil lets ENOENT through when /proc/PID outlives the file.
             raise ProcessGone(f"process {pid} exited while it was being read", pid=pid) from None
         except psutil.AccessDenied:
-            raise Refused(f"not allowed to read process {pid}", status_code=403, pid=pid) from None
+            raise Forbidden(f"not allowed to read process {pid}", pid=pid) from None
     return _PsutilFields(
         start_ticks=start_ticks,
         ppid=ppid,
@@ -124,13 +124,13 @@ def read_process(pid: int, proc_root: Path = PROC) -> ProcessInfo:
     unknown UID is given as its number.
 
     Raises ProcessGone when the process does not exist or exits before the
-    snapshot is complete.
+    snapshot is complete, Forbidden when the agent may not read it.
     """
     with ProcDir(pid, proc_root) as proc:
         try:
             anchor = proc.stat()
         except PermissionError:
-            raise Refused(f"not allowed to read process {pid}", status_code=403, pid=pid) from None
+            raise Forbidden(f"not allowed to read process {pid}", pid=pid) from None
         fields = _read_psutil(pid, proc_root)
         if fields.start_ticks != anchor.start_ticks:
             raise ProcessGone(f"process {pid} exited while it was being read", pid=pid)

@@ -16,8 +16,8 @@ under ``/var/log/pods`` are the source. What this package offers:
   is unchanged (one ``stat`` instead of a read).
 
 Nothing here raises anything but ``agent.errors`` types: ``InvalidInput``
-(422) for bad names or paths outside the roots, ``NotFound`` (404) naming
-the file when nothing could be read.
+for bad names or paths outside the roots, ``NotFound`` naming the file when
+nothing could be read, ``Forbidden`` when the agent may not read it.
 """
 
 from agent.logs._cri import LogLine, Stream, parse_log

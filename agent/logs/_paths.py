@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.errors import InvalidInput, NotFound, Refused
+from agent.errors import Forbidden, InvalidInput, NotFound
 
 _DNS1123_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?")
 _DNS1123_SUBDOMAIN = re.compile(
@@ -244,7 +244,7 @@ def safe_open_log(
     except FileNotFoundError:
         raise NotFound(f"log file {text} does not exist", path=text) from None
     except PermissionError:
-        raise Refused(f"log file {text} is not readable by the agent", path=text) from None
+        raise Forbidden(f"log file {text} is not readable by the agent", path=text) from None
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise InvalidInput(
