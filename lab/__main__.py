@@ -1,4 +1,4 @@
-"""``python -m lab up|apply|delete|status|down|walkthrough``: the lab node's command line."""
+"""``python -m lab up|apply|delete|status|down|walkthrough``: runs ``lab.node``'s command line."""
 
 import signal
 import sys

@@ -6,6 +6,10 @@ bridge with a name and subnet of its own, so two instances (two test runs)
 never share state. Teardown removes the pods through CRI first, the way a
 kubelet would drain a node, and only then falls back to killing processes
 and unmounting by hand.
+
+Owns the daemon's config, start, adoption by a later process and teardown.
+Imports ``cri_proto`` and grpc to drain pods, ``lab.images`` to import the
+images, ``lab.processes`` to stop the daemon, and ``lab.errors``.
 """
 
 from __future__ import annotations
@@ -172,14 +176,17 @@ class PrivateContainerd:
 
     @property
     def endpoint(self) -> str:
+        """The CRI endpoint clients dial: ``unix://`` and the socket path."""
         return "unix://" + self.address
 
     @property
     def token(self) -> bytes:
+        """The random bytes that name this instance's bridge and network."""
         return self._token
 
     @property
     def pid(self) -> int | None:
+        """The daemon's PID while it runs (started here or adopted); None otherwise."""
         if not self.is_running():
             return None
         if self._proc is not None:
@@ -188,10 +195,12 @@ class PrivateContainerd:
 
     @property
     def runc_state_dir(self) -> Path:
+        """Where runc keeps its container state for this instance."""
         # The runc shim appends the containerd namespace to its Root option.
         return self.runc_root / "k8s.io"
 
     def is_running(self) -> bool:
+        """Whether the daemon (started here or adopted) still runs."""
         if self._proc is not None:
             return self._proc.poll() is None
         return self._adopted is not None and self._adopted.alive()
@@ -324,6 +333,7 @@ disabled_plugins = [
         self.config_path.write_text(config)
 
     def start(self) -> PrivateContainerd:
+        """Boot the daemon (importing the images first if not yet done) and wait for CRI."""
         if self.is_running():
             return self
         self._check_environment()
@@ -398,6 +408,7 @@ disabled_plugins = [
         self._terminate_daemon(grace, signal.SIGTERM if graceful else signal.SIGKILL)
 
     def restart(self) -> PrivateContainerd:
+        """Stop the daemon gracefully and start it again on the same dirs; pods keep running."""
         self.kill()
         return self.start()
 

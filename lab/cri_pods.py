@@ -8,6 +8,11 @@ containers as given; the lab kubelet (``lab.kubelet``) adds what
 kubelet decides on top of CRI: volumes as bind mounts, probes, restarts and
 their backoff, status. Service environment variables and a cluster DNS are
 left out everywhere.
+
+Owns the CRI requests (``CriPodDriver``), kubelet's labels and annotations,
+image references and the container hash. Imports ``cri_proto``, grpc and
+``lab.errors`` only, so the tests and benchmarks can drive a runtime
+without the lab kubelet.
 """
 
 from __future__ import annotations
@@ -124,6 +129,7 @@ class PortDef:
     protocol: str = "TCP"
 
     def to_api(self) -> dict[str, Any]:
+        """The entry kubelet writes into the container-ports annotation."""
         # json.Marshal of a v1.ContainerPort: empty fields are omitted.
         out: dict[str, Any] = {}
         if self.name:
@@ -156,6 +162,8 @@ class SecurityDef:
 
 @dataclass(frozen=True, slots=True)
 class ContainerDef:
+    """One container to create: what kubelet would put into its CRI ContainerConfig."""
+
     name: str
     image: str
     command: Sequence[str] = ()
@@ -191,6 +199,8 @@ class ContainerDef:
 
 @dataclass(frozen=True, slots=True)
 class ContainerInstance:
+    """One created container: name, ID, attempt and its CRI log file."""
+
     name: str
     id: str
     attempt: int
@@ -199,6 +209,8 @@ class ContainerInstance:
 
 @dataclass(frozen=True, slots=True)
 class ExecResult:
+    """What ExecSync answered."""
+
     exit_code: int
     stdout: bytes
     stderr: bytes
@@ -206,6 +218,8 @@ class ExecResult:
 
 @dataclass(slots=True)
 class PodHandle:
+    """A pod this driver runs: its sandbox, its container definitions and instances."""
+
     name: str
     namespace: str
     uid: str
@@ -228,9 +242,11 @@ class PodHandle:
 
     @property
     def container_ids(self) -> dict[str, str]:
+        """Container name -> ID of its newest instance."""
         return {name: inst.id for name, inst in self.containers.items()}
 
     def container_id(self, name: str) -> str:
+        """The ID of the newest instance of container ``name``."""
         return self.containers[name].id
 
 
@@ -247,6 +263,7 @@ class CriPodDriver:
         self.pods: dict[str, PodHandle] = {}
 
     def close(self) -> None:
+        """Close the gRPC channel."""
         self._channel.close()
 
     def __enter__(self) -> CriPodDriver:
@@ -289,6 +306,7 @@ class CriPodDriver:
         return found
 
     def resolve_image(self, image: str) -> api_pb2.Image:
+        """The runtime's image for ``image``; CriCallFailed if absent (the lab never pulls)."""
         ref = normalize_image_ref(image)
         found = self.image_status(image)
         if found is None:
@@ -566,6 +584,7 @@ class CriPodDriver:
         return instance
 
     def start_container(self, container_id: str) -> None:
+        """StartContainer."""
         self._call("StartContainer", api_pb2.StartContainerRequest(container_id=container_id))
 
     def stop_container(self, container_id: str, timeout: int = 0) -> None:
@@ -577,12 +596,15 @@ class CriPodDriver:
         )
 
     def remove_container(self, container_id: str) -> None:
+        """RemoveContainer."""
         self._call("RemoveContainer", api_pb2.RemoveContainerRequest(container_id=container_id))
 
     def stop_sandbox(self, sandbox_id: str) -> None:
+        """StopPodSandbox: its containers are killed and its network torn down."""
         self._call("StopPodSandbox", api_pb2.StopPodSandboxRequest(pod_sandbox_id=sandbox_id))
 
     def remove_sandbox(self, sandbox_id: str) -> None:
+        """RemovePodSandbox; the driver forgets the pod's handle."""
         self._call("RemovePodSandbox", api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sandbox_id))
         handle = self.pods.pop(sandbox_id, None)
         if handle is not None:
@@ -598,6 +620,7 @@ class CriPodDriver:
         return ExecResult(int(resp.exit_code), bytes(resp.stdout), bytes(resp.stderr))
 
     def list_sandboxes(self, labels: Mapping[str, str] | None = None) -> list[api_pb2.PodSandbox]:
+        """ListPodSandbox, filtered by exact-match labels."""
         resp = self._call(
             "ListPodSandbox",
             api_pb2.ListPodSandboxRequest(
@@ -607,6 +630,7 @@ class CriPodDriver:
         return list(resp.items)
 
     def list_containers(self, labels: Mapping[str, str] | None = None) -> list[api_pb2.Container]:
+        """ListContainers, filtered by exact-match labels."""
         resp = self._call(
             "ListContainers",
             api_pb2.ListContainersRequest(
@@ -719,6 +743,7 @@ class CriPodDriver:
     def container_status(
         self, container_id: str, *, verbose: bool = False
     ) -> api_pb2.ContainerStatusResponse:
+        """ContainerStatus."""
         resp: api_pb2.ContainerStatusResponse = self._call(
             "ContainerStatus",
             api_pb2.ContainerStatusRequest(container_id=container_id, verbose=verbose),
@@ -728,6 +753,7 @@ class CriPodDriver:
     def sandbox_status(
         self, sandbox_id: str, *, verbose: bool = False
     ) -> api_pb2.PodSandboxStatusResponse:
+        """PodSandboxStatus."""
         resp: api_pb2.PodSandboxStatusResponse = self._call(
             "PodSandboxStatus",
             api_pb2.PodSandboxStatusRequest(pod_sandbox_id=sandbox_id, verbose=verbose),
@@ -741,6 +767,7 @@ class CriPodDriver:
         return pid or None
 
     def sandbox_pid(self, sandbox_id: str) -> int | None:
+        """The sandbox's pause PID from the verbose status; None without one."""
         info = self.sandbox_status(sandbox_id, verbose=True).info.get("info", "{}")
         pid = int(json.loads(info).get("pid") or 0)
         return pid or None

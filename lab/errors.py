@@ -3,6 +3,8 @@
 These are kept apart from :mod:`agent.errors`: the lab is test and demo
 infrastructure, and its failures (a missing compiler, a runtime that will
 not boot) must never be mapped to an HTTP status by the agent.
+
+Owns the lab's error tree. Imports nothing.
 """
 
 from __future__ import annotations

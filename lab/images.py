@@ -8,6 +8,9 @@ and they are cached under a directory keyed by a hash of those inputs.
 
 Adding an image means adding an :class:`ImageRecipe`: a cheap fingerprint of
 its inputs, a function that produces its files, and its config.
+
+Owns the image recipes, the archive format and the cache. Imports
+``lab.errors`` only.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ NGINX_IMAGE_1_27 = "docker.io/library/nginx:1.27"
 
 
 def default_cache_dir() -> Path:
+    """Where built image tars are cached: ``$XDG_CACHE_HOME/podlens/images`` or ``~/.cache``'s."""
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg) if xdg else Path.home() / ".cache"
     return base / "podlens" / "images"
@@ -59,6 +63,8 @@ def default_cache_dir() -> Path:
 
 @dataclass(frozen=True, slots=True)
 class LayerFile:
+    """A regular file in an image layer."""
+
     path: str
     data: bytes
     mode: int = 0o644
@@ -66,12 +72,16 @@ class LayerFile:
 
 @dataclass(frozen=True, slots=True)
 class LayerDir:
+    """A directory in an image layer."""
+
     path: str
     mode: int = 0o755
 
 
 @dataclass(frozen=True, slots=True)
 class LayerSymlink:
+    """A symlink in an image layer."""
+
     path: str
     target: str
 
@@ -93,6 +103,7 @@ class ImageConfig:
     labels: tuple[tuple[str, str], ...] = ()
 
     def to_json(self) -> dict[str, object]:
+        """The config object as it goes into the OCI image config."""
         out: dict[str, object] = {"Env": list(self.env)}
         if self.entrypoint:
             out["Entrypoint"] = list(self.entrypoint)
@@ -223,6 +234,7 @@ class ImageRecipe:
     config: ImageConfig
 
     def cache_key(self) -> str:
+        """A key that changes whenever the image would: format, tags, config, arch, sources."""
         h = hashlib.sha256()
         for part in (
             ARCHIVE_FORMAT_VERSION.encode(),
@@ -239,6 +251,8 @@ class ImageRecipe:
 
 @dataclass(frozen=True, slots=True)
 class ImageTar:
+    """A built image archive, ready to import, and the tags it carries."""
+
     name: str
     path: Path
     tags: tuple[str, ...]
@@ -263,6 +277,7 @@ def _read_image_id(path: Path) -> str:
 
 
 def build_image(recipe: ImageRecipe, cache_dir: Path) -> ImageTar:
+    """Build ``recipe`` into ``cache_dir``, or reuse the cached tar whose key matches."""
     key = recipe.cache_key()
     dest = cache_dir / f"{recipe.name}-{key[:24]}.tar"
     if dest.is_file():
@@ -320,6 +335,7 @@ def import_images(ctr_address: str, tars: Iterable[ImageTar], *, timeout: float 
 
 
 def require_tool(name: str, apt_package: str, why: str = "") -> str:
+    """The path of ``name``; MissingTool naming the Debian package that has it otherwise."""
     found = shutil.which(name)
     if found is None:
         raise MissingTool(name, apt_package, why)
@@ -409,6 +425,7 @@ def _pause_entries(scratch: Path) -> list[LayerEntry]:
 
 
 def pause_recipe() -> ImageRecipe:
+    """The pause image: a small static C program that waits for signals and reaps children."""
     return ImageRecipe(
         name="pause",
         tags=(PAUSE_IMAGE, PAUSE_IMAGE_LAB_ALIAS),
@@ -458,6 +475,7 @@ def _busybox_entries(_scratch: Path) -> list[LayerEntry]:
 
 
 def busybox_recipe() -> ImageRecipe:
+    """A busybox image from this machine's busybox-static."""
     return ImageRecipe(
         name="busybox",
         tags=(BUSYBOX_IMAGE, BUSYBOX_IMAGE_1_37),
@@ -645,6 +663,7 @@ def nginx_recipe() -> ImageRecipe:
 
 
 def default_recipes() -> list[ImageRecipe]:
+    """The images the tests need: pause and busybox."""
     return [pause_recipe(), busybox_recipe()]
 
 

@@ -18,6 +18,12 @@ Run as ``python -m lab up|apply -f FILE|delete NAME|status|down|walkthrough``.
 Exit codes: 0 done; 1 a request was refused (a manifest, an unknown pod);
 2 the lab cannot do it (not root, a package missing, a port in use, not up,
 a component that failed).
+
+Owns ``LabNode``, ``state.json`` and the command line. Imports the rest of
+the lab except the kubelet and the API server (those run as processes), and
+of the agent only ``agent.domain.podstatus`` with its converter
+``agent.kube.convert`` (and ``agent.errors`` it raises), so ``status`` prints
+kubectl's columns exactly as the agent computes them.
 """
 
 from __future__ import annotations
@@ -132,24 +138,31 @@ class ComponentFailed(LabError):
 
 @dataclass(slots=True)
 class Component:
+    """One lab process in the state file: its PID, start time and log."""
+
     pid: int
     start_ticks: int
     log: str
 
     @property
     def ref(self) -> ProcessRef:
+        """The process itself, so a recycled PID is never taken for it."""
         return ProcessRef(self.pid, self.start_ticks)
 
     def to_json(self) -> dict[str, Any]:
+        """As kept in ``state.json``."""
         return {"pid": self.pid, "start_ticks": self.start_ticks, "log": self.log}
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Component:
+        """From its ``state.json`` form."""
         return cls(int(d["pid"]), int(d["start_ticks"]), str(d["log"]))
 
 
 @dataclass(slots=True)
 class LabState:
+    """What ``state.json`` keeps of a lab that is up: processes, ports, endpoints, network."""
+
     lab_dir: str
     node_name: str
     port: int
@@ -166,9 +179,11 @@ class LabState:
 
     @property
     def agent_url(self) -> str:
+        """Where the lab's agent serves."""
         return f"http://127.0.0.1:{self.port}"
 
     def to_json(self) -> dict[str, Any]:
+        """As kept in ``state.json`` (and shown, with the pods, by ``status``)."""
         return {
             "version": STATE_VERSION,
             "lab_dir": self.lab_dir,
@@ -189,6 +204,7 @@ class LabState:
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> LabState:
+        """From ``state.json``; LabError for a file another version of the lab wrote."""
         if d.get("version") != STATE_VERSION:
             raise LabError(f"lab state version {d.get('version')!r} is not {STATE_VERSION}")
         scale = d.get("time_scale")
@@ -213,6 +229,8 @@ class LabState:
 
 @dataclass(frozen=True, slots=True)
 class PodRow:
+    """One pod as kubectl's ``get pods`` row shows it."""
+
     namespace: str
     name: str
     status: str
@@ -221,6 +239,7 @@ class PodRow:
     age: str
 
     def to_json(self) -> dict[str, str]:
+        """The row as ``status`` prints it."""
         return {
             "namespace": self.namespace,
             "name": self.name,
@@ -241,6 +260,7 @@ class UpReport:
 
     @property
     def total(self) -> float:
+        """Seconds ``up`` took in all."""
         return sum(self.timings.values())
 
 
@@ -250,6 +270,7 @@ class UpReport:
 
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether ``port`` can be bound on ``host`` now, as the agent will bind it."""
     with socket.socket() as probe:
         # As uvicorn binds: a socket of a stopped agent in TIME_WAIT is no obstacle.
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -458,9 +479,11 @@ class LabNode:
 
     @property
     def state_path(self) -> Path:
+        """The lab's ``state.json``."""
         return self.lab_dir / STATE_FILE
 
     def load_state(self) -> LabState | None:
+        """The state of a lab that is up; None when there is none."""
         try:
             raw = self.state_path.read_text()
         except FileNotFoundError:
@@ -481,6 +504,7 @@ class LabNode:
         os.replace(tmp, self.state_path)
 
     def require_state(self) -> LabState:
+        """The state of a lab that is up; LabNotUp saying how to start one otherwise."""
         state = self.load_state()
         if state is None:
             raise LabNotUp(
@@ -559,6 +583,7 @@ class LabNode:
     # ------------------------------------------------------------ up
 
     def up(self) -> UpReport:
+        """Build the images and start containerd, the API server, the kubelet and the agent."""
         _require_root()
         with self._locked():
             existing = self.load_state()
@@ -813,6 +838,7 @@ class LabNode:
     # ------------------------------------------------------------ status
 
     def status(self) -> dict[str, Any]:
+        """The ``status`` JSON: endpoints, components and whether they run, the pods."""
         return self._status(self.require_state())
 
     def _status(self, state: LabState) -> dict[str, Any]:
@@ -847,6 +873,7 @@ class LabNode:
         return out
 
     def pods(self) -> list[PodRow]:
+        """The lab's pods with kubectl's STATUS, READY, RESTARTS and AGE."""
         return self._pods(self.require_state())
 
     def _api(self, state: LabState) -> str:
@@ -987,6 +1014,7 @@ class LabNode:
         return results
 
     def delete(self, name: str, namespace: str = "default") -> str:
+        """Delete pod ``name``; the message to print, or RequestRefused if there is no such pod."""
         state = self.require_state()
         code, payload = self._request(
             state, "DELETE", f"/api/v1/namespaces/{_q(namespace)}/pods/{_q(name)}"
@@ -1014,6 +1042,7 @@ def _default_dir() -> Path:
 
 
 def build_parser(prog: str = "python -m lab") -> argparse.ArgumentParser:
+    """The ``python -m lab`` command line: up, apply, delete, status, down, walkthrough."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--dir",

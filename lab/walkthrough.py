@@ -8,6 +8,9 @@ sandboxes with their pause processes, one pod's containers sharing the
 pause process's network namespace, a sidecar reading nginx's access log
 through a shared volume, a stuck init container and a crash loop. The lab
 is taken down at the end unless ``keep`` is set.
+
+Owns the walkthrough's script and what it prints. Imports ``lab.node``,
+``lab.exercises`` and ``lab.errors``; it reads the agent only over HTTP.
 """
 
 from __future__ import annotations
@@ -46,14 +49,17 @@ SETTLE_TIMEOUT = 90.0
 
 
 def lab_dir() -> Path:
+    """The lab directory the walkthrough uses: ``$PODLENS_LAB_DIR`` or the default."""
     return Path(os.environ.get(LAB_DIR_ENV) or DEFAULT_LAB_DIR)
 
 
 def say(text: str) -> None:
+    """Print a step's heading."""
     print(f"\n{BOLD}== {text}{RESET}", flush=True)
 
 
 def note(text: str) -> None:
+    """Print ``text`` indented under the current step."""
     for line in text.strip("\n").splitlines():
         print(f"   {line}", flush=True)
 
@@ -82,6 +88,7 @@ def show(base: str, path: str) -> str:
 
 
 def fetch_json(base: str, path: str) -> Any:
+    """GET ``path`` from the agent at ``base``; LabError unless it answers 200."""
     code, body = _get(base + path, text=False)
     if code != 200:
         raise LabError(f"the agent answered {code} to {path}: {body[:300]}")
@@ -151,6 +158,7 @@ def _container(pod: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def run(port: int = 8470, keep: bool = False) -> int:
+    """Bring the lab up, show each exercise through the agent, then take it down unless ``keep``."""
     directory = lab_dir()
     lab = LabNode(directory, port=port, progress=note)
     say("Bringing the lab node up: images, containerd, an API server, a kubelet, the agent")

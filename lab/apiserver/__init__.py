@@ -3,7 +3,8 @@
 Owns ``server`` (the HTTP handler and the ``FakeApiServer`` facade), ``store``
 (objects, resourceVersions, watch history), ``select`` (field and label
 selectors), ``patch`` (JSON, merge and strategic merge patches) and ``status``
-(Status error bodies). Imports the standard library only, plus ``lab.errors``.
+(Status error bodies). Imports the standard library, plus ``lab.apitime`` for
+timestamps; never the agent or the kubelet, which is only ever its client.
 """
 
 from lab.apiserver.server import FakeApiServer, RequestRecord

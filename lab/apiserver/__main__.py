@@ -1,4 +1,4 @@
-"""``python -m lab.apiserver``: run the stand-in API server as a process."""
+"""``python -m lab.apiserver``: runs the stand-in API server as a process (``server.main``)."""
 
 import signal
 import sys

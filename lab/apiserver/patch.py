@@ -9,6 +9,9 @@ table are replaced as in a JSON merge patch, which is also what the real
 server does for lists without a patch strategy.
 
 Inputs are never modified: stored objects are shared with open watches.
+
+Owns JSON patch, JSON merge patch and strategic merge patch. Imports
+``lab.apiserver.status`` only, for its errors.
 """
 
 from __future__ import annotations
@@ -107,6 +110,7 @@ def merge_patch(target: Any, patch: Any) -> Any:
 def strategic_merge_patch(
     target: Any, patch: JSON, keys: Mapping[tuple[str, ...], str | None], path: tuple[str, ...]
 ) -> Any:
+    """A strategic merge patch of ``target`` at ``path``; ``keys`` names each list's merge key."""
     if patch.get("$patch") == "replace":
         return {k: copy.deepcopy(v) for k, v in patch.items() if k != "$patch"}
     if patch.get("$patch") == "delete":

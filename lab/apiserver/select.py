@@ -4,6 +4,9 @@ Only the field labels the real server supports for each resource are
 accepted; any other one is a 400 "field label not supported", because a
 client that filters on an unsupported field must fail here the way it would
 against a cluster, not silently get everything back.
+
+Owns the parsing and matching of selectors. Imports ``lab.apiserver.status``
+only, for its errors.
 """
 
 from __future__ import annotations
@@ -80,22 +83,28 @@ FIELD_LABELS: Final[Mapping[str, Mapping[str, Getter]]] = {
 
 @dataclass(frozen=True)
 class FieldRequirement:
+    """One field selector term: ``label=value`` or ``label!=value``."""
+
     label: str
     equal: bool
     value: str
     getter: Getter
 
     def matches(self, obj: JSON) -> bool:
+        """Whether ``obj``'s field holds (or, for ``!=``, does not hold) the value."""
         return (self.getter(obj) == self.value) == self.equal
 
 
 @dataclass(frozen=True)
 class LabelRequirement:
+    """One label selector term: in, notin, exists (``key``) or not exists (``!key``)."""
+
     key: str
     op: str  # "in", "notin", "exists", "!"
     values: frozenset[str]
 
     def matches(self, labels: Mapping[str, Any]) -> bool:
+        """Whether ``labels`` satisfy this term."""
         present = self.key in labels
         if self.op == "exists":
             return present
@@ -121,6 +130,7 @@ class Selector:
         return bool(self.fields or self.labels)
 
     def matches(self, obj: JSON) -> bool:
+        """Whether ``obj`` is in the namespace and passes every field and label term."""
         meta = obj.get("metadata") or {}
         if self.namespace is not None and meta.get("namespace") != self.namespace:
             return False
@@ -133,6 +143,7 @@ class Selector:
 def parse_selector(
     resource: str, namespace: str | None, field_selector: str, label_selector: str
 ) -> Selector:
+    """The selector of a list or watch request, from its query parameters."""
     return Selector(
         namespace=namespace,
         fields=parse_field_selector(resource, field_selector),
@@ -192,6 +203,7 @@ def _unescape(value: str) -> str:
 
 
 def parse_field_selector(resource: str, selector: str) -> tuple[FieldRequirement, ...]:
+    """A ``fieldSelector`` as the real server parses it; only its field labels for ``resource``."""
     supported = FIELD_LABELS.get(resource, _META)
     reqs: list[FieldRequirement] = []
     for term in _split_unescaped(selector, ","):
@@ -265,6 +277,7 @@ def _parse_label_term(term: str) -> LabelRequirement:
 
 
 def parse_label_selector(selector: str) -> tuple[LabelRequirement, ...]:
+    """A ``labelSelector`` in equality-based or set-based form."""
     if not selector.strip():
         return ()
     reqs: list[LabelRequirement] = []

@@ -37,6 +37,10 @@ only sends whole seconds; raw-HTTP tests use fractions to stay fast).
 
 Run as a process with ``python -m lab.apiserver --port N``; it prints
 its URL on the first line of stdout once it accepts connections.
+
+Owns the HTTP side (routes, authentication, watch streams) and the
+``FakeApiServer`` facade tests drive. Imports the standard library and the
+rest of ``lab.apiserver`` only; never the agent or the kubelet.
 """
 
 from __future__ import annotations
@@ -82,7 +86,7 @@ from lab.apiserver.store import (
     DROP,
     RESOURCES,
     STOP,
-    Change,
+    CommittedChange,
     Scope,
     Store,
     Watch,
@@ -131,6 +135,8 @@ _AUTH_GROUPS: Final[Mapping[str, str]] = {
 
 
 class RequestRecord(NamedTuple):
+    """One request the server received, kept for tests to assert on."""
+
     method: str
     path: str
     query: dict[str, str]
@@ -638,7 +644,7 @@ class _Handler(BaseHTTPRequestHandler):
                 item = watch.queue.get(timeout=min(waits) if waits else None)
             except queue.Empty:
                 continue
-            if isinstance(item, Change):
+            if isinstance(item, CommittedChange):
                 watch.progress = max(watch.progress, item.rv)
                 event = watch.render(item)
                 if event is not None:
@@ -771,6 +777,7 @@ class FakeApiServer:
     # -- lifecycle ------------------------------------------------------------
 
     def start(self) -> FakeApiServer:
+        """Serve on a thread of its own; returns once the port is bound."""
         if self._httpd is not None:
             raise RuntimeError("the fake API server is already started")
         server_class = _Server6 if ":" in self.host else _Server
@@ -816,12 +823,14 @@ class FakeApiServer:
 
     @property
     def port(self) -> int:
+        """The bound port (known once started, also when 0 was asked for)."""
         if self._httpd is None:
             raise RuntimeError("the fake API server is not started")
         return int(self._httpd.server_address[1])
 
     @property
     def url(self) -> str:
+        """The base URL clients use."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
@@ -870,13 +879,16 @@ class FakeApiServer:
         return copy.deepcopy(updated)
 
     def delete(self, kind: str, namespace: str, name: str) -> JSON:
+        """Delete an object at once, as a direct write to the store; returns the deleted object."""
         return copy.deepcopy(self._store.delete(resolve_resource(kind), namespace, name))
 
     def get(self, kind: str, namespace: str, name: str) -> JSON | None:
+        """A copy of one object, or None."""
         obj = self._store.get(resolve_resource(kind), namespace, name)
         return None if obj is None else copy.deepcopy(obj)
 
     def list_objects(self, kind: str, namespace: str | None = None) -> list[JSON]:
+        """Copies of every object of ``kind``, optionally in one namespace."""
         _, items = self._store.select(resolve_resource(kind), Selector(namespace=namespace))
         return copy.deepcopy(items)
 
@@ -913,6 +925,7 @@ class FakeApiServer:
     # -- authentication and authorization --------------------------------------
 
     def set_tokens(self, tokens: Mapping[str, Mapping[str, Any] | None]) -> None:
+        """The tokens TokenReview accepts, each with its user info (None: rejected as unknown)."""
         self._tokens = dict(tokens)
 
     def set_authorizer(self, authorizer: Authorizer) -> None:
@@ -1057,6 +1070,7 @@ class FakeApiServer:
             )
 
     def clear_log(self) -> None:
+        """Forget the requests recorded so far."""
         with self._log_lock:
             self._requests.clear()
 
@@ -1116,6 +1130,7 @@ def _parse_rule(text: str) -> AllowRule:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m lab.apiserver``: serve until SIGTERM or SIGINT; the URL is printed first."""
     parser = argparse.ArgumentParser(
         prog="python -m lab.apiserver",
         description="Serve the fake Kubernetes API server until SIGTERM or SIGINT.",

@@ -2,6 +2,8 @@
 
 Messages, reasons and ``details`` follow what a real API server sends, since
 clients (and the agent's own error mapping) key on ``reason`` and ``code``.
+
+Owns every error body the server sends. Imports the standard library only.
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ class ApiStatusError(Exception):
         self.details = details
 
     def status(self) -> JSON:
+        """The Status body for this failure."""
         return failure_status(self.code, self.reason, self.message, self.details)
 
 
 def failure_status(code: int, reason: str, message: str, details: JSON | None = None) -> JSON:
+    """A ``Status`` object with ``status: Failure``, as the real server writes it."""
     body: JSON = {
         "kind": "Status",
         "apiVersion": "v1",
@@ -41,6 +45,7 @@ def failure_status(code: int, reason: str, message: str, details: JSON | None = 
 
 
 def success_status(resource: str, name: str, uid: str) -> JSON:
+    """The ``Status`` object a delete of a finished object answers with."""
     return {
         "kind": "Status",
         "apiVersion": "v1",
@@ -51,12 +56,14 @@ def success_status(resource: str, name: str, uid: str) -> JSON:
 
 
 def not_found(resource: str, name: str) -> ApiStatusError:
+    """404 NotFound for one object."""
     return ApiStatusError(
         404, "NotFound", f'{resource} "{name}" not found', {"name": name, "kind": resource}
     )
 
 
 def already_exists(resource: str, name: str) -> ApiStatusError:
+    """409 AlreadyExists for a create of a name in use."""
     return ApiStatusError(
         409,
         "AlreadyExists",
@@ -66,6 +73,7 @@ def already_exists(resource: str, name: str) -> ApiStatusError:
 
 
 def conflict(resource: str, name: str, why: str) -> ApiStatusError:
+    """409 Conflict: a stale resourceVersion or a failed precondition."""
     return ApiStatusError(
         409,
         "Conflict",
@@ -80,6 +88,7 @@ STALE_OBJECT = (
 
 
 def bad_request(message: str) -> ApiStatusError:
+    """400 BadRequest."""
     return ApiStatusError(400, "BadRequest", message)
 
 
@@ -98,18 +107,22 @@ def invalid(kind: str, name: str, field: str, cause_reason: str, detail: str) ->
 
 
 def unprocessable(message: str) -> ApiStatusError:
+    """422 Invalid, with the message as given."""
     return ApiStatusError(422, "Invalid", message)
 
 
 def expired(message: str) -> ApiStatusError:
+    """410 Expired: a watch or list from a resourceVersion no longer in the history."""
     return ApiStatusError(410, "Expired", message)
 
 
 def route_not_found() -> ApiStatusError:
+    """404 for a path that names no resource."""
     return ApiStatusError(404, "NotFound", "the server could not find the requested resource", {})
 
 
 def method_not_allowed() -> ApiStatusError:
+    """405 for a verb the resource does not serve."""
     return ApiStatusError(
         405,
         "MethodNotAllowed",
@@ -119,16 +132,19 @@ def method_not_allowed() -> ApiStatusError:
 
 
 def unauthorized() -> ApiStatusError:
+    """401 for a missing or unknown bearer token."""
     return ApiStatusError(401, "Unauthorized", "Unauthorized")
 
 
 def too_large(limit: int) -> ApiStatusError:
+    """413 for a body over ``limit`` bytes."""
     return ApiStatusError(
         413, "RequestEntityTooLarge", f"Request entity too large: limit is {limit}"
     )
 
 
 def unsupported_media_type(content_type: str) -> ApiStatusError:
+    """415 for a PATCH body in a content type no patch strategy reads."""
     return ApiStatusError(
         415,
         "UnsupportedMediaType",
@@ -139,4 +155,5 @@ def unsupported_media_type(content_type: str) -> ApiStatusError:
 
 
 def internal(message: str) -> ApiStatusError:
+    """500 InternalError."""
     return ApiStatusError(500, "InternalError", message)

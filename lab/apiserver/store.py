@@ -9,6 +9,10 @@ but itself.
 Stored dicts are never modified after they are committed; every change
 builds a new dict. That lets history entries, open watches and list
 responses share them without copying.
+
+Owns the objects, resourceVersions, history and watch queues. Imports
+``lab.apiserver.select`` and ``lab.apiserver.status``, and ``lab.apitime``
+for timestamps.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ Scope = Literal["all", "main", "status"]
 
 @dataclass(frozen=True)
 class ResourceType:
+    """A resource the server serves: its names and whether it has a status subresource."""
+
     name: str
     kind: str
     list_kind: str
@@ -82,11 +88,12 @@ def _generated_name(prefix: str) -> str:
 
 
 def with_resource_version(obj: JSON, rv: int) -> JSON:
+    """``obj`` with ``metadata.resourceVersion`` set to ``rv``."""
     return {**obj, "metadata": {**obj.get("metadata", {}), "resourceVersion": str(rv)}}
 
 
 @dataclass(frozen=True)
-class Change:
+class CommittedChange:
     """One committed write, kept in the history for watches to replay."""
 
     rv: int
@@ -96,7 +103,7 @@ class Change:
     prev: JSON | None
 
 
-# Control messages put on a watch queue besides Change records.
+# Control messages put on a watch queue besides CommittedChange records.
 BOOKMARK: Final = "bookmark"
 DROP: Final = "drop"
 STOP: Final = "stop"
@@ -111,12 +118,12 @@ class Watch:
     after_rv: int
     bookmarks: bool
     conn: socket.socket | None
-    queue: queue.SimpleQueue[Change | str] = field(default_factory=queue.SimpleQueue)
+    queue: queue.SimpleQueue[CommittedChange | str] = field(default_factory=queue.SimpleQueue)
     # The newest resourceVersion this watch has been brought up to; bookmarks report it.
     progress: int = 0
     closed: threading.Event = field(default_factory=threading.Event)
 
-    def render(self, change: Change) -> tuple[str, JSON] | None:
+    def render(self, change: CommittedChange) -> tuple[str, JSON] | None:
         """The event this watch sees for ``change``, if any.
 
         An update that moves an object out of the selection is a DELETED
@@ -139,11 +146,13 @@ class Watch:
 
 
 class Store:
+    """Every object, the resourceVersion counter, the change history and the open watches."""
+
     def __init__(self, max_history: int) -> None:
         self._lock = threading.Lock()
         self._objects: dict[str, dict[tuple[str, str], JSON]] = {r: {} for r in RESOURCES}
         self._rv = 0
-        self._history: deque[Change] = deque()
+        self._history: deque[CommittedChange] = deque()
         # The history holds every change with rv > _compacted.
         self._compacted = 0
         self._max_history = max(1, max_history)
@@ -151,6 +160,7 @@ class Store:
 
     @property
     def resource_version(self) -> int:
+        """The resourceVersion of the last committed change."""
         with self._lock:
             return self._rv
 
@@ -165,7 +175,7 @@ class Store:
             del self._objects[resource][key]
         else:
             self._objects[resource][key] = obj
-        change = Change(self._rv, resource, kind, obj, prev)
+        change = CommittedChange(self._rv, resource, kind, obj, prev)
         self._history.append(change)
         while len(self._history) > self._max_history:
             self._compacted = self._history.popleft().rv
@@ -174,6 +184,7 @@ class Store:
         return obj
 
     def create(self, resource: str, namespace: str, body: JSON) -> JSON:
+        """Create an object, named from ``generateName`` if asked; 409 if the name is taken."""
         rtype = RESOURCES[resource]
         meta = dict(body.get("metadata") or {})
         name = meta.get("name") or ""
@@ -279,6 +290,7 @@ class Store:
     def delete(
         self, resource: str, namespace: str, name: str, preconditions: JSON | None = None
     ) -> JSON:
+        """Delete an object, checking ``preconditions`` (uid, resourceVersion) first."""
         with self._lock:
             old = self._objects[resource].get((namespace, name))
             if old is None:
@@ -290,6 +302,7 @@ class Store:
     # -- reads ----------------------------------------------------------------
 
     def get(self, resource: str, namespace: str, name: str) -> JSON | None:
+        """One object as stored (not a copy), or None."""
         with self._lock:
             return self._objects[resource].get((namespace, name))
 
@@ -301,6 +314,7 @@ class Store:
             return self._rv, items
 
     def namespaces(self) -> set[str]:
+        """Every namespace some object is in."""
         with self._lock:
             return {ns for objects in self._objects.values() for ns, _ in objects}
 
@@ -359,15 +373,18 @@ class Store:
 
     @property
     def open_watches(self) -> int:
+        """How many watches are open."""
         with self._lock:
             return len(self._watches)
 
     def close_watch(self, watch: Watch) -> None:
+        """Stop delivering to ``watch`` and mark it closed."""
         with self._lock:
             self._watches.discard(watch)
         watch.closed.set()
 
     def signal_watches(self, message: str) -> list[Watch]:
+        """Put ``message`` (a bookmark, a drop or stop) on every open watch; returns them."""
         with self._lock:
             watches = list(self._watches)
         for watch in watches:

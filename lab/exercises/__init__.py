@@ -9,6 +9,8 @@ two failures a troubleshooter meets most.
 Each exercise names the STATUS and READY that ``kubectl get pod`` prints
 once it has settled on the lab node, so a walkthrough or a benchmark can
 wait for exactly that.
+
+Owns the exercise files and what each settles at. Imports yaml only.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ DIRECTORY = Path(__file__).resolve().parent
 
 @dataclass(frozen=True, slots=True)
 class Exercise:
+    """One exercise: its manifest file, the STATUS it settles at and what it shows."""
+
     name: str
     status: str
     ready: str
@@ -31,6 +35,7 @@ class Exercise:
 
     @property
     def path(self) -> Path:
+        """The exercise's YAML file."""
         return DIRECTORY / f"{self.name}.yaml"
 
     @property
@@ -39,9 +44,11 @@ class Exercise:
         return self.name
 
     def text(self) -> str:
+        """The YAML as written, to apply as is."""
         return self.path.read_text()
 
     def manifest(self) -> dict[str, Any]:
+        """The manifest as one object; ValueError if the file holds anything else."""
         loaded = yaml.safe_load(self.text())
         if not isinstance(loaded, dict):
             raise ValueError(f"{self.path} does not hold one object")
@@ -117,6 +124,7 @@ BY_NAME: dict[str, Exercise] = {e.name: e for e in EXERCISES}
 
 
 def get(name: str) -> Exercise:
+    """The exercise called ``name``; KeyError naming the known ones otherwise."""
     try:
         return BY_NAME[name]
     except KeyError:

@@ -1,4 +1,4 @@
-"""``python -m lab.kubelet``: run the stand-in kubelet as a process."""
+"""``python -m lab.kubelet``: runs the stand-in kubelet as a process (``kubelet.main``)."""
 
 import sys
 

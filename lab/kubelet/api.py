@@ -3,6 +3,9 @@
 Plain HTTP/1.1 with the standard library, not the kubernetes client: the
 kubelet needs a handful of verbs on pods and events, a watch it can cut from
 another thread (shutting down its socket), and raw JSON both ways.
+
+Owns the kubelet's requests and its watch stream. Imports ``lab.errors``
+only.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ class ApiError(LabError):
 
     @property
     def unreachable(self) -> bool:
+        """True when no answer came at all (connection refused, reset, timed out)."""
         return self.code is None
 
 
@@ -78,6 +82,7 @@ class Watch:
             self.close()
 
     def close(self) -> None:
+        """End the stream now, also from another thread blocked reading it."""
         if self._closed.is_set():
             return
         self._closed.set()
@@ -90,6 +95,8 @@ class Watch:
 
 
 class ApiClient:
+    """The lab kubelet's client of the API server: plain HTTP, JSON, one connection per call."""
+
     def __init__(self, url: str, *, token: str | None = None, timeout: float = 5.0) -> None:
         parts = urlsplit(url)
         if parts.scheme != "http" or not parts.hostname:
@@ -123,6 +130,7 @@ class ApiClient:
         query: Mapping[str, str] | None = None,
         content_type: str = "application/json",
     ) -> JSON:
+        """One call; the decoded JSON answer, or ApiError with the Status's code and reason."""
         target = path + ("?" + urlencode(query) if query else "")
         data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
         conn = self._connect(self.timeout)
@@ -155,11 +163,13 @@ class ApiClient:
     # -- pods --------------------------------------------------------------
 
     def list_pods(self, field_selector: str) -> tuple[list[JSON], str]:
+        """List pods by field selector: the items and the list's resourceVersion."""
         doc = self.request("GET", "/api/v1/pods", query={"fieldSelector": field_selector})
         items = [dict(i) for i in doc.get("items") or [] if isinstance(i, dict)]
         return items, str((doc.get("metadata") or {}).get("resourceVersion") or "")
 
     def watch_pods(self, field_selector: str, resource_version: str, timeout: float) -> Watch:
+        """Watch pods from ``resource_version``, with bookmarks, for up to ``timeout`` seconds."""
         query = {
             "watch": "true",
             "fieldSelector": field_selector,
@@ -182,6 +192,7 @@ class ApiClient:
         return Watch(conn, resp)
 
     def get_pod(self, namespace: str, name: str) -> JSON | None:
+        """One pod, or None when it does not exist."""
         try:
             return self.request("GET", _pod_path(namespace, name))
         except ApiError as exc:
@@ -190,9 +201,11 @@ class ApiClient:
             raise
 
     def patch_pod(self, namespace: str, name: str, patch: JSON) -> JSON:
+        """JSON merge patch of a pod."""
         return self.request("PATCH", _pod_path(namespace, name), patch, content_type=MERGE_PATCH)
 
     def patch_pod_status(self, namespace: str, name: str, status: JSON) -> JSON:
+        """JSON merge patch of a pod's status subresource."""
         return self.request(
             "PATCH",
             _pod_path(namespace, name, "status"),
@@ -201,6 +214,7 @@ class ApiClient:
         )
 
     def delete_pod(self, namespace: str, name: str, uid: str) -> None:
+        """Delete a pod at once, only if it still has ``uid``; a pod already gone is no error."""
         body = {
             "kind": "DeleteOptions",
             "apiVersion": "v1",
@@ -216,9 +230,11 @@ class ApiClient:
     # -- events ------------------------------------------------------------
 
     def create_event(self, namespace: str, event: JSON) -> JSON:
+        """Create an Event."""
         return self.request("POST", f"/api/v1/namespaces/{quote(namespace, safe='')}/events", event)
 
     def patch_event(self, namespace: str, name: str, patch: JSON) -> JSON:
+        """JSON merge patch of an Event (its count and lastTimestamp)."""
         return self.request(
             "PATCH",
             f"/api/v1/namespaces/{quote(namespace, safe='')}/events/{quote(name, safe='')}",

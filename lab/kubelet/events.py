@@ -3,6 +3,9 @@
 Sending happens on a thread of its own, so a slow or absent API server never
 holds up a pod worker; while the server is away, events wait in a bounded
 queue (the oldest are dropped first, as client-go's broadcaster drops).
+
+Owns ``EventRecorder`` and ``InvolvedPod``. Imports ``lab.kubelet.api``,
+``lab.kubelet.backoff`` for its retry delay and ``lab.apitime``.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ _QUEUE_LIMIT: Final = 1000
 
 @dataclass(frozen=True, slots=True)
 class InvolvedPod:
+    """The pod an event is about (its involvedObject)."""
+
     namespace: str
     name: str
     uid: str
@@ -48,6 +53,8 @@ class _Pending:
 
 
 class EventRecorder:
+    """Records kubelet's events for the node's pods, folding repeats; sends on its own thread."""
+
     def __init__(self, api: ApiClient, node_name: str) -> None:
         self.api = api
         self.node_name = node_name
@@ -58,6 +65,7 @@ class EventRecorder:
         self._stop = threading.Event()
 
     def start(self) -> None:
+        """Start the sending thread."""
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="kubelet-events", daemon=True)
         self._thread.start()
@@ -83,6 +91,7 @@ class EventRecorder:
         field_path: str = "",
         component: str = "kubelet",
     ) -> None:
+        """Queue an event; never blocks, and drops the oldest queued one when the queue is full."""
         host = self.node_name if component == "kubelet" else ""
         if self._queue.qsize() >= _QUEUE_LIMIT:
             with contextlib.suppress(queue.Empty):

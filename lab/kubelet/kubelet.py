@@ -50,6 +50,10 @@ Run as a process of the lab::
 
 It logs to stderr and exits 0 on SIGTERM once its loops have stopped; the
 pods keep running, as with a kubelet restart, and the next start adopts them.
+
+Owns ``LabKubelet`` (the pod watch, the relist, the scheduler stand-in, the
+orphan cleanup) and the process's command line. Imports the rest of
+``lab.kubelet``, ``lab.cri_pods``, ``lab.apitime`` and ``lab.errors``.
 """
 
 from __future__ import annotations
@@ -183,9 +187,11 @@ class LabKubelet:
         return self._listed.is_set()
 
     def wait_synced(self, timeout: float = 10.0) -> bool:
+        """Wait up to ``timeout`` seconds for the first list; True once it was handled."""
         return self._listed.wait(timeout)
 
     def start(self) -> LabKubelet:
+        """Start the pod watch, the relist and (unless told not to) the scheduler loop."""
         if self._threads:
             raise LabError("the lab kubelet is already started")
         self._stop.clear()
@@ -273,10 +279,12 @@ class LabKubelet:
 
     @property
     def pod_uids(self) -> list[str]:
+        """The UIDs of the pods that have a worker now."""
         with self._workers_lock:
             return list(self._workers)
 
     def pod_dir(self, uid: str) -> Path:
+        """The directory kept for pod ``uid`` (its volumes and termination message files)."""
         return self.root / "pods" / uid
 
     # -- the pod watch -----------------------------------------------------------
@@ -583,6 +591,7 @@ class LabKubelet:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m lab.kubelet``: run until SIGTERM or SIGINT, leaving the pods running."""
     parser = argparse.ArgumentParser(
         prog="python -m lab.kubelet",
         description="Run the pods bound to the lab node through CRI, as kubelet does.",

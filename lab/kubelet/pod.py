@@ -6,6 +6,10 @@ restarts under the restart policy and its backoff, kills for failed
 liveness or startup probes), does it, and writes the status back. The
 decision is always made from the runtime's view, so a sync can be repeated
 or interrupted at any point and the next one carries on.
+
+Owns ``PodWorker`` and ``KubeletContext``. Imports the rest of
+``lab.kubelet``, ``lab.cri_pods``, ``lab.apitime``, ``lab.errors``, and
+``agent.domain.backoff`` for kubelet's back-off steps.
 """
 
 from __future__ import annotations
@@ -100,14 +104,17 @@ class KubeletContext:
 
     @property
     def pods_dir(self) -> Path:
+        """Where each pod's directory is kept."""
         return self.root / "pods"
 
     @property
     def pod_logs_dir(self) -> Path:
+        """The root of the container log files (``<ns>_<pod>_<uid>/<container>/<n>.log``)."""
         return self.root / "log" / "pods"
 
     @property
     def container_logs_dir(self) -> Path:
+        """The ``/var/log/containers`` stand-in: one symlink per container log."""
         return self.root / "log" / "containers"
 
 
@@ -183,6 +190,7 @@ class PodWorker:
     # -- control -----------------------------------------------------------
 
     def start(self) -> PodWorker:
+        """Start syncing on a thread of its own."""
         self._thread = threading.Thread(
             target=self._run, name=f"pod-{self.namespace}/{self.name}", daemon=True
         )
@@ -190,6 +198,7 @@ class PodWorker:
         return self
 
     def update(self, pod: JSON) -> None:
+        """A newer pod object from the API; a sync follows only if what to run changed."""
         with self._lock:
             before = self._pod
             self._pod = pod
@@ -201,6 +210,7 @@ class PodWorker:
             self.wake()
 
     def delete(self) -> None:
+        """The API object is gone: kill the pod and remove it on the next sync."""
         with self._lock:
             self._deleted = True
         self.wake()
@@ -223,6 +233,7 @@ class PodWorker:
             worker.stop()
 
     def join(self, timeout: float | None = None) -> None:
+        """Wait for the worker's thread to end."""
         if self._thread is not None:
             self._thread.join(timeout)
 

@@ -7,6 +7,9 @@ the pod's pause process (``setns``), and a socket stays in the namespace it
 was created in. So a probe reaches exactly what kubelet's would (a server
 that listens on the pod IP, not one bound to 127.0.0.1 only) and can never
 reach any other network. Host-network pods are probed on 127.0.0.1.
+
+Owns ``ProbeWorker`` and the three probe kinds. Imports ``lab.cri_pods``
+(ExecSync), ``lab.kubelet.spec`` and ``lab.errors``.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ STARTUP: Final = "Startup"
 
 @dataclass(frozen=True, slots=True)
 class ProbeTarget:
+    """Where a probe reaches its container: the CRI ID for exec, the address and netns otherwise."""
+
     container_id: str
     ip: str  # where httpGet/tcpSocket connect
     netns: str | None  # /proc/<pause pid>/ns/net; None for host network
@@ -203,14 +208,17 @@ class ProbeWorker:
         )
 
     def start(self) -> ProbeWorker:
+        """Start probing on a thread of its own."""
         self._thread.start()
         return self
 
     def stop(self) -> None:
+        """Stop probing; the thread ends after its current probe."""
         self._stop.set()
 
     @property
     def stopped(self) -> bool:
+        """Whether ``stop()`` was called."""
         return self._stop.is_set()
 
     def _run(self) -> None:

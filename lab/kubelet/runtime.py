@@ -4,6 +4,9 @@ The pod worker decides from this view, never from its own memory of what
 it started, so a restarted kubelet picks up where the last one left off and
 a change made behind its back (a killed process, a removed container) is
 seen as it is.
+
+Owns ``PodRuntime`` and the status cache. Imports ``lab.cri_pods`` and
+``cri_proto`` only.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from lab.cri_pods import (
 
 @dataclass(frozen=True, slots=True)
 class SandboxView:
+    """One pod sandbox as the runtime lists it."""
+
     id: str
     attempt: int
     ready: bool
@@ -35,6 +40,8 @@ class SandboxView:
 
 @dataclass(frozen=True, slots=True)
 class RuntimeContainer:
+    """One container instance as the runtime reports it (list plus status)."""
+
     id: str
     name: str
     sandbox_id: str
@@ -54,24 +61,30 @@ class RuntimeContainer:
 
     @property
     def running(self) -> bool:
+        """Whether the runtime says it runs."""
         return self.state == api_pb2.CONTAINER_RUNNING
 
     @property
     def exited(self) -> bool:
+        """Whether it ran and exited."""
         return self.state == api_pb2.CONTAINER_EXITED
 
     @property
     def created_only(self) -> bool:
+        """Whether it was created and never started."""
         return self.state == api_pb2.CONTAINER_CREATED
 
 
 @dataclass(frozen=True, slots=True)
 class PodRuntime:
+    """Everything the runtime holds for one pod, by sandbox and by container instance."""
+
     sandboxes: tuple[SandboxView, ...]  # oldest attempt first
     containers: tuple[RuntimeContainer, ...]  # oldest attempt first
 
     @property
     def latest_sandbox(self) -> SandboxView | None:
+        """The sandbox of the highest attempt; None without any."""
         return self.sandboxes[-1] if self.sandboxes else None
 
     def instances(self, name: str) -> list[RuntimeContainer]:
@@ -79,14 +92,17 @@ class PodRuntime:
         return [c for c in self.containers if c.name == name]
 
     def latest(self, name: str) -> RuntimeContainer | None:
+        """The newest instance of container ``name``; None if it never ran."""
         found = self.instances(name)
         return found[-1] if found else None
 
     def in_sandbox(self, name: str, sandbox_id: str) -> RuntimeContainer | None:
+        """The newest instance of container ``name`` in sandbox ``sandbox_id``."""
         found = [c for c in self.containers if c.name == name and c.sandbox_id == sandbox_id]
         return found[-1] if found else None
 
     def fingerprint(self) -> tuple[tuple[str, int], ...]:
+        """What changes whenever a container or sandbox changes state."""
         return tuple(sorted((c.id, c.state) for c in self.containers)) + tuple(
             sorted((s.id, int(s.ready)) for s in self.sandboxes)
         )
@@ -101,6 +117,7 @@ class StatusCache:
         self._ips: dict[str, str] = {}
 
     def container(self, driver: CriPodDriver, cid: str, state: int) -> api_pb2.ContainerStatus:
+        """The ContainerStatus of ``cid`` in the listed ``state``, asked for once per state."""
         with self._lock:
             hit = self._containers.get((cid, state))
         if hit is not None:
@@ -113,6 +130,7 @@ class StatusCache:
         return status
 
     def sandbox_ip(self, driver: CriPodDriver, sid: str) -> str:
+        """The pod IP of sandbox ``sid``, asked for once."""
         with self._lock:
             hit = self._ips.get(sid)
         if hit is not None:
@@ -123,6 +141,7 @@ class StatusCache:
         return ip
 
     def forget(self, ids: Sequence[str]) -> None:
+        """Drop what is cached for these containers and sandboxes (they were removed)."""
         gone = set(ids)
         with self._lock:
             self._containers = {k: v for k, v in self._containers.items() if k[0] not in gone}
@@ -131,6 +150,7 @@ class StatusCache:
 
 
 def read_pod_runtime(driver: CriPodDriver, uid: str, cache: StatusCache) -> PodRuntime:
+    """Read what the runtime holds for pod ``uid``, oldest attempts first."""
     labels = {LABEL_POD_UID: uid}
     sandboxes = driver.list_sandboxes(labels)
     containers = driver.list_containers(labels)
@@ -207,6 +227,7 @@ def read_termination_message(host_file: Path | None, log_path: str, fallback: bo
 
 
 def sandbox_pause_pid(driver: CriPodDriver, sandbox_id: str) -> int | None:
+    """The sandbox's pause PID from the verbose status; None without one."""
     try:
         info = driver.sandbox_status(sandbox_id, verbose=True).info.get("info", "{}")
         return int(json.loads(info).get("pid") or 0) or None

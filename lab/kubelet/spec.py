@@ -13,6 +13,10 @@ without contention: tolerations (the lab node has no taints), priority,
 priorityClassName, preemptionPolicy, serviceAccountName (no token is
 mounted; nothing in the lab checks one), enableServiceLinks (the lab
 injects no Service variables either way), resizePolicy.
+
+Owns ``PodManifest`` and its parts, ``read_pod`` and ``unsupported_fields``.
+Imports ``lab.cri_pods`` (the container hash) and ``lab.errors`` only, so the
+lab node can refuse a manifest without starting anything.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ __all__ = [
     "PodManifest",
     "Probe",
     "Unsupported",
-    "VolumeSpec",
+    "VolumeManifest",
     "default_node_labels",
     "parse_quantity",
     "read_pod",
@@ -151,6 +155,8 @@ class Unsupported:
 
 @dataclass(frozen=True, slots=True)
 class EnvVar:
+    """One ``env`` entry: a value, a downward API field or a ConfigMap/Secret key."""
+
     name: str
     value: str | None = None
     field_path: str | None = None
@@ -168,6 +174,8 @@ class EnvFrom:
 
 @dataclass(frozen=True, slots=True)
 class Probe:
+    """One probe as the manifest gives it, with kubelet's defaults filled in."""
+
     kind: str  # "exec", "httpGet" or "tcpSocket"
     command: tuple[str, ...] = ()
     path: str = "/"
@@ -181,6 +189,7 @@ class Probe:
     termination_grace: int | None = None
 
     def describe(self) -> str:
+        """The probe as kubelet's events name it: ``http-get :8080/healthz``."""
         if self.kind == "exec":
             return f"exec {list(self.command)}"
         if self.kind == "httpGet":
@@ -189,7 +198,7 @@ class Probe:
 
 
 @dataclass(frozen=True, slots=True)
-class Mount:
+class MountManifest:
     volume: str
     mount_path: str
     read_only: bool = False
@@ -224,6 +233,8 @@ class Security:
 
 @dataclass(frozen=True, slots=True)
 class ContainerManifest:
+    """One container of the pod manifest (init, sidecar or app) as the lab kubelet runs it."""
+
     name: str
     image: str
     field_path: str  # kubelet's event fieldPath: spec.containers{name}
@@ -237,7 +248,7 @@ class ContainerManifest:
     env_from: tuple[EnvFrom, ...] = ()
     working_dir: str = ""
     ports: tuple[tuple[int, str, str], ...] = ()  # (containerPort, name, protocol)
-    mounts: tuple[Mount, ...] = ()
+    mounts: tuple[MountManifest, ...] = ()
     readiness: Probe | None = None
     liveness: Probe | None = None
     startup: Probe | None = None
@@ -250,7 +261,9 @@ class ContainerManifest:
 
 
 @dataclass(frozen=True, slots=True)
-class VolumeSpec:
+class VolumeManifest:
+    """One pod volume the lab can provide: an emptyDir or a hostPath."""
+
     name: str
     kind: str  # "emptyDir" or "hostPath"
     medium: str = ""
@@ -261,6 +274,8 @@ class VolumeSpec:
 
 @dataclass(frozen=True, slots=True)
 class PodManifest:
+    """The pod manifest as the lab kubelet runs it, with the fields it cannot honour."""
+
     name: str
     namespace: str
     uid: str
@@ -276,7 +291,7 @@ class PodManifest:
     service_account: str = ""
     init_containers: tuple[ContainerManifest, ...] = ()
     containers: tuple[ContainerManifest, ...] = ()
-    volumes: tuple[VolumeSpec, ...] = ()
+    volumes: tuple[VolumeManifest, ...] = ()
     fs_group: int | None = None
     supplemental_groups: tuple[int, ...] = ()
     node_selector: Mapping[str, str] = field(default_factory=dict)
@@ -288,9 +303,11 @@ class PodManifest:
 
     @property
     def all_containers(self) -> tuple[ContainerManifest, ...]:
+        """Init containers (sidecars among them) first, then app containers."""
         return self.init_containers + self.containers
 
     def container(self, name: str) -> ContainerManifest | None:
+        """The container called ``name``; None if there is none."""
         for spec in self.all_containers:
             if spec.name == name:
                 return spec
@@ -690,7 +707,7 @@ def _read_container(
     path: str,
     *,
     init: bool,
-    volumes: Mapping[str, VolumeSpec],
+    volumes: Mapping[str, VolumeManifest],
     pod_security: Security,
     host_network: bool,
 ) -> ContainerManifest:
@@ -744,7 +761,7 @@ def _read_container(
             r.no(f"{pp}.hostIP", "the lab maps no host ports")
         ports.append((number, r.str_(port, "name", pp), protocol))
 
-    mounts: list[Mount] = []
+    mounts: list[MountManifest] = []
     for i, m in enumerate(r.objs(c, "volumeMounts", path)):
         mp = f"{path}.volumeMounts[{i}]"
         r.unknown(
@@ -780,7 +797,7 @@ def _read_container(
             r.no(f"{mp}.mountPropagation", "the lab mounts volumes private")
         if r.str_(m, "recursiveReadOnly", mp) not in ("", "Disabled"):
             r.no(f"{mp}.recursiveReadOnly", "the lab runtime does not support it")
-        mounts.append(Mount(vname, mount_path, r.bool_(m, "readOnly", mp), sub_path))
+        mounts.append(MountManifest(vname, mount_path, r.bool_(m, "readOnly", mp), sub_path))
 
     security = _read_security(
         r,
@@ -834,8 +851,8 @@ def _read_container(
     )
 
 
-def _read_volumes(r: _Reader, spec: Mapping[str, Any]) -> dict[str, VolumeSpec]:
-    out: dict[str, VolumeSpec] = {}
+def _read_volumes(r: _Reader, spec: Mapping[str, Any]) -> dict[str, VolumeManifest]:
+    out: dict[str, VolumeManifest] = {}
     refused: set[str] = set()
     for i, v in enumerate(r.objs(spec, "volumes", "spec")):
         p = f"spec.volumes[{i}]"
@@ -866,7 +883,7 @@ def _read_volumes(r: _Reader, spec: Mapping[str, Any]) -> dict[str, VolumeSpec]:
                         f"{p}.emptyDir.sizeLimit",
                         "the lab enforces a size only on medium Memory (a tmpfs)",
                     )
-            out[name] = VolumeSpec(name, "emptyDir", medium=medium, size_limit_bytes=size)
+            out[name] = VolumeManifest(name, "emptyDir", medium=medium, size_limit_bytes=size)
         elif kind == "hostPath":
             hp = r.obj(v, "hostPath", p)
             r.unknown(hp, f"{p}.hostPath", {"path", "type"})
@@ -884,7 +901,7 @@ def _read_volumes(r: _Reader, spec: Mapping[str, Any]) -> dict[str, VolumeSpec]:
                 continue
             if host_type not in _HOST_PATH_TYPES:
                 r.no(f"{p}.hostPath.type", f"the lab does not check type {host_type!r}")
-            out[name] = VolumeSpec(name, "hostPath", host_path=norm, host_type=host_type)
+            out[name] = VolumeManifest(name, "hostPath", host_path=norm, host_type=host_type)
         else:
             r.no(f"{p}.{kind}", _VOLUME_WHY.get(kind, "the lab has no such volume source"))
             refused.add(name)
