@@ -47,6 +47,7 @@ ANN_TERMINATION_GRACE_PERIOD = "io.kubernetes.pod.terminationGracePeriod"
 ANN_CONTAINER_PORTS = "io.kubernetes.container.ports"
 ANN_CONFIG_SEEN = "kubernetes.io/config.seen"
 ANN_CONFIG_SOURCE = "kubernetes.io/config.source"
+DEFAULT_TERMINATION_MESSAGE_PATH = "/dev/termination-log"
 
 # Kubelet's defaults for a non-privileged container with the default
 # procMount (pkg/securitycontext/util.go).
@@ -111,6 +112,14 @@ def container_hash(container: Mapping[str, Any]) -> str:
     return format(_fnv32a(blob.encode()), "x")
 
 
+def _verbose_pid(info: Mapping[str, str]) -> int | None:
+    # containerd's verbose "info" is a JSON string; pid 0 (or none) means no process.
+    try:
+        return int(json.loads(info.get("info", "{}")).get("pid") or 0) or None
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class MountDef:
     """A host path bind-mounted into a container (kubelet's volume mounts)."""
@@ -170,7 +179,7 @@ class ContainerDef:
     args: Sequence[str] = ()
     env: Mapping[str, str] = field(default_factory=dict)
     working_dir: str = ""
-    termination_message_path: str = "/dev/termination-log"
+    termination_message_path: str = DEFAULT_TERMINATION_MESSAGE_PATH
     termination_message_policy: str = "File"
     mounts: Sequence[MountDef] = ()
     ports: Sequence[PortDef] = ()
@@ -762,15 +771,11 @@ class CriPodDriver:
 
     def container_pid(self, container_id: str) -> int | None:
         """The container's process as containerd's verbose status reports it (None if 0)."""
-        info = self.container_status(container_id, verbose=True).info.get("info", "{}")
-        pid = int(json.loads(info).get("pid") or 0)
-        return pid or None
+        return _verbose_pid(self.container_status(container_id, verbose=True).info)
 
     def sandbox_pid(self, sandbox_id: str) -> int | None:
         """The sandbox's pause PID from the verbose status; None without one."""
-        info = self.sandbox_status(sandbox_id, verbose=True).info.get("info", "{}")
-        pid = int(json.loads(info).get("pid") or 0)
-        return pid or None
+        return _verbose_pid(self.sandbox_status(sandbox_id, verbose=True).info)
 
     def wait_container_state(
         self, container_id: str, state: api_pb2.ContainerState.ValueType, timeout: float = 10.0

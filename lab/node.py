@@ -281,9 +281,10 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
-def _http_json(
+def http_json(
     method: str, url: str, body: Mapping[str, Any] | None = None, timeout: float = 10.0
 ) -> tuple[int, Any]:
+    """One JSON request: the status code and the decoded body (text if it is not JSON)."""
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method=method)
     request.add_header("Accept", "application/json")
@@ -744,7 +745,7 @@ class LabNode:
 
         def ready() -> bool:
             with contextlib.suppress(OSError, ValueError):
-                code, _ = _http_json("GET", state.agent_url + "/readyz", timeout=2.0)
+                code, _ = http_json("GET", state.agent_url + "/readyz", timeout=2.0)
                 return code == 200
             return False
 
@@ -890,7 +891,7 @@ class LabNode:
     ) -> tuple[int, Any]:
         url = self._api(state) + path
         try:
-            return _http_json(method, url, body)
+            return http_json(method, url, body)
         except (OSError, urllib.error.URLError) as exc:
             raise ComponentFailed(f"the lab API server at {url} did not answer: {exc}") from exc
 

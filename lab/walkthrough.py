@@ -32,6 +32,7 @@ from lab.node import (
     LAB_DIR_ENV,
     LabNode,
     PodRow,
+    http_json,
 )
 from lab.node import (
     preflight as node_preflight,
@@ -341,17 +342,8 @@ def _diagnosis(base: str) -> None:
 
 
 def _post(url: str, body: dict[str, Any]) -> tuple[int, Any]:
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
     try:
-        with urllib.request.urlopen(request, timeout=15) as response:
-            return int(response.status), json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
+        return http_json("POST", url, body, timeout=15)
     except OSError as exc:
         raise LabError(f"the agent did not answer {url}: {exc}") from exc
 
@@ -380,7 +372,8 @@ def _kill_and_watch(base: str, name: str, target: dict[str, Any], what: str) -> 
     print(f"$ curl -s -X POST {base}{path} -d '{json.dumps(target)}'", flush=True)
     code, body = _post(base + path, target)
     if code != 202:
-        raise LabError(f"kill-and-watch of {what} was refused ({code}): {body.get('message')}")
+        message = body.get("message") if isinstance(body, dict) else body
+        raise LabError(f"kill-and-watch of {what} was refused ({code}): {message}")
     plan = body["plan"]
     note(
         f"run {body['id']}: {plan['signal']} to PID {plan['target']['pid']} ({what}); "

@@ -39,7 +39,7 @@ What a cluster has and the lab does not:
   container waits with CreateContainerConfigError naming the fields;
 * time: ``time_scale`` multiplies every kubelet duration (backoff, probe
   periods and delays, grace periods, active deadlines) so tests run fast;
-  messages keep kubelet's nominal values (``back-off 40s``), and probe
+  messages keep kubelet's nominal values (``back-off 1m20s``), and probe
   timeouts are not shrunk below a second, which would fail healthy
   containers on a busy machine.
 

@@ -54,7 +54,6 @@ from lab.kubelet.runtime import (
     StatusCache,
     read_pod_runtime,
     read_termination_message,
-    sandbox_pause_pid,
 )
 from lab.kubelet.spec import ContainerManifest, PodManifest, Probe, read_pod
 
@@ -849,10 +848,14 @@ class PodWorker:
         self._gc_container(rt, c.name, instance.id)
         return True
 
+    def _log_link(self, name: str, cid: str) -> Path:
+        # kubelet's /var/log/containers/<pod>_<ns>_<container>-<id>.log
+        return self.ctx.container_logs_dir / f"{self.name}_{self.namespace}_{name}-{cid}.log"
+
     def _link_log(self, name: str, cid: str, log_path: Path) -> None:
         links = self.ctx.container_logs_dir
         links.mkdir(parents=True, exist_ok=True)
-        link = links / f"{self.name}_{self.namespace}_{name}-{cid}.log"
+        link = self._log_link(name, cid)
         with contextlib.suppress(OSError):
             link.unlink(missing_ok=True)
             link.symlink_to(log_path)
@@ -951,10 +954,7 @@ class PodWorker:
             with contextlib.suppress(OSError):
                 if old.log_path:
                     Path(old.log_path).unlink(missing_ok=True)
-                (
-                    self.ctx.container_logs_dir
-                    / f"{self.name}_{self.namespace}_{name}-{old.id}.log"
-                ).unlink(missing_ok=True)
+                self._log_link(name, old.id).unlink(missing_ok=True)
                 if old.termination_host_path:
                     Path(old.termination_host_path).unlink(missing_ok=True)
 
@@ -1019,7 +1019,7 @@ class PodWorker:
         else:
             pid = self._pause_pids.get(sandbox.id)
             if pid is None:
-                pid = sandbox_pause_pid(self.ctx.driver, sandbox.id)
+                pid = self.ctx.driver.sandbox_pid(sandbox.id)
                 self._pause_pids[sandbox.id] = pid
             netns = f"/proc/{pid}/ns/net" if pid else "/nonexistent"
             target = ProbeTarget(inst.id, sandbox.ip, netns, {})

@@ -11,7 +11,6 @@ Owns ``PodRuntime`` and the status cache. Imports ``lab.cri_pods`` and
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -224,12 +223,3 @@ def read_termination_message(host_file: Path | None, log_path: str, fallback: bo
         lines.append(parts[3] if len(parts) == 4 else line)
     text = "\n".join(lines)
     return text[-2048:]
-
-
-def sandbox_pause_pid(driver: CriPodDriver, sandbox_id: str) -> int | None:
-    """The sandbox's pause PID from the verbose status; None without one."""
-    try:
-        info = driver.sandbox_status(sandbox_id, verbose=True).info.get("info", "{}")
-        return int(json.loads(info).get("pid") or 0) or None
-    except (ValueError, TypeError):
-        return None

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, Decimal, InvalidOperation
 from typing import Any, Final
 
-from lab.cri_pods import container_hash
+from lab.cri_pods import DEFAULT_TERMINATION_MESSAGE_PATH, container_hash
 from lab.errors import LabError
 
 __all__ = [
@@ -51,7 +51,6 @@ __all__ = [
 # never hand a container the machine's own files.
 LAB_HOST_PATH_PREFIX: Final = "/tmp/podlens-lab"
 DEFAULT_SCHEDULER: Final = "default-scheduler"
-DEFAULT_TERMINATION_MESSAGE_PATH: Final = "/dev/termination-log"
 
 _HOST_PATH_TYPES: Final = frozenset({"", "DirectoryOrCreate", "Directory", "FileOrCreate", "File"})
 _RESTART_POLICIES: Final = frozenset({"Always", "OnFailure", "Never"})
