@@ -3,14 +3,16 @@
 The only package that imports grpc and the generated CRI stubs.
 """
 
-from agent.cri._client import CriClient, EventsUnsupported, RuntimeCondition, map_grpc_error
+from agent.cri._client import CriClient, RuntimeCondition, map_grpc_error
 from agent.cri._endpoints import KNOWN_ENDPOINTS, KnownEndpoint, discover_endpoint, socket_path
+from agent.cri._protocol import EventsUnsupported, RuntimeClient
 
 __all__ = [
     "KNOWN_ENDPOINTS",
     "CriClient",
     "EventsUnsupported",
     "KnownEndpoint",
+    "RuntimeClient",
     "RuntimeCondition",
     "discover_endpoint",
     "map_grpc_error",

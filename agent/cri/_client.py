@@ -11,6 +11,7 @@ import grpc.aio
 
 from agent.cri import _convert
 from agent.cri._endpoints import normalize_endpoint
+from agent.cri._protocol import EventsUnsupported
 from agent.domain.model import (
     Container,
     ContainerEvent,
@@ -35,12 +36,10 @@ _UNREACHABLE = {
 _MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 
-class EventsUnsupported(Exception):
-    """The runtime offers no container event stream (answer: relist)."""
-
-
 @dataclass(frozen=True, slots=True)
 class RuntimeCondition:
+    """One condition of the runtime's Status answer (RuntimeReady, NetworkReady)."""
+
     type: str
     status: bool
     reason: str
@@ -48,6 +47,7 @@ class RuntimeCondition:
 
 
 def map_grpc_error(exc: grpc.aio.AioRpcError, method: str, endpoint: str) -> Exception:
+    """The agent's error for a failed call: unreachable, not found, or refused."""
     code = exc.code()
     details = exc.details() or ""
     if code in _UNREACHABLE:
@@ -86,6 +86,7 @@ class CriClient:
         self._container_memo: dict[str, tuple[int, Container]] = {}
 
     async def close(self) -> None:
+        """Close the channel."""
         await self._channel.close()
 
     async def _call(self, method: str, call: Callable[..., Awaitable[T]], request: Any) -> T:
@@ -97,7 +98,8 @@ class CriClient:
     # --- runtime identity and health
 
     async def version(self) -> RuntimeInfo:
-        response = await self._call(
+        """The runtime's name and versions; picks the verbose-info dialect."""
+        response: api_pb2.VersionResponse = await self._call(
             "Version", self._runtime.Version, api_pb2.VersionRequest(version="v1")
         )
         self.kind = RuntimeKind.from_runtime_name(response.runtime_name)
@@ -110,7 +112,10 @@ class CriClient:
         )
 
     async def status(self) -> list[RuntimeCondition]:
-        response = await self._call("Status", self._runtime.Status, api_pb2.StatusRequest())
+        """The runtime's own conditions."""
+        response: api_pb2.StatusResponse = await self._call(
+            "Status", self._runtime.Status, api_pb2.StatusRequest()
+        )
         return [
             RuntimeCondition(c.type, c.status, c.reason, c.message)
             for c in response.status.conditions
@@ -119,7 +124,8 @@ class CriClient:
     # --- inventory
 
     async def list_sandboxes(self) -> list[Sandbox]:
-        response = await self._call(
+        """Every pod sandbox, as the list call gives it."""
+        response: api_pb2.ListPodSandboxResponse = await self._call(
             "ListPodSandbox", self._runtime.ListPodSandbox, api_pb2.ListPodSandboxRequest()
         )
         # A relist where nothing changed converts nothing: items whose state is
@@ -135,7 +141,8 @@ class CriClient:
         return out
 
     async def list_containers(self) -> list[Container]:
-        response = await self._call(
+        """Every container, as the list call gives it."""
+        response: api_pb2.ListContainersResponse = await self._call(
             "ListContainers", self._runtime.ListContainers, api_pb2.ListContainersRequest()
         )
         memo, self._container_memo = self._container_memo, {}
@@ -150,7 +157,7 @@ class CriClient:
 
     async def sandbox_status(self, sandbox_id: str, *, verbose: bool = True) -> Sandbox:
         """The sandbox's status; ``verbose`` adds the pause PID and namespaces."""
-        response = await self._call(
+        response: api_pb2.PodSandboxStatusResponse = await self._call(
             "PodSandboxStatus",
             self._runtime.PodSandboxStatus,
             api_pb2.PodSandboxStatusRequest(pod_sandbox_id=sandbox_id, verbose=verbose),
@@ -161,7 +168,7 @@ class CriClient:
         self, listed: Container, *, verbose: bool = True
     ) -> tuple[Container, bool]:
         """The container's status; ``verbose`` adds its PID, namespaces and mounts."""
-        response = await self._call(
+        response: api_pb2.ContainerStatusResponse = await self._call(
             "ContainerStatus",
             self._runtime.ContainerStatus,
             api_pb2.ContainerStatusRequest(container_id=listed.id, verbose=verbose),
@@ -169,7 +176,8 @@ class CriClient:
         return _convert.container_from_status(response, self.kind, listed)
 
     async def image_present(self, image: str) -> bool:
-        response = await self._call(
+        """Whether the node holds ``image``."""
+        response: api_pb2.ImageStatusResponse = await self._call(
             "ImageStatus",
             self._images.ImageStatus,
             api_pb2.ImageStatusRequest(image=api_pb2.ImageSpec(image=image)),
@@ -184,6 +192,7 @@ class CriClient:
         call = self._runtime.GetContainerEvents(api_pb2.GetEventsRequest())
         received = False
         try:
+            message: api_pb2.ContainerEventResponse
             async for message in call:
                 received = True
                 yield _convert.event_from_message(message)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
 
 from agent.cri.verbose import network_namespace_path, parse_container_info, parse_sandbox_info
 from agent.domain.model import (
@@ -17,6 +16,7 @@ from agent.domain.model import (
     Sandbox,
     SandboxState,
 )
+from cri_proto import api_pb2
 
 POD_NAME_LABEL = "io.kubernetes.pod.name"
 POD_NAMESPACE_LABEL = "io.kubernetes.pod.namespace"
@@ -40,7 +40,7 @@ def timestamp(nanos: int) -> datetime | None:
     return datetime.fromtimestamp(nanos / 1e9, tz=UTC)
 
 
-def _pod_ref(metadata: Any, labels: Mapping[str, str]) -> PodRef:
+def _pod_ref(metadata: api_pb2.PodSandboxMetadata | None, labels: Mapping[str, str]) -> PodRef:
     # Sandbox metadata is authoritative; containers carry the pod only in labels.
     if metadata is not None:
         return PodRef(name=metadata.name, namespace=metadata.namespace, uid=metadata.uid)
@@ -51,7 +51,8 @@ def _pod_ref(metadata: Any, labels: Mapping[str, str]) -> PodRef:
     )
 
 
-def sandbox_from_list_item(item: Any) -> Sandbox:
+def sandbox_from_list_item(item: api_pb2.PodSandbox) -> Sandbox:
+    """A ListPodSandbox item; status-only fields (PID, network) stay unset."""
     return Sandbox(
         id=item.id,
         pod=_pod_ref(item.metadata, item.labels),
@@ -64,7 +65,8 @@ def sandbox_from_list_item(item: Any) -> Sandbox:
     )
 
 
-def container_from_list_item(item: Any) -> Container:
+def container_from_list_item(item: api_pb2.Container) -> Container:
+    """A ListContainers item; status-only fields (PID, times, exit) stay unset."""
     labels = dict(item.labels)
     return Container(
         id=item.id,
@@ -81,7 +83,8 @@ def container_from_list_item(item: Any) -> Container:
     )
 
 
-def sandbox_from_status(response: Any, kind: RuntimeKind) -> Sandbox:
+def sandbox_from_status(response: api_pb2.PodSandboxStatusResponse, kind: RuntimeKind) -> Sandbox:
+    """A PodSandboxStatus answer, with what its verbose info says read in ``kind``'s dialect."""
     status = response.status
     ready = status.state == 0
     base = Sandbox(
@@ -111,7 +114,7 @@ def sandbox_from_status(response: Any, kind: RuntimeKind) -> Sandbox:
 
 
 def container_from_status(
-    response: Any, kind: RuntimeKind, listed: Container
+    response: api_pb2.ContainerStatusResponse, kind: RuntimeKind, listed: Container
 ) -> tuple[Container, bool]:
     """Merge a ContainerStatus answer into what the list call gave.
 
@@ -145,7 +148,8 @@ def container_from_status(
     return merged, verbose.pid_needs_start_check
 
 
-def event_from_message(message: Any) -> ContainerEvent:
+def event_from_message(message: api_pb2.ContainerEventResponse) -> ContainerEvent:
+    """One GetContainerEvents message."""
     sandbox_id = None
     if message.HasField("pod_sandbox_status"):
         sandbox_id = message.pod_sandbox_status.id or None
