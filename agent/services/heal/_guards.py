@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import signal as signals
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
+from agent.domain.backoff import BACKOFF_RESET, INITIAL_BACKOFF, MAX_BACKOFF, backoff_for_restarts
 from agent.domain.kubemodel import ContainerRole, ContainerStatus
 from agent.domain.model import ContainerState, SandboxState
 from agent.domain.podview import PodView
@@ -17,11 +18,6 @@ from agent.errors import Conflict, Forbidden, Inapplicable, NotFound
 from agent.services.heal._run import Plan, Target
 from agent.settings import Settings
 
-# kubelet's container restart backoff: 10 s doubling to 300 s, forgotten
-# after 10 minutes without an exit (pkg/kubelet/kubelet.go).
-BACKOFF_INITIAL = 10.0
-BACKOFF_MAX = 300.0
-BACKOFF_RESET = timedelta(minutes=10)
 # Signals whose default action ends a process with a non-zero status that a
 # process cannot catch: kubelet restarts the container under OnFailure.
 _UNCATCHABLE = {signals.SIGKILL}
@@ -117,12 +113,13 @@ def expected_restart_delay(status: ContainerStatus | None, now: datetime) -> tup
             "(plus up to ~1 s for its relist and sync)"
         )
     restarts = status.restart_count if status is not None else 1
-    upper = min(BACKOFF_INITIAL * 2 ** max(restarts - 1, 0), BACKOFF_MAX)
+    lower = INITIAL_BACKOFF.total_seconds()
+    upper = max(backoff_for_restarts(restarts), INITIAL_BACKOFF).total_seconds()
     ago = int((now - finished).total_seconds())
-    return BACKOFF_INITIAL, (
+    return lower, (
         f"the previous exit was {ago}s ago, inside kubelet's 10-minute backoff window: "
-        f"the restart waits at least {BACKOFF_INITIAL:.0f}s and at most {upper:.0f}s "
-        f"(doubling per recent exit, capped at {BACKOFF_MAX:.0f}s)"
+        f"the restart waits at least {lower:.0f}s and at most {upper:.0f}s "
+        f"(doubling per recent exit, capped at {MAX_BACKOFF.total_seconds():.0f}s)"
     )
 
 
