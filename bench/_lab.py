@@ -1,126 +1,48 @@
-"""What the benchmarks share: a private containerd with N pods, the agent as a
-subprocess, and small statistics helpers.
+"""The lab the benchmarks run against, on top of ``bench._harness``.
 
-Everything started here is stopped in ``finally`` blocks: the agent processes
-first, then the pods (in parallel, through CRI), then containerd itself.
+A private containerd with pods made over CRI (``Lab``), and the processes
+of a node as children of the benchmark: the agent, the lab's API server and
+the lab kubelet. On the way out the processes stop first, then the pods go
+(in parallel, through CRI), then containerd itself.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
+import json
 import os
+import select
 import shutil
-import signal
-import socket
-import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import FrameType
+from typing import Any
 
+import grpc
 import httpx
 import psutil
 
+from bench._harness import Child, free_port, log, signals_held
+from cri_proto import api_pb2, api_pb2_grpc
 from lab.containerd import PrivateContainerd
 from lab.cri_pods import ContainerDef, CriPodDriver, PodHandle
 from lab.errors import LabError
 from lab.images import BUSYBOX_IMAGE, build_images, default_cache_dir
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-MIB = 1024 * 1024
-
-_T0 = time.monotonic()
-
-
-def log(message: str) -> None:
-    """Progress for the person watching; the results go to stdout."""
-    print(f"[{time.monotonic() - _T0:6.1f}s] {message}", file=sys.stderr, flush=True)
-
-
-# --------------------------------------------------------------------- stats
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Linear-interpolated percentile (``q`` in 0..100), as numpy's default."""
-    if not values:
-        raise ValueError("no values")
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q / 100.0
-    lo = math.floor(pos)
-    hi = math.ceil(pos)
-    if lo == hi:
-        return ordered[lo]
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
-
-
-def latency_summary(values: Sequence[float]) -> dict[str, float]:
-    return {
-        "p50": percentile(values, 50),
-        "p90": percentile(values, 90),
-        "p99": percentile(values, 99),
-        "max": max(values),
-    }
-
-
-def median(values: Sequence[float]) -> float:
-    return statistics.median(values)
-
-
-def ms(seconds: float) -> str:
-    return f"{seconds * 1000:.1f} ms"
-
-
-def format_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    cells = [[str(h) for h in header], *[[str(c) for c in row] for row in rows]]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    lines = []
-    for n, row in enumerate(cells):
-        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-        if n == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-# --------------------------------------------------------------------- signals
-
-
-class Terminated(Exception):
-    """SIGTERM arrived: unwind so every ``finally`` runs."""
-
-
-def raise_on_sigterm() -> None:
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise Terminated(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, handler)
-
-
-@contextlib.contextmanager
-def signals_held() -> Iterator[None]:
-    """Ignore Ctrl-C and SIGTERM while tearing down, so teardown is never cut short."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    for sig in saved:
-        signal.signal(sig, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        for sig, handler in saved.items():
-            signal.signal(sig, handler)
+# What a lab benchmark reports as "could not run" (exit 2) rather than a traceback.
+LAB_ERRORS: tuple[type[BaseException], ...] = (LabError, grpc.RpcError)
+# The agent's --node-name: the node the pods of the API server are bound to.
+NODE = "bench"
 
 
 # --------------------------------------------------------------------- the lab
 
 
 def lab_problem() -> str | None:
+    """Why the lab cannot run on this machine, or None."""
     if os.geteuid() != 0:
         return "the benchmark runs a private containerd and needs root"
     for tool in ("containerd", "runc", "ctr"):
@@ -146,6 +68,7 @@ class Lab:
 
     @property
     def endpoint(self) -> str:
+        """The private containerd's CRI endpoint."""
         assert self.containerd is not None
         return self.containerd.endpoint
 
@@ -205,6 +128,7 @@ class Lab:
         return handles
 
     def close(self) -> None:
+        """Remove the pods and stop containerd, with Ctrl-C and SIGTERM held off."""
         with signals_held():
             self._close()
 
@@ -234,29 +158,18 @@ class Lab:
             log(f"pods not removed by their drivers (containerd.stop() removed them): {problems}")
 
 
-# --------------------------------------------------------------------- the agent
+# --------------------------------------------------------------------- node processes
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-class AgentProcess:
-    """``python -m agent serve`` as a child process, on a loopback port of its own."""
+class AgentProcess(Child):
+    """``python -m agent serve`` on a loopback port of its own, as node ``NODE``."""
 
     def __init__(
         self, endpoint: str, log_dir: Path, *, extra_args: Sequence[str] = (), name: str = "agent"
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.name = name
-        self.log_path = log_dir / f"{name}.log"
-        cmd = [
-            sys.executable,
-            "-m",
+        args = [
             "agent",
             "serve",
             "--cri-endpoint",
@@ -264,39 +177,14 @@ class AgentProcess:
             "--port",
             str(self.port),
             "--node-name",
-            "bench",
+            NODE,
             "--log-level",
             "warning",
             *extra_args,
         ]
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p
-        )
-        with self.log_path.open("wb") as out:
-            self.proc = subprocess.Popen(
-                cmd,
-                cwd=REPO_ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                # A Ctrl-C goes to the benchmark, which then stops us in order.
-                start_new_session=True,
-            )
-        self.ps = psutil.Process(self.proc.pid)
-        self.http = httpx.Client(base_url=self.url, timeout=10.0)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
+        super().__init__(name, args, log_dir / f"{name}.log", grace=10.0)
+        self.ps = psutil.Process(self.pid)
+        self.http: httpx.Client = httpx.Client(base_url=self.url, timeout=10.0)
 
     def wait_ready(self, timeout: float = 30.0) -> float:
         """Wait for ``/readyz`` to answer 200; returns the seconds it took."""
@@ -304,7 +192,7 @@ class AgentProcess:
         deadline = t0 + timeout
         last = "no answer yet"
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
+            if not self.alive():
                 raise RuntimeError(
                     f"{self.name} exited with code {self.proc.returncode} before it was ready:\n"
                     + self.log_tail()
@@ -323,9 +211,11 @@ class AgentProcess:
         )
 
     def rss_bytes(self) -> int:
+        """Its resident set size."""
         return int(self.ps.memory_info().rss)
 
     def cpu_seconds(self) -> float:
+        """User + system CPU seconds so far (clock ticks)."""
         times = self.ps.cpu_times()
         return float(times.user + times.system)
 
@@ -346,26 +236,116 @@ class AgentProcess:
             found[int(entry.name)] = (name, on_cpu_ns / 1e9)
         return found
 
-    def terminate(self, grace: float = 10.0) -> None:
-        with contextlib.suppress(Exception):
-            self.http.close()
-        if self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
+
+class ApiServerProcess(Child):
+    """``python -m lab.apiserver``: its URL is the first line it prints."""
+
+    def __init__(
+        self,
+        log_dir: Path,
+        *,
+        seed: Sequence[dict[str, Any]] = (),
+        bookmark_interval: float = 1.0,
+        start_timeout: float = 20.0,
+    ) -> None:
+        args = ["lab.apiserver", "--port", "0", "--bookmark-interval", str(bookmark_interval)]
+        if seed:
+            seed_path = log_dir / "apiserver-seed.json"
+            seed_path.write_text(json.dumps(list(seed)))
+            args += ["--seed", str(seed_path)]
+        super().__init__("apiserver", args, log_dir / "apiserver.log", pipe_stdout=True)
+        self.url = self._read_url(start_timeout)
+        self.http: httpx.Client = httpx.Client(base_url=self.url, timeout=10.0)
+
+    def _read_url(self, timeout: float) -> str:
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline().decode().strip() if ready else ""
+        if not line.startswith("http://"):
+            self.terminate()
+            raise RuntimeError(f"the lab API server did not start:\n{self.log_tail()}")
+        return line
+
+    def create_pod(self, pod: dict[str, Any]) -> dict[str, Any]:
+        """POST a pod; the object as created."""
+        namespace = pod["metadata"].get("namespace", "default")
+        response = self.http.post(f"/api/v1/namespaces/{namespace}/pods", json=pod)
+        response.raise_for_status()
+        created: dict[str, Any] = response.json()
+        return created
+
+
+class KubeletProcess(Child):
+    """``python -m lab.kubelet`` for node ``NODE``; SIGTERM stops it and leaves the pods."""
+
+    def __init__(
+        self,
+        log_dir: Path,
+        *,
+        api_url: str,
+        cri_endpoint: str,
+        root: Path,
+        time_scale: float,
+        sync_period: float = 1.0,
+    ) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        self.sync_period = sync_period
+        self.time_scale = time_scale
+        args = [
+            "lab.kubelet",
+            "--api-server",
+            api_url,
+            "--cri-endpoint",
+            cri_endpoint,
+            "--node-name",
+            NODE,
+            "--root",
+            str(root),
+            "--time-scale",
+            str(time_scale),
+            "--sync-period",
+            str(sync_period),
+        ]
+        super().__init__("kubelet", args, log_dir / "kubelet.log")
+
+
+def remove_all_pods(endpoint: str, workers: int = 8, timeout: float = 60.0) -> list[str]:
+    """Stop and remove every sandbox of the runtime, several at once; the IDs that failed.
+
+    For pods a kubelet made (the ``Lab`` drivers only remove their own):
+    one at a time, 110 pods can take longer than containerd's own teardown
+    allows on a busy machine.
+    """
+    with grpc.insecure_channel(endpoint) as channel:
+        stub = api_pb2_grpc.RuntimeServiceStub(channel)
         try:
-            self.proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+            sandboxes = stub.ListPodSandbox(api_pb2.ListPodSandboxRequest(), timeout=10).items
+        except grpc.RpcError:
+            return ["<list failed>"]
+
+        def remove(sandbox_id: str) -> str | None:
+            try:
+                stub.StopPodSandbox(
+                    api_pb2.StopPodSandboxRequest(pod_sandbox_id=sandbox_id), timeout=timeout
+                )
+                stub.RemovePodSandbox(
+                    api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sandbox_id), timeout=timeout
+                )
+            except grpc.RpcError:
+                return sandbox_id
+            return None
+
+        with ThreadPoolExecutor(workers, thread_name_prefix="rm-pods") as pool:
+            return [i for i in pool.map(remove, [s.id for s in sandboxes]) if i is not None]
 
 
 @contextlib.contextmanager
-def agents_stopped_on_exit() -> Iterator[list[AgentProcess]]:
-    """A list to put started agents in; every one is terminated on the way out."""
-    started: list[AgentProcess] = []
+def pods_removed_on_exit(endpoint: str) -> Iterator[None]:
+    """On the way out, remove every pod through CRI (enter it before starting a kubelet)."""
     try:
-        yield started
+        yield
     finally:
         with signals_held():
-            for agent in reversed(started):
-                agent.terminate()
+            failed = remove_all_pods(endpoint)
+        if failed:
+            log(f"{len(failed)} sandboxes not removed through CRI (containerd.stop() follows)")

@@ -42,36 +42,34 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import psutil
 
-from bench._common import (
+from bench._harness import (
     LATENCY_HEADER,
-    ApiServerProcess,
-    KubeletProcess,
     Outcome,
-    children_stopped_on_exit,
-    finish,
-    latency_row,
-    load_average,
-    pods_removed_on_exit,
+    format_table,
+    latency_cells,
+    log,
+    machine,
+    ms,
+    percentile,
+    ratio,
+    run_benchmark,
     section,
+    stopped_on_exit,
+    time_get,
     wait_until,
 )
 from bench._lab import (
+    LAB_ERRORS,
+    NODE,
     AgentProcess,
+    ApiServerProcess,
+    KubeletProcess,
     Lab,
-    Terminated,
-    agents_stopped_on_exit,
-    format_table,
     lab_problem,
-    latency_summary,
-    log,
-    ms,
-    raise_on_sigterm,
+    pods_removed_on_exit,
 )
-from lab.errors import LabError
 
-NODE = "bench"  # AgentProcess passes --node-name bench
 NAMESPACE = "shop"
 TARGET_DIAGNOSTICS_P50 = 0.050
 # A failing pod must show its rule in at least this share of the timed answers.
@@ -91,19 +89,24 @@ HEALTHY_KINDS = ("web", "initdone")
 
 @dataclass(frozen=True)
 class PodPlan:
+    """One pod of the plan: its name and the kind of pod it is."""
+
     name: str
     kind: str
 
     @property
     def failing(self) -> bool:
+        """Whether its kind is one of the failing ones."""
         return self.kind in FAILING
 
 
 def container(name: str, command: Sequence[str] = SLEEP, **extra: Any) -> dict[str, Any]:
+    """A busybox container spec."""
     return {"name": name, "image": BUSYBOX, "command": list(command), **extra}
 
 
 def manifest(pod: PodPlan) -> dict[str, Any]:
+    """The Pod manifest for its kind."""
     init: list[dict[str, Any]] = []
     if pod.kind == "crash":
         containers = [
@@ -157,6 +160,7 @@ def manifest(pod: PodPlan) -> dict[str, Any]:
 
 
 def plan(count: int) -> list[PodPlan]:
+    """A quarter failing (the four kinds in turn), the rest healthy."""
     failing = round(count / 4)
     pods = []
     kinds = list(FAILING)
@@ -173,6 +177,7 @@ def plan(count: int) -> list[PodPlan]:
 
 
 def restarts_of(item: dict[str, Any]) -> int:
+    """The RESTARTS count of a pod row (it may carry an age after it)."""
     return int(str(item["restarts"]).split()[0])
 
 
@@ -192,6 +197,7 @@ def reached(pod: PodPlan, item: dict[str, Any]) -> bool:
 
 
 def wait_for_states(agent: AgentProcess, pods: list[PodPlan], timeout: float) -> float:
+    """Until every pod shows the state its kind leads to; the seconds it took."""
     want = {p.name: p for p in pods}
 
     def probe() -> bool | None:
@@ -225,6 +231,7 @@ class Tally:
     pods_checked: set[int] = field(default_factory=set)
 
     def add(self, body: dict[str, Any], pods: list[PodPlan]) -> None:
+        """Count one ``GET /v1/diagnostics`` answer."""
         self.answers += 1
         self.pods_checked.add(int(body["pods_checked"]))
         by_pod: dict[str, list[dict[str, Any]]] = {}
@@ -253,6 +260,7 @@ class Tally:
                         self.other_rules[key] = self.other_rules.get(key, 0) + 1
 
     def share(self, name: str) -> float:
+        """The share of the answers in which the pod had its finding."""
         return self.hits.get(name, 0) / max(self.answers, 1)
 
 
@@ -266,6 +274,7 @@ def findings_complete(body: dict[str, Any], pods: list[PodPlan]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> Outcome:
+    """The lab up, the pods settled, the timed answers checked; then the report."""
     outcome = Outcome()
     pods = plan(args.pods)
     failing = [p for p in pods if p.failing]
@@ -273,13 +282,12 @@ def run(args: argparse.Namespace) -> Outcome:
         f"podlens diagnostics benchmark: {len(pods)} pods through the lab kubelet "
         f"(time scale {args.time_scale:g}), {len(failing)} failing "
         f"({', '.join(f'{sum(p.kind == k for p in pods)} {k}' for k in FAILING)}); real "
-        f"containerd, {psutil.cpu_count()} CPUs, load average {load_average()}"
+        f"containerd; {machine()}"
     )
     with (
         Lab(workers=1) as lab,
         pods_removed_on_exit(lab.endpoint),
-        children_stopped_on_exit() as children,
-        agents_stopped_on_exit() as agents,
+        stopped_on_exit() as children,
     ):
         api = ApiServerProcess(lab.base, bookmark_interval=1.0)
         children.append(api)
@@ -287,7 +295,6 @@ def run(args: argparse.Namespace) -> Outcome:
             lab.base,
             api_url=api.url,
             cri_endpoint=lab.endpoint,
-            node_name=NODE,
             root=lab.base / "kubelet",
             time_scale=args.time_scale,
         )
@@ -296,7 +303,7 @@ def run(args: argparse.Namespace) -> Outcome:
         agent = AgentProcess(
             lab.endpoint, lab.base, extra_args=["--api-server", api.url], name="agent"
         )
-        agents.append(agent)
+        children.append(agent)
         agent.wait_ready(60)
 
         t0 = time.monotonic()
@@ -335,58 +342,61 @@ def run(args: argparse.Namespace) -> Outcome:
         log("timing GET /v1/diagnostics")
         tally = Tally()
         http = agent.http
-        for _ in range(args.warmup):
-            http.get("/v1/diagnostics")
-        diag_samples: list[float] = []
-        bad = 0
-        last_body: dict[str, Any] = {}
-        size = 0
-        for _ in range(args.requests):
-            t = time.perf_counter()
-            response = http.get("/v1/diagnostics")
-            diag_samples.append(time.perf_counter() - t)
-            if response.status_code != 200:
-                bad += 1
-                continue
-            size = len(response.content)
-            last_body = response.json()
-            tally.add(last_body, pods)
-        outcome.check("GET /v1/diagnostics always 200", bad == 0, f"{bad} other answers")
+        last: list[dict[str, Any]] = [{}]
 
-        pods_samples: list[float] = []
-        pods_size = len(http.get("/v1/pods").content)
-        for _ in range(args.warmup):
-            http.get("/v1/pods")
-        for _ in range(args.requests):
-            t = time.perf_counter()
-            response = http.get("/v1/pods")
-            pods_samples.append(time.perf_counter() - t)
-            bad += response.status_code != 200
+        def tallied(response: httpx.Response) -> str | None:
+            last[0] = response.json()
+            tally.add(last[0], pods)
+            return None  # judged over all answers below
+
+        diag = time_get(http, "/v1/diagnostics", args.requests, args.warmup, check=tallied)
+        last_body = last[0]
+        outcome.check(
+            "GET /v1/diagnostics always 200", not diag.bad, f"{len(diag.bad)}: {diag.bad[:2]}"
+        )
+
+        names = {p.name for p in pods}
+
+        def lists_the_pods(response: httpx.Response) -> str | None:
+            listed = {i["name"] for i in response.json()["items"] if i["namespace"] == NAMESPACE}
+            return None if listed == names else f"{len(listed)} of {len(names)} pods listed"
+
+        listing = time_get(http, "/v1/pods", args.requests, args.warmup, check=lists_the_pods)
+        outcome.check(
+            f"GET /v1/pods: every answer 200 and lists the {len(pods)} pods",
+            not listing.bad,
+            f"{len(listing.bad)}: {listing.bad[:2]}",
+        )
 
         target = next(p for p in failing if p.kind == "crash")
         diag_path = f"/v1/pods/{NAMESPACE}/{target.name}/diagnosis"
-        one_samples: list[float] = []
-        one_wrong = 0
-        first_one = http.get(diag_path)
-        one_body: dict[str, Any] = first_one.json()
-        for _ in range(args.warmup):
-            http.get(diag_path)
-        for _ in range(args.pod_requests):
-            t = time.perf_counter()
-            response = http.get(diag_path)
-            one_samples.append(time.perf_counter() - t)
-            body = response.json() if response.status_code == 200 else {}
-            if not any(
-                f["rule"] == "crashloop" and f["container"] == "app"
-                for f in body.get("findings", [])
-            ):
-                one_wrong += 1
-        text_samples: list[float] = []
-        text_size = len(http.get("/v1/diagnostics", params={"output": "text"}).content)
-        for _ in range(min(args.requests, 50)):
-            t = time.perf_counter()
-            http.get("/v1/diagnostics", params={"output": "text"})
-            text_samples.append(time.perf_counter() - t)
+        one_body: dict[str, Any] = http.get(diag_path).json()
+
+        def names_the_crash_loop(response: httpx.Response) -> str | None:
+            findings = response.json().get("findings", [])
+            if any(f["rule"] == "crashloop" and f["container"] == "app" for f in findings):
+                return None
+            return f"rules {[f['rule'] for f in findings]}"
+
+        one = time_get(http, diag_path, args.pod_requests, args.warmup, check=names_the_crash_loop)
+
+        def counts_all_pods(response: httpx.Response) -> str | None:
+            first = response.text.splitlines()[0] if response.text else ""
+            return None if f" {len(pods)} pods checked" in first else first
+
+        text = time_get(
+            http,
+            "/v1/diagnostics",
+            min(args.requests, 50),
+            0,
+            params={"output": "text"},
+            check=counts_all_pods,
+        )
+        outcome.check(
+            f"GET /v1/diagnostics?output=text: every answer 200 and counts {len(pods)} pods",
+            not text.bad,
+            f"{len(text.bad)}: {text.bad[:2]}",
+        )
 
         # ------------------------------------------------------------- checks
         outcome.check(
@@ -411,8 +421,8 @@ def run(args: argparse.Namespace) -> Outcome:
         )
         outcome.check(
             f"GET {diag_path} names the crash loop of container app in every answer",
-            one_wrong == 0,
-            f"{one_wrong} answers without it",
+            not one.bad,
+            f"{len(one.bad)} answers without it, e.g. {one.bad[:2]}",
         )
 
         # ------------------------------------------------------------- report
@@ -488,27 +498,29 @@ def run(args: argparse.Namespace) -> Outcome:
         )
         print(
             format_table(
-                LATENCY_HEADER,
+                ["request", "body", *LATENCY_HEADER],
                 [
-                    latency_row("GET /v1/diagnostics", size, diag_samples),
-                    latency_row("GET /v1/diagnostics?output=text", text_size, text_samples),
-                    latency_row("GET /v1/pods (same pods, no evidence)", pods_size, pods_samples),
-                    latency_row(f"GET {diag_path}", len(first_one.content), one_samples),
+                    (label, f"{t.body_bytes / 1024:.0f} KiB", *latency_cells(t.samples))
+                    for label, t in (
+                        ("GET /v1/diagnostics", diag),
+                        ("GET /v1/diagnostics?output=text", text),
+                        ("GET /v1/pods (same pods, no evidence)", listing),
+                        (f"GET {diag_path}", one),
+                    )
                 ],
             )
         )
-        d50 = latency_summary(diag_samples)["p50"]
-        p50 = latency_summary(pods_samples)["p50"]
-        one50 = latency_summary(one_samples)["p50"]
+        d50 = percentile(diag.samples, 50)
+        p50 = percentile(listing.samples, 50)
+        one50 = percentile(one.samples, 50)
         print(
-            f"\n/v1/diagnostics vs /v1/pods p50: {ms(d50)} vs {ms(p50)} ({d50 / p50:.1f}x): "
-            f"the evidence for {last_body.get('pods_with_findings')} pods (events, logs, "
-            f"/proc) on top of the joined view; one pod's diagnosis {ms(one50)} "
-            f"(the whole node's takes {d50 / one50:.1f}x that)"
+            f"\n/v1/diagnostics vs /v1/pods p50: {ms(d50)} vs {ms(p50)} ({ratio(d50, p50)}); "
+            f"the last answer had findings for {last_body.get('pods_with_findings')} pods; "
+            f"one pod's diagnosis {ms(one50)} (the whole node's takes {ratio(d50, one50)} that)"
         )
         print(
             f"pods in their states {states_s:.0f}s after creation; every failing pod had "
-            f"its finding {total_s:.0f}s after creation (the waiting rules need a minute)"
+            f"its finding {total_s:.0f}s after creation"
         )
         outcome.target(
             f"GET /v1/diagnostics p50 ({len(pods)} pods, {len(failing)} failing)",
@@ -516,18 +528,14 @@ def run(args: argparse.Namespace) -> Outcome:
             f"<= {TARGET_DIAGNOSTICS_P50 * 1000:.0f} ms",
             d50 <= TARGET_DIAGNOSTICS_P50,
         )
-        outcome.target(
-            "GET /v1/diagnostics p99",
-            ms(latency_summary(diag_samples)["p99"]),
-            "(information)",
-            True,
-        )
-        outcome.target(f"GET {diag_path} p50", ms(one50), "(information)", True)
+        outcome.info("GET /v1/diagnostics p99", ms(percentile(diag.samples, 99)))
+        outcome.info(f"GET {diag_path} p50", ms(one50))
         log("tearing down (agent, kubelet, API server, pods, containerd)")
     return outcome
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the options and run."""
     parser = argparse.ArgumentParser(
         prog="python -m bench.bench_diagnostics", description=__doc__.split("\n\n")[0]
     )
@@ -548,21 +556,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.pods < 16:
         parser.error("--pods must be at least 16 (a quarter failing: one of each kind)")
 
-    problem = lab_problem()
-    if problem:
-        print(f"cannot run: {problem}", file=sys.stderr)
-        return 2
-    raise_on_sigterm()
-    started = time.monotonic()
-    try:
-        outcome = run(args)
-    except (Terminated, KeyboardInterrupt):
-        print("interrupted; lab torn down", file=sys.stderr)
-        return 2
-    except (RuntimeError, httpx.HTTPError, LabError) as exc:
-        print(f"bench_diagnostics: {exc}", file=sys.stderr)
-        return 2
-    return finish(outcome, time.monotonic() - started)
+    return run_benchmark(
+        "bench_diagnostics", lambda: run(args), cannot_run=lab_problem(), errors=LAB_ERRORS
+    )
 
 
 if __name__ == "__main__":

@@ -47,40 +47,39 @@ from datetime import datetime
 from typing import Any
 
 import grpc
-import httpx
 import psutil
 
-from bench._common import (
-    ApiServerProcess,
-    KubeletProcess,
+from bench._harness import (
+    LATENCY_HEADER,
     Outcome,
-    children_stopped_on_exit,
-    finish,
-    load_average,
-    pods_removed_on_exit,
+    format_table,
+    latency_cells,
+    log,
+    machine,
+    ms,
+    percentile,
+    ratio,
+    run_benchmark,
     section,
+    stopped_on_exit,
     wait_until,
 )
 from bench._lab import (
+    LAB_ERRORS,
+    NODE,
     AgentProcess,
+    ApiServerProcess,
+    KubeletProcess,
     Lab,
-    Terminated,
-    agents_stopped_on_exit,
-    format_table,
     lab_problem,
-    latency_summary,
-    log,
-    ms,
-    percentile,
-    raise_on_sigterm,
+    pods_removed_on_exit,
 )
 from cri_proto import api_pb2, api_pb2_grpc
-from lab.errors import LabError
 
-NODE = "bench"  # AgentProcess passes --node-name bench
 NAMESPACE = "bench"
 TARGET_GONE_P50 = 0.050
 POLL_PERIOD = 1.0
+KUBELET_SYNC_PERIOD = 1.0
 CONTAINER_PHASES = {
     "signal_sent",
     "process_gone",
@@ -119,15 +118,18 @@ class RelistPoller:
         self._thread = threading.Thread(target=self._loop, name="relist-poller", daemon=True)
 
     def start(self) -> RelistPoller:
+        """Start polling in a thread of its own."""
         self._thread.start()
         return self
 
     def stop(self) -> None:
+        """Stop polling and close the channel."""
         self._stop.set()
         self._thread.join(5)
         self._channel.close()
 
     def exited_at(self, container_id: str) -> float | None:
+        """When a poll first showed the container exited (wall clock), if one has."""
         with self._lock:
             return self.first_exited.get(container_id)
 
@@ -167,6 +169,8 @@ class RelistPoller:
 
 @dataclass(frozen=True)
 class Kill:
+    """One measured kill: the target, and each observer's time since the signal."""
+
     pod: str
     run_id: str
     container_id: str
@@ -180,10 +184,12 @@ class Kill:
 
 
 def phase(run: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """The named phase of a heal run, if it has one."""
     return next((p for p in run["phases"] if p["name"] == name), None)
 
 
 def manifest(name: str) -> dict[str, Any]:
+    """A pod with one busybox container that sleeps."""
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -212,6 +218,7 @@ def ready_to_kill(agent: AgentProcess, pod: str) -> dict[str, Any] | None:
 def kill_once(
     agent: AgentProcess, poller: RelistPoller, pod: str, outcome: Outcome, n: int
 ) -> Kill | None:
+    """Kill the pod's app container through kill-and-watch; the run read back and checked."""
     view, _ = wait_until(f"{pod} running and ready", lambda: ready_to_kill(agent, pod), 60, 0.05)
     app = next(c for c in view["containers"] if c["name"] == "app")
     response = agent.http.post(
@@ -288,7 +295,8 @@ def kill_once(
             time.sleep(0.05)
     poll = poll_at - signal_at.timestamp() if poll_at is not None else None
     outcome.check(
-        f"kill {n}: the 1 s poller saw the container exit, after the runtime's exit time",
+        f"kill {n}: the {POLL_PERIOD:g} s poller saw the container exit, after the runtime's "
+        "exit time",
         poll is not None and poll >= exited["since_signal_seconds"] - CLOCK_SLACK,
         f"poll {poll}, exit {exited['since_signal_seconds']}",
     )
@@ -309,34 +317,21 @@ def kill_once(
 # --------------------------------------------------------------------- main
 
 
-def stats_row(label: str, values: Sequence[float]) -> tuple[str, ...]:
-    s = latency_summary(values)
-    return (
-        label,
-        str(len(values)),
-        ms(percentile(values, 50)),
-        ms(s["p90"]),
-        ms(s["p99"]),
-        ms(min(values)),
-        ms(s["max"]),
-    )
-
-
 def run(args: argparse.Namespace) -> Outcome:
+    """The lab up, the kills one after another, each checked; then the report."""
     outcome = Outcome()
     rng = random.Random(args.seed)
     victims = [f"victim-{i}" for i in range(args.victims)]
     print(
         f"podlens heal benchmark: {args.kills} SIGKILLs of a busybox container's process "
         f"through kill-and-watch, {len(victims)} pods in turn, lab kubelet time scale "
-        f"{args.time_scale:g} (relist every 1 s); real containerd, {psutil.cpu_count()} CPUs, "
-        f"load average {load_average()}"
+        f"{args.time_scale:g} (sync period {KUBELET_SYNC_PERIOD:g} s); real containerd; "
+        f"{machine()}"
     )
     with (
         Lab(workers=1) as lab,
         pods_removed_on_exit(lab.endpoint),
-        children_stopped_on_exit() as children,
-        agents_stopped_on_exit() as agents,
+        stopped_on_exit() as children,
     ):
         api = ApiServerProcess(lab.base, bookmark_interval=1.0)
         children.append(api)
@@ -344,10 +339,9 @@ def run(args: argparse.Namespace) -> Outcome:
             lab.base,
             api_url=api.url,
             cri_endpoint=lab.endpoint,
-            node_name=NODE,
             root=lab.base / "kubelet",
             time_scale=args.time_scale,
-            sync_period=1.0,
+            sync_period=KUBELET_SYNC_PERIOD,
         )
         children.append(kubelet)
         agent = AgentProcess(
@@ -366,7 +360,7 @@ def run(args: argparse.Namespace) -> Outcome:
             ],
             name="agent",
         )
-        agents.append(agent)
+        children.append(agent)
         agent.wait_ready(60)
         for name in victims:
             api.create_pod(manifest(name))
@@ -405,52 +399,50 @@ def run(args: argparse.Namespace) -> Outcome:
         lag = [k.agent_saw_exit - k.runtime_exit for k in kills]
         poll_lag = [k.poll_saw_exit - k.runtime_exit for k in kills if k.poll_saw_exit is not None]
 
+        poll = f"{POLL_PERIOD:g} s relist poll"
         section(f"Exit detection, {len(kills)} kills (time since the agent sent SIGKILL)")
         rows = [
-            stats_row("process gone (agent's pidfd)", gone),
-            stats_row("runtime's exit time (its own timestamp)", exit_),
-            stats_row("agent saw runtime exited (its relist)", saw),
+            ("process gone (agent's pidfd)", *latency_cells(gone)),
+            ("runtime's exit time (its own timestamp)", *latency_cells(exit_)),
+            ("agent saw runtime exited (its relist)", *latency_cells(saw)),
         ]
         if polled:
-            rows.append(stats_row("1 s relist poll saw it exited (measured)", polled))
-        print(format_table(["observer", "n", "p50", "p90", "p99", "min", "max"], rows))
+            rows.append((f"{poll} saw it exited (measured)", *latency_cells(polled)))
+        print(format_table(["observer", *LATENCY_HEADER], rows))
         print()
-        lag_rows = [stats_row("agent's relist after the runtime's exit time", lag)]
+        lag_rows = [("agent's relist after the runtime's exit time", *latency_cells(lag))]
         if poll_lag:
-            lag_rows.append(stats_row("1 s poll after the runtime's exit time", poll_lag))
-        print(format_table(["delay", "n", "p50", "p90", "p99", "min", "max"], lag_rows))
+            lag_rows.append((f"{poll} after the runtime's exit time", *latency_cells(poll_lag)))
+        print(format_table(["delay", *LATENCY_HEADER], lag_rows))
         if polled:
             p_gone, p_saw, p_poll = (percentile(v, 50) for v in (gone, saw, polled))
             p99_gone, p99_saw, p99_poll = (percentile(v, 99) for v in (gone, saw, polled))
             print(
                 f"\nside by side, p50: process gone {ms(p_gone)}, agent saw runtime exited "
-                f"{ms(p_saw)}, 1 s poll {ms(p_poll)}: the poll takes {p_poll / p_gone:.0f}x as "
-                f"long as the pidfd and {p_poll / p_saw:.1f}x as long as the agent's relist; "
-                f"p99: {ms(p99_gone)}, {ms(p99_saw)}, {ms(p99_poll)} "
-                f"({p99_poll / p99_gone:.0f}x, {p99_poll / p99_saw:.1f}x)"
+                f"{ms(p_saw)}, {poll} {ms(p_poll)}: poll / pidfd {ratio(p_poll, p_gone)}, "
+                f"poll / agent's relist {ratio(p_poll, p_saw)}; p99: {ms(p99_gone)}, "
+                f"{ms(p99_saw)}, {ms(p99_poll)} ({ratio(p99_poll, p99_gone)}, "
+                f"{ratio(p99_poll, p99_saw)})"
             )
             mean_poll_lag = sum(poll_lag) / len(poll_lag)
             print(
-                f"a poll at a random phase finds the exit U(0, {POLL_PERIOD:g} s) after the "
-                f"runtime shows it, {POLL_PERIOD / 2 * 1000:.0f} ms on average; measured: "
+                f"expected of a poll at a random phase: U(0, {POLL_PERIOD:g} s) after the "
+                f"runtime lists the exit, {POLL_PERIOD / 2 * 1000:.0f} ms on average; measured: "
                 f"{mean_poll_lag * 1000:.0f} ms on average after the runtime's exit time, over "
-                f"{len(poll_lag)} kills "
-                f"({poller.polls} polls, ListContainers p50 "
+                f"{len(poll_lag)} kills ({poller.polls} polls, ListContainers p50 "
                 f"{ms(percentile(poller.poll_seconds, 50))})"
             )
 
         section("Recovery (signal -> the API shows the new container ready)")
         if recover:
             print(
-                format_table(
-                    ["", "n", "p50", "p90", "p99", "min", "max"],
-                    [stats_row("time to recover", recover)],
-                )
+                format_table(["", *LATENCY_HEADER], [("time to recover", *latency_cells(recover))])
             )
+        healed = sum(k.state == "healed" for k in kills)
         print(
-            f"\nthe lab kubelet relists every 1 s and restarts at once (back-off scaled by "
-            f"{args.time_scale:g}; each pod is killed every {len(victims)} runs); all "
-            f"{sum(k.state == 'healed' for k in kills)} runs healed"
+            f"\nthe lab kubelet: sync period {KUBELET_SYNC_PERIOD:g} s, durations scaled by "
+            f"{args.time_scale:g}; each pod was killed every {len(victims)} runs; "
+            f"{healed} of {len(kills)} measured runs healed"
         )
 
         outcome.target(
@@ -459,26 +451,18 @@ def run(args: argparse.Namespace) -> Outcome:
             f"<= {TARGET_GONE_P50 * 1000:.0f} ms",
             percentile(gone, 50) <= TARGET_GONE_P50,
         )
-        outcome.target("process gone p99", ms(percentile(gone, 99)), "(information)", True)
-        outcome.target(
-            "agent saw runtime exited p50", ms(percentile(saw, 50)), "(information)", True
-        )
+        outcome.info("process gone p99", ms(percentile(gone, 99)))
+        outcome.info("agent saw runtime exited p50", ms(percentile(saw, 50)))
         if polled:
-            outcome.target(
-                "1 s relist poll saw it exited p50",
-                ms(percentile(polled, 50)),
-                "(information)",
-                True,
-            )
+            outcome.info(f"{poll} saw it exited p50", ms(percentile(polled, 50)))
         if recover:
-            outcome.target(
-                "time to recover p50", f"{percentile(recover, 50):.2f} s", "(information)", True
-            )
+            outcome.info("time to recover p50", f"{percentile(recover, 50):.2f} s")
         log("tearing down (agent, kubelet, API server, pods, containerd)")
     return outcome
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the options and run."""
     parser = argparse.ArgumentParser(
         prog="python -m bench.bench_heal", description=__doc__.split("\n\n")[0]
     )
@@ -494,21 +478,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.kills < 1 or args.victims < 1:
         parser.error("--kills and --victims must be positive")
 
-    problem = lab_problem()
-    if problem:
-        print(f"cannot run: {problem}", file=sys.stderr)
-        return 2
-    raise_on_sigterm()
-    started = time.monotonic()
-    try:
-        outcome = run(args)
-    except (Terminated, KeyboardInterrupt):
-        print("interrupted; lab torn down", file=sys.stderr)
-        return 2
-    except (RuntimeError, httpx.HTTPError, LabError) as exc:
-        print(f"bench_heal: {exc}", file=sys.stderr)
-        return 2
-    return finish(outcome, time.monotonic() - started)
+    return run_benchmark(
+        "bench_heal", lambda: run(args), cannot_run=lab_problem(), errors=LAB_ERRORS
+    )
 
 
 if __name__ == "__main__":

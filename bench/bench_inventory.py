@@ -6,11 +6,14 @@ Run as root from the repository root::
 
 Measures, in one run and side by side:
 
-1. cold start to a complete inventory with every PID: the agent's
-   ``NodeState.refresh_once`` (two lists, then verbose status calls in
-   parallel) against the naive way (the same calls one after another), and
-   checks that both found the same IDs and PIDs, and that the PIDs are the
-   right processes in /proc;
+1. cold start to a complete inventory with every PID, three ways in the
+   same rounds: the same work (two lists, then the verbose status of every
+   sandbox and container) one call after another and concurrently (the
+   agent's ``NodeState.refresh_once`` with its bulk path turned off), and
+   the agent's own way (above ``verbose_batch_limit`` objects: plain status
+   calls and one scan of /proc for the PIDs); with the ratios between them,
+   and checks that every way found the same IDs and PIDs, and that the PIDs
+   are the right processes in /proc;
 2. warm ``GET /v1/containers`` and ``GET /v1/sandboxes`` (JSON and text)
    latency against the agent subprocess over real HTTP;
 3. the agent's RSS with no pods and after syncing all of them;
@@ -32,7 +35,7 @@ import pstats
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -40,24 +43,30 @@ import grpc.aio
 import httpx
 import psutil
 
+from agent import host
 from agent.cri import CriClient, _convert
-from agent.domain.model import Container
+from agent.domain.model import Container, Sandbox
 from agent.services.node import NodeState
 from agent.settings import Settings
-from bench._lab import (
+from bench._harness import (
+    LATENCY_HEADER,
     MIB,
-    AgentProcess,
-    Lab,
-    Terminated,
-    agents_stopped_on_exit,
+    Outcome,
     format_table,
-    lab_problem,
-    latency_summary,
+    latency_cells,
     log,
+    machine,
     median,
     ms,
-    raise_on_sigterm,
+    percentile,
+    ratio,
+    run_benchmark,
+    section,
+    stopped_on_exit,
+    time_get,
+    wait_until,
 )
+from bench._lab import LAB_ERRORS, NODE, AgentProcess, Lab, lab_problem
 from cri_proto import api_pb2, api_pb2_grpc
 from lab.cri_pods import PodHandle
 
@@ -72,27 +81,8 @@ HTTP_PATHS = (
     "/v1/containers?output=text",
     "/v1/sandboxes?output=text",
 )
-
-
-# --------------------------------------------------------------------- results
-
-
-@dataclass
-class Outcome:
-    """Targets and checks, collected as the run goes."""
-
-    summary: list[tuple[str, str, str, str]] = field(default_factory=list)
-    missed: list[str] = field(default_factory=list)
-    failed_checks: list[str] = field(default_factory=list)
-
-    def target(self, metric: str, measured: str, target: str, ok: bool) -> None:
-        self.summary.append((metric, measured, target, "ok" if ok else "MISSED"))
-        if not ok:
-            self.missed.append(f"{metric}: {measured} (target {target})")
-
-    def check(self, what: str, ok: bool, detail: str = "") -> None:
-        if not ok:
-            self.failed_checks.append(f"{what}: {detail}" if detail else what)
+# Far above any node: every refresh takes the verbose path.
+NO_BULK = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -103,6 +93,7 @@ class Inventory:
     containers: dict[str, int | None]
 
     def describe_difference(self, other: Inventory) -> str:
+        """What differs from ``other``, counted by kind."""
         parts = []
         for kind, mine, theirs in (
             ("sandboxes", self.sandboxes, other.sandboxes),
@@ -119,27 +110,42 @@ class Inventory:
         return "; ".join(parts) or "equal"
 
 
-def section(title: str) -> None:
-    print()
-    print(title)
-    print("=" * len(title))
-
-
 # --------------------------------------------------------------------- 1. cold start
 
 
-@dataclass(frozen=True)
-class ColdRun:
-    way: str
-    seconds: float
-    cpu_seconds: float  # this process, all threads (event loop + grpc)
-    containerd_cpu_seconds: float
-    status_calls: int
-    inventory: Inventory
+class CountingClient(CriClient):
+    """A ``CriClient`` that counts its status calls, verbose and plain."""
+
+    def __init__(self, endpoint: str, *, timeout: float) -> None:
+        super().__init__(endpoint, timeout=timeout)
+        self.verbose_calls = 0
+        self.plain_calls = 0
+
+    def reset(self) -> None:
+        """Start counting again."""
+        self.verbose_calls = self.plain_calls = 0
+
+    def _count(self, verbose: bool) -> None:
+        if verbose:
+            self.verbose_calls += 1
+        else:
+            self.plain_calls += 1
+
+    async def sandbox_status(self, sandbox_id: str, *, verbose: bool = True) -> Sandbox:
+        """Counted, then as ``CriClient``."""
+        self._count(verbose)
+        return await super().sandbox_status(sandbox_id, verbose=verbose)
+
+    async def container_status(
+        self, listed: Container, *, verbose: bool = True
+    ) -> tuple[Container, bool]:
+        """Counted, then as ``CriClient``."""
+        self._count(verbose)
+        return await super().container_status(listed, verbose=verbose)
 
 
-async def _fresh_client(endpoint: str, settings: Settings) -> CriClient:
-    client = CriClient(endpoint, timeout=settings.cri_timeout_seconds)
+async def _fresh_client(endpoint: str, settings: Settings) -> CountingClient:
+    client = CountingClient(endpoint, timeout=settings.cri_timeout_seconds)
     # As the agent does before its first refresh: connects the channel and
     # tells the client which runtime's verbose format to read.
     await client.version()
@@ -147,6 +153,8 @@ async def _fresh_client(endpoint: str, settings: Settings) -> CriClient:
 
 
 class _Meter:
+    """Wall time, this process's CPU and containerd's CPU over a ``with`` block."""
+
     def __init__(self, containerd: psutil.Process) -> None:
         self.containerd = containerd
 
@@ -164,35 +172,83 @@ class _Meter:
         self.ctr = c.user + c.system - self.ctr0
 
 
-async def agent_way(client: CriClient, settings: Settings, containerd: psutil.Process) -> ColdRun:
-    node = NodeState(settings)
-    with _Meter(containerd) as m:
-        await node.refresh_once(client)
-    snap = node.snapshot
-    inventory = Inventory(
-        {s.id: s.pause_pid for s in snap.sandboxes.values()},
-        {c.id: c.pid for c in snap.containers.values()},
+@dataclass(frozen=True)
+class ColdRun:
+    """One cold inventory: its time, CPU, the status calls it made, and what it found."""
+
+    way: str
+    seconds: float
+    cpu_seconds: float  # this process, all threads (event loop + grpc + /proc scan)
+    containerd_cpu_seconds: float
+    verbose_calls: int
+    plain_calls: int
+    inventory: Inventory
+
+
+@dataclass(frozen=True)
+class Way:
+    """A way to a complete inventory: its label, what it asks, and how it is run."""
+
+    key: str
+    label: str
+    asks: str
+    settings: Settings | None  # None: one verbose status after another, no NodeState
+
+
+def ways(settings: Settings, objects: int) -> list[Way]:
+    """The same verbose work one by one and at once, and the agent's own way, as configured."""
+    conc = settings.status_concurrency
+    limit = settings.verbose_batch_limit
+    bulk = objects > limit
+    return [
+        Way("one-by-one", "verbose, one after another", "2 lists + 1 verbose status each", None),
+        Way(
+            "at-once",
+            f"verbose, up to {conc} at once",
+            "2 lists + 1 verbose status each",
+            settings.model_copy(update={"verbose_batch_limit": NO_BULK}),
+        ),
+        Way(
+            "agent",
+            "the agent's own way",
+            (
+                "2 lists + 1 plain status each + one /proc scan"
+                if bulk
+                else f"as above: {objects} objects <= verbose_batch_limit {limit}"
+            ),
+            settings,
+        ),
+    ]
+
+
+async def run_way(way: Way, client: CountingClient, containerd: psutil.Process) -> ColdRun:
+    """One cold inventory the given way, on an empty snapshot."""
+    client.reset()
+    if way.settings is None:
+        sandboxes: dict[str, int | None] = {}
+        containers: dict[str, int | None] = {}
+        with _Meter(containerd) as m:
+            listed_sandboxes = await client.list_sandboxes()
+            listed_containers = await client.list_containers()
+            for sb in listed_sandboxes:
+                full = await client.sandbox_status(sb.id)
+                sandboxes[full.id] = full.pause_pid
+            for c in listed_containers:
+                merged, _ = await client.container_status(c)
+                containers[merged.id] = merged.pid
+        inventory = Inventory(sandboxes, containers)
+    else:
+        node = NodeState(way.settings)
+        with _Meter(containerd) as m:
+            await node.refresh_once(client)
+        snap = node.snapshot
+        inventory = Inventory(
+            {s.id: s.pause_pid for s in snap.sandboxes.values()},
+            {c.id: c.pid for c in snap.containers.values()},
+        )
+    return ColdRun(
+        way.key, m.seconds, m.cpu, m.ctr, client.verbose_calls, client.plain_calls, inventory
     )
-    label = f"agent(c={settings.status_concurrency})"
-    return ColdRun(label, m.seconds, m.cpu, m.ctr, node.status_calls, inventory)
-
-
-async def naive_way(client: CriClient, containerd: psutil.Process) -> ColdRun:
-    sandboxes: dict[str, int | None] = {}
-    containers: dict[str, int | None] = {}
-    calls = 0
-    with _Meter(containerd) as m:
-        listed_sandboxes = await client.list_sandboxes()
-        listed_containers = await client.list_containers()
-        for sb in listed_sandboxes:
-            full = await client.sandbox_status(sb.id)
-            sandboxes[full.id] = full.pause_pid
-            calls += 1
-        for c in listed_containers:
-            merged, _ = await client.container_status(c)
-            containers[merged.id] = merged.pid
-            calls += 1
-    return ColdRun("naive", m.seconds, m.cpu, m.ctr, calls, Inventory(sandboxes, containers))
 
 
 def _cmdline(pid: int) -> list[str]:
@@ -237,7 +293,7 @@ def verify_inventory(
 
 
 async def runtime_floor(
-    endpoint: str, containerd: psutil.Process, rounds: int = 3, concurrency: int = 32
+    endpoint: str, containerd: psutil.Process, *, concurrency: int, rounds: int = 3
 ) -> list[tuple[str, float, float, float]]:
     """The status calls alone, through bare stubs with no conversion to the agent's types.
 
@@ -367,10 +423,12 @@ async def conversion_cost(
     }
 
 
-async def profile_agent_way(endpoint: str, settings: Settings, top: int = 12) -> str:
-    client = await _fresh_client(endpoint, settings)
+async def profile_way(endpoint: str, way: Way, top: int = 10) -> str:
+    """One cold refresh of ``way`` under cProfile: where the event loop's time goes."""
+    assert way.settings is not None
+    client = await _fresh_client(endpoint, way.settings)
     try:
-        node = NodeState(settings)
+        node = NodeState(way.settings)
         profiler = cProfile.Profile()
         t0 = time.perf_counter()
         profiler.enable()
@@ -379,13 +437,11 @@ async def profile_agent_way(endpoint: str, settings: Settings, top: int = 12) ->
         wall = time.perf_counter() - t0
     finally:
         await client.close()
-    stats = pstats.Stats(profiler)
-    raw = stats.stats  # type: ignore[attr-defined]
+    raw = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
     total = sum(v[2] for v in raw.values())  # tottime over every function
 
-    def cum_of(name_part: str) -> float:
-        found = [v[3] for (filename, _line, func), v in raw.items() if name_part == func]
-        return max(found, default=0.0)
+    def cum_of(name: str) -> float:
+        return max((v[3] for (_file, _line, func), v in raw.items() if name == func), default=0.0)
 
     rows = []
     for (filename, line, func), (_cc, nc, tt, ct, _callers) in sorted(
@@ -393,25 +449,37 @@ async def profile_agent_way(endpoint: str, settings: Settings, top: int = 12) ->
     )[:top]:
         where = f"{Path(filename).name}:{line}" if line else filename
         rows.append((func, where, nc, ms(tt), f"{tt / wall * 100:.0f}%", ms(ct)))
-    lines = [
-        f"one agent-way refresh under cProfile: {ms(wall)} wall "
-        f"({ms(total)} of Python function time recorded)",
-        "cumulative: "
-        + ", ".join(
-            f"{name} {ms(cum_of(name))} ({cum_of(name) / wall * 100:.0f}%)"
-            for name in (
-                "sandbox_from_status",
-                "container_from_status",
-                "parse_sandbox_info",
-                "parse_container_info",
-                "loads",
-            )
-        ),
-        "",
-        format_table(["function (by own time)", "where", "calls", "own", "of wall", "cum"], rows),
-        "(cProfile counts each resumption of a coroutine as a call)",
-    ]
-    return "\n".join(lines)
+    named = (
+        "sandbox_from_status",
+        "container_from_status",
+        "parse_sandbox_info",
+        "parse_container_info",
+        "loads",
+    )
+    return "\n".join(
+        [
+            f"{way.label}, one refresh under cProfile: {ms(wall)} wall "
+            f"({ms(total)} of Python function time recorded in the event loop's thread)",
+            "cumulative: "
+            + ", ".join(
+                f"{name} {ms(cum_of(name))} ({cum_of(name) / wall * 100:.0f}%)" for name in named
+            ),
+            "",
+            format_table(
+                ["function (by own time)", "where", "calls", "own", "of wall", "cum"], rows
+            ),
+        ]
+    )
+
+
+async def time_scan(rounds: int = 5) -> tuple[float, int]:
+    """The /proc scan alone (median seconds of ``rounds``), and how many processes it read."""
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        await asyncio.to_thread(host.main_pids_by_container)
+        times.append(time.perf_counter() - t0)
+    return median(times), len(psutil.pids())
 
 
 async def bench_cold(
@@ -422,61 +490,70 @@ async def bench_cold(
     reps: int,
     outcome: Outcome,
 ) -> None:
+    """Section 1: the three ways side by side, the concurrency sweep, and where time goes."""
     containerd = psutil.Process(containerd_pid)
-    settings = Settings(cri_endpoint=endpoint, node_name="bench")
+    settings = Settings(cri_endpoint=endpoint, node_name=NODE)
+    objects = len(expected_sandboxes) + len(expected_containers)
+    all_ways = ways(settings, objects)
+    by_key = {w.key: w for w in all_ways}
     section(
         f"1. Cold start to a complete inventory ({len(expected_sandboxes)} sandboxes, "
         f"{len(expected_containers)} containers, every PID)"
     )
     print(
-        f"agent way: fresh CriClient + NodeState, refresh_once on an empty snapshot "
-        f"(status_concurrency={settings.status_concurrency}); naive way: the same client, "
-        "the lists then every verbose status one after another. "
-        f"{reps} rounds, alternating which goes first."
+        f"Each way starts from a fresh CriClient (after Version) and an empty snapshot. "
+        f"{reps} rounds; in each, every way runs once, the order rotating. The concurrent "
+        f"ways run NodeState.refresh_once (status_concurrency={settings.status_concurrency}, "
+        f"verbose_batch_limit={settings.verbose_batch_limit}; 'verbose, at once' with the "
+        "limit raised so that it never takes the plain path)."
     )
 
-    runs: dict[str, list[ColdRun]] = {"agent": [], "naive": []}
+    runs: dict[str, list[ColdRun]] = {w.key: [] for w in all_ways}
     reference: Inventory | None = None
+    differ: list[str] = []
     for rep in range(reps):
         client = await _fresh_client(endpoint, settings)
         try:
-            order = ("agent", "naive") if rep % 2 == 0 else ("naive", "agent")
+            order = all_ways[rep % len(all_ways) :] + all_ways[: rep % len(all_ways)]
             for way in order:
-                if way == "agent":
-                    run = await agent_way(client, settings, containerd)
-                else:
-                    run = await naive_way(client, containerd)
-                runs[way].append(run)
+                done = await run_way(way, client, containerd)
+                runs[way.key].append(done)
                 if reference is None:
-                    reference = run.inventory
-                elif run.inventory != reference:
-                    outcome.check(
-                        f"round {rep + 1}: {run.way} inventory differs from the first",
-                        False,
-                        reference.describe_difference(run.inventory),
+                    reference = done.inventory
+                elif done.inventory != reference:
+                    differ.append(
+                        f"round {rep + 1}, {way.label}: "
+                        f"{reference.describe_difference(done.inventory)}"
                     )
         finally:
             await client.close()
     assert reference is not None
-    for problem in verify_inventory(reference, expected_sandboxes, expected_containers):
-        outcome.check("inventory vs the pods created and /proc", False, problem)
-    same = all(r.inventory == reference for rs in runs.values() for r in rs)
+    outcome.check(
+        f"all three ways found the same IDs and PIDs in all {reps * len(all_ways)} runs",
+        not differ,
+        "; ".join(differ[:3]),
+    )
+    problems = verify_inventory(reference, expected_sandboxes, expected_containers)
+    outcome.check(
+        "the inventory is the pods created, each PID /pause or 'sleep 3600' in /proc",
+        not problems,
+        "; ".join(problems),
+    )
 
-    agent_times = [r.seconds for r in runs["agent"]]
-    naive_times = [r.seconds for r in runs["naive"]]
     rows = []
-    for way, rs in runs.items():
+    for way in all_ways:
+        rs = runs[way.key]
         times = [r.seconds for r in rs]
         rows.append(
             (
-                way,
+                way.label,
+                way.asks,
                 ms(median(times)),
                 ms(min(times)),
                 ms(max(times)),
                 ms(median([r.cpu_seconds for r in rs])),
                 ms(median([r.containerd_cpu_seconds for r in rs])),
-                rs[0].status_calls,
-                "  ".join(f"{t * 1000:.0f}" for t in times),
+                f"{rs[0].verbose_calls} / {rs[0].plain_calls}",
             )
         )
     print()
@@ -484,134 +561,171 @@ async def bench_cold(
         format_table(
             [
                 "way",
+                "asks",
                 "median",
                 "min",
                 "max",
                 "bench CPU (med)",
                 "containerd CPU (med)",
-                "status calls",
-                "each round (ms)",
+                "status calls verbose / plain",
             ],
             rows,
         )
     )
-    ratio_median = median(naive_times) / median(agent_times)
-    ratio_min = min(naive_times) / min(agent_times)
+    med = {k: median([r.seconds for r in rs]) for k, rs in runs.items()}
+    low = {k: min(r.seconds for r in rs) for k, rs in runs.items()}
     print()
     print(
-        f"ratio naive/agent: {ratio_median:.2f}x on medians, {ratio_min:.2f}x on minimums "
-        f"(target >= {TARGET_RATIO:.0f}x)"
+        format_table(
+            ["ratio", "compares", "on medians", "on minimums"],
+            [
+                (
+                    f"{by_key['one-by-one'].label} / {by_key['at-once'].label}",
+                    "the same calls",
+                    ratio(med["one-by-one"], med["at-once"]),
+                    ratio(low["one-by-one"], low["at-once"]),
+                ),
+                (
+                    f"{by_key['at-once'].label} / {by_key['agent'].label}",
+                    "concurrent, verbose vs the agent's calls",
+                    ratio(med["at-once"], med["agent"]),
+                    ratio(low["at-once"], low["agent"]),
+                ),
+                (
+                    f"{by_key['one-by-one'].label} / {by_key['agent'].label}",
+                    "the obvious client vs the agent",
+                    ratio(med["one-by-one"], med["agent"]),
+                    ratio(low["one-by-one"], low["agent"]),
+                ),
+            ],
+        )
     )
-    counted = len(reference.sandboxes) + len(reference.containers)
-    print(
-        f"results: {'identical' if same else 'DIFFERENT'} across all {2 * reps} runs: "
-        f"{len(reference.sandboxes)} sandboxes + {len(reference.containers)} containers = "
-        f"{counted} IDs, each with a PID that /proc shows as /pause or 'sleep 3600'"
-        if same and not outcome.failed_checks
-        else f"results: CHECK FAILED: {outcome.failed_checks}"
-    )
+    if objects > settings.verbose_batch_limit:
+        scan_s, processes = await time_scan()
+        print(
+            f"\nthe /proc scan alone: {ms(scan_s)} (median of 5, {processes} processes on this "
+            "host); in the agent's way it runs in a thread next to the plain status calls"
+        )
     outcome.target(
-        "cold inventory naive/agent (median)",
-        f"{ratio_median:.2f}x ({ms(median(naive_times))} / {ms(median(agent_times))})",
+        "cold inventory, verbose one after another / the agent's own way (median)",
+        f"{ratio(med['one-by-one'], med['agent'])} ({ms(med['one-by-one'])} / {ms(med['agent'])})",
         f">= {TARGET_RATIO:.0f}x",
-        ratio_median >= TARGET_RATIO,
+        med["one-by-one"] / med["agent"] >= TARGET_RATIO,
+    )
+    outcome.info(
+        "cold inventory, the same verbose calls one after another / at once (median)",
+        f"{ratio(med['one-by-one'], med['at-once'])} "
+        f"({ms(med['one-by-one'])} / {ms(med['at-once'])})",
     )
 
     # Where the time goes, and whether the concurrency limit matters.
-    section("1b. status_concurrency sweep (agent way; naive measured in the same rounds)")
-    sweep: dict[str, list[float]] = {"naive": []}
-    sweep_cpu: dict[str, list[float]] = {}
+    section(
+        "1b. status_concurrency sweep (both concurrent ways; one after another in the same rounds)"
+    )
+    sweep: dict[str, list[float]] = {}
     for _round in range(reps):
         client = await _fresh_client(endpoint, settings)
         try:
-            naive = await naive_way(client, containerd)
-            sweep["naive"].append(naive.seconds)
+            done = await run_way(by_key["one-by-one"], client, containerd)
+            sweep.setdefault("one-by-one", []).append(done.seconds)
             for conc in SWEEP_CONCURRENCY:
-                s = settings.model_copy(update={"status_concurrency": conc})
-                run = await agent_way(client, s, containerd)
-                sweep.setdefault(str(conc), []).append(run.seconds)
-                sweep_cpu.setdefault(str(conc), []).append(run.cpu_seconds)
-                if run.inventory != reference:
-                    outcome.check(
-                        f"sweep c={conc} inventory differs",
-                        False,
-                        reference.describe_difference(run.inventory),
-                    )
+                for key in ("at-once", "agent"):
+                    base = by_key[key].settings
+                    assert base is not None
+                    way = Way(key, "", "", base.model_copy(update={"status_concurrency": conc}))
+                    done = await run_way(way, client, containerd)
+                    sweep.setdefault(f"{key} {conc}", []).append(done.seconds)
+                    if done.inventory != reference:
+                        outcome.check(
+                            f"sweep {by_key[key].label} at c={conc}: the same inventory",
+                            False,
+                            reference.describe_difference(done.inventory),
+                        )
         finally:
             await client.close()
-    naive_med = median(sweep["naive"])
-    sweep_rows = [("naive (sequential)", ms(naive_med), ms(min(sweep["naive"])), "1.00x", "")]
-    best_conc, best_med = "", float("inf")
+    one_med = median(sweep["one-by-one"])
+    sweep_rows = []
     for conc in SWEEP_CONCURRENCY:
-        times = sweep[str(conc)]
-        med = median(times)
-        if med < best_med:
-            best_conc, best_med = str(conc), med
+        verbose_med = median(sweep[f"at-once {conc}"])
+        agent_med = median(sweep[f"agent {conc}"])
         sweep_rows.append(
             (
-                f"agent c={conc}",
-                ms(med),
-                ms(min(times)),
-                f"{naive_med / med:.2f}x",
-                ms(median(sweep_cpu[str(conc)])),
+                str(conc),
+                ms(verbose_med),
+                ratio(one_med, verbose_med),
+                ms(agent_med),
+                ratio(one_med, agent_med),
             )
         )
-    print(format_table(["way", "median", "min", "naive/this", "bench CPU (med)"], sweep_rows))
-    print(f"fastest: status_concurrency={best_conc} ({ms(best_med)} median)")
+    print(
+        f"{by_key['one-by-one'].label}: {ms(one_med)} median over the same {reps} rounds\n"
+        + format_table(
+            [
+                "status_concurrency",
+                "verbose, at once",
+                "one after another / this",
+                "the agent's own way",
+                "one after another / this",
+            ],
+            sweep_rows,
+        )
+    )
 
-    section("1c. Where the agent way spends its time (Python side)")
+    section("1c. Where the concurrent ways spend their time (Python side)")
     client = await _fresh_client(endpoint, settings)
     try:
         cost = await conversion_cost(endpoint, client)
     finally:
         await client.close()
-    agent_med = median(agent_times)
+    verbose_med = med["at-once"]
     print(
         f"{int(cost['responses'])} verbose status responses, "
         f"{cost['bytes_per_response'] / 1024:.1f} KiB each on average"
     )
     print(
         format_table(
-            ["step (all responses, no I/O, best of 5)", "time", "of agent-way median"],
             [
-                (
-                    "protobuf parse",
-                    ms(cost["protobuf_parse"]),
-                    f"{cost['protobuf_parse'] / agent_med * 100:.0f}%",
-                ),
-                (
-                    "json.loads of info['info']",
-                    ms(cost["json_loads"]),
-                    f"{cost['json_loads'] / agent_med * 100:.0f}%",
-                ),
-                (
-                    "whole conversion (_convert.*_from_status)",
-                    ms(cost["convert_total"]),
-                    f"{cost['convert_total'] / agent_med * 100:.0f}%",
-                ),
+                "step (all verbose responses, no I/O, best of 5)",
+                "time",
+                f"of '{by_key['at-once'].label}' median",
+            ],
+            [
+                (label, ms(cost[key]), f"{cost[key] / verbose_med * 100:.0f}%")
+                for label, key in (
+                    ("protobuf parse", "protobuf_parse"),
+                    ("json.loads of info['info']", "json_loads"),
+                    ("whole conversion (_convert.*_from_status)", "convert_total"),
+                )
             ],
         )
     )
-    print()
-    print(await profile_agent_way(endpoint, settings))
+    for key in ("at-once", "agent"):
+        print()
+        print(await profile_way(endpoint, by_key[key]))
+    print(
+        "(cProfile counts each resumption of a coroutine as a call, and does not see the "
+        "worker thread that scans /proc)"
+    )
 
     section("1d. The status calls alone (bare gRPC stubs, nothing converted)")
-    floor = await runtime_floor(endpoint, containerd)
+    floor = await runtime_floor(endpoint, containerd, concurrency=settings.status_concurrency)
     print(
         format_table(
             ["calls", "wall (med of 3)", "bench CPU", "containerd CPU"],
             [(name, ms(w), ms(c), ms(k)) for name, w, c, k in floor],
         )
     )
+    tick_ms = 1000 / os.sysconf("SC_CLK_TCK")
+    cpus = os.cpu_count() or 1
     print(
-        "CPU times are in clock ticks (10 ms); with 2 CPUs the wall time of any client "
-        "is bounded below by (bench CPU + containerd CPU) / 2."
+        f"containerd's CPU times are in clock ticks ({tick_ms:.0f} ms); with {cpus} CPUs "
+        f"the wall time of any client is bounded below by (bench CPU + containerd CPU) / {cpus}."
     )
 
 
 async def warm_relist_cost(endpoint: str, rounds: int = 30, top: int = 10) -> str:
     """What one relist costs in-process when nothing changed, and where it goes."""
-    settings = Settings(cri_endpoint=endpoint, node_name="bench")
+    settings = Settings(cri_endpoint=endpoint, node_name=NODE)
     client = await _fresh_client(endpoint, settings)
     try:
         node = NodeState(settings)
@@ -675,6 +789,7 @@ def bench_http(
     n_sandboxes: int,
     n_containers: int,
 ) -> None:
+    """Section 2: each path's latency; every answer must be 200 and list every object."""
     section(
         f"2. Warm HTTP latency against the agent subprocess (keep-alive httpx client, "
         f"{warmup} warm-up + {requests} timed requests each)"
@@ -683,82 +798,62 @@ def bench_http(
     with httpx.Client(base_url=agent.url, timeout=10.0) as http:
         for path in HTTP_PATHS:
             expected = n_containers if path.startswith("/v1/containers") else n_sandboxes
-            first = http.get(path)
-            outcome.check(f"GET {path}", first.status_code == 200, str(first.status_code))
-            if "output=text" in path:
-                lines = [ln for ln in first.text.splitlines() if ln.strip()]
-                outcome.check(
-                    f"GET {path} lists every object",
-                    len(lines) >= expected,
-                    f"{len(lines)} lines for {expected} objects",
-                )
-            else:
-                count = len(first.json()["items"])
-                outcome.check(
-                    f"GET {path} lists every object", count == expected, f"{count} != {expected}"
-                )
-            for _ in range(warmup):
-                http.get(path)
-            samples = []
-            bad = 0
-            for _ in range(requests):
-                t0 = time.perf_counter()
-                response = http.get(path)
-                samples.append(time.perf_counter() - t0)
-                bad += response.status_code != 200
-            outcome.check(f"GET {path} always 200", bad == 0, f"{bad} other answers")
-            s = latency_summary(samples)
-            rows.append(
-                (
-                    f"GET {path}",
-                    f"{len(first.content) / 1024:.0f} KiB",
-                    ms(s["p50"]),
-                    ms(s["p90"]),
-                    ms(s["p99"]),
-                    ms(s["max"]),
-                )
+            text = "output=text" in path
+
+            def lists_all(
+                response: httpx.Response, expected: int = expected, text: bool = text
+            ) -> str | None:
+                if text:
+                    # A header line, then one line per object.
+                    count = sum(1 for ln in response.text.splitlines() if ln.strip()) - 1
+                else:
+                    count = len(response.json()["items"])
+                return None if count == expected else f"{count} objects, not {expected}"
+
+            timed = time_get(http, path, requests, warmup, check=lists_all)
+            outcome.check(
+                f"GET {path}: every answer 200 and lists all {expected} objects",
+                not timed.bad,
+                f"{len(timed.bad)} not, e.g. {timed.bad[:2]}",
             )
+            rows.append(
+                (f"GET {path}", f"{timed.body_bytes / 1024:.0f} KiB", *latency_cells(timed.samples))
+            )
+            p50 = percentile(timed.samples, 50)
             outcome.target(
                 f"GET {path} p50",
-                ms(s["p50"]),
+                ms(p50),
                 f"<= {TARGET_P50_SECONDS * 1000:.0f} ms",
-                s["p50"] <= TARGET_P50_SECONDS,
+                p50 <= TARGET_P50_SECONDS,
             )
-    print(format_table(["request", "body", "p50", "p90", "p99", "max"], rows))
+    print(format_table(["request", "body", *LATENCY_HEADER], rows))
 
 
 # --------------------------------------------------------------------- helpers
 
 
 def wait_synced(
-    agent: AgentProcess,
-    sandboxes: set[str],
-    containers: set[str],
-    timeout: float = 90.0,
+    agent: AgentProcess, sandboxes: set[str], containers: set[str], timeout: float = 90.0
 ) -> float:
     """Until the agent lists every sandbox and every running container with its PID."""
-    t0 = time.monotonic()
-    last = ""
-    while time.monotonic() - t0 < timeout:
-        try:
-            cs = agent.http.get("/v1/containers").json()["items"]
-            ss = agent.http.get("/v1/sandboxes").json()["items"]
-        except (httpx.HTTPError, KeyError, ValueError) as exc:
-            last = repr(exc)
-        else:
-            have_c = {c["id"] for c in cs if c["state"] == "running" and c["pid"]}
-            have_s = {s["id"] for s in ss if s["state"] == "ready" and s["pause_pid"]}
-            if have_c >= containers and have_s >= sandboxes:
-                return time.monotonic() - t0
-            last = f"{len(have_s)}/{len(sandboxes)} sandboxes, {len(have_c)}/{len(containers)}"
-        if agent.proc.poll() is not None:
+
+    def synced() -> bool:
+        if not agent.alive():
             raise RuntimeError(f"{agent.name} exited:\n{agent.log_tail()}")
-        time.sleep(0.2)
-    raise RuntimeError(f"{agent.name} did not sync within {timeout:.0f}s ({last})")
+        cs = agent.http.get("/v1/containers").json()["items"]
+        ss = agent.http.get("/v1/sandboxes").json()["items"]
+        have_c = {c["id"] for c in cs if c["state"] == "running" and c["pid"]}
+        have_s = {s["id"] for s in ss if s["state"] == "ready" and s["pause_pid"]}
+        return have_c >= containers and have_s >= sandboxes
+
+    _, seconds = wait_until(f"{agent.name} lists every object with its PID", synced, timeout)
+    return seconds
 
 
 @dataclass(frozen=True)
 class Idle:
+    """One idle window of one agent: its CPU, its snapshot version before and after."""
+
     wall: float
     cpu: float
     versions: tuple[object, object]
@@ -766,10 +861,12 @@ class Idle:
 
     @property
     def percent(self) -> float:
+        """CPU as % of one core."""
         return self.cpu / self.wall * 100
 
     @property
     def unchanged(self) -> bool:
+        """Whether the snapshot did not move in the window."""
         return self.versions[0] == self.versions[1]
 
 
@@ -798,11 +895,13 @@ def measure_idle(agents: Sequence[AgentProcess], seconds: float) -> list[Idle]:
 
 
 def node_info(agent: AgentProcess) -> dict[str, object]:
+    """``GET /v1/node``."""
     body: dict[str, object] = agent.http.get("/v1/node").json()
     return body
 
 
 def expected_ids(pods: Sequence[PodHandle]) -> tuple[set[str], set[str]]:
+    """The sandbox and container IDs the pods were created with."""
     return (
         {p.sandbox_id for p in pods},
         {cid for p in pods for cid in p.container_ids.values()},
@@ -813,13 +912,13 @@ def expected_ids(pods: Sequence[PodHandle]) -> tuple[set[str], set[str]]:
 
 
 def run(args: argparse.Namespace) -> Outcome:
+    """The whole run, sections 1 to 4."""
     outcome = Outcome()
     print(
         f"podlens inventory benchmark: {args.pods} pods x 2 busybox containers (sleep 3600, "
-        f"pod network), real containerd, {psutil.cpu_count()} CPUs, load average "
-        f"{os.getloadavg()[0]:.2f}"
+        f"pod network), real containerd; {machine()}"
     )
-    with Lab(workers=args.workers) as lab, agents_stopped_on_exit() as agents:
+    with Lab(workers=args.workers) as lab, stopped_on_exit() as agents:
         assert lab.containerd is not None
         assert lab.containerd.pid is not None
         log(f"containerd up at {lab.endpoint}")
@@ -1000,12 +1099,13 @@ def run(args: argparse.Namespace) -> Outcome:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the options and run."""
     parser = argparse.ArgumentParser(
-        prog="python -m bench.bench_inventory", description=__doc__.split("\n\n")[0]
+        prog="python -m bench.bench_inventory", description=(__doc__ or "").split("\n\n")[0]
     )
     parser.add_argument("--pods", type=int, default=110, help="pods to create (2 containers each)")
     parser.add_argument("--workers", type=int, default=4, help="threads creating pods")
-    parser.add_argument("--reps", type=int, default=5, help="cold-start rounds per way")
+    parser.add_argument("--reps", type=int, default=5, help="cold-start rounds (every way once)")
     parser.add_argument("--requests", type=int, default=300, help="timed HTTP requests per URL")
     parser.add_argument("--warmup", type=int, default=20, help="warm-up HTTP requests per URL")
     parser.add_argument(
@@ -1024,37 +1124,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="relist interval of a second agent measured alongside (0: none)",
     )
     args = parser.parse_args(argv)
-
-    problem = lab_problem()
-    if problem:
-        print(f"cannot run: {problem}", file=sys.stderr)
-        return 2
-    raise_on_sigterm()
-    started = time.monotonic()
-    try:
-        outcome = run(args)
-    except (Terminated, KeyboardInterrupt):
-        print("interrupted; lab torn down", file=sys.stderr)
-        return 2
-    elapsed = time.monotonic() - started
-
-    section("Summary")
-    print(format_table(["metric", "measured", "target", "result"], outcome.summary))
-    print(f"\nwhole run: {elapsed:.0f} s; load average at the end {os.getloadavg()[0]:.2f}")
-    status = 0
-    if outcome.failed_checks:
-        print("\nCHECKS FAILED:")
-        for item in outcome.failed_checks:
-            print(f"  - {item}")
-        status = 2
-    if outcome.missed:
-        print("\nTARGETS MISSED:")
-        for item in outcome.missed:
-            print(f"  - {item}")
-        status = status or 1
-    if status == 0:
-        print("\nall targets met, all checks passed")
-    return status
+    if args.pods < 1 or args.reps < 1 or args.requests < 1:
+        parser.error("--pods, --reps and --requests must be positive")
+    return run_benchmark(
+        "bench_inventory", lambda: run(args), cannot_run=lab_problem(), errors=LAB_ERRORS
+    )
 
 
 if __name__ == "__main__":

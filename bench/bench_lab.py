@@ -7,8 +7,8 @@
    for a two-container pod (nginx + a busybox sidecar), 10 pods one after
    another: p50 and p90.
 
-Figures and targets are printed; the exit code is 1 when a target is
-missed, 2 when the lab could not run.
+Figures and targets are printed; the exit status is 0 when every target
+is met, 1 when one is missed, 2 when a check failed or the lab could not run.
 
     python -m bench.bench_lab [--pods 10] [--port 18470] [--cold-images]
 """
@@ -16,14 +16,22 @@ missed, 2 when the lab could not run.
 from __future__ import annotations
 
 import argparse
-import math
-import socket
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench._harness import (
+    Outcome,
+    format_table,
+    free_port,
+    log,
+    percentile,
+    run_benchmark,
+    section,
+)
+from bench._lab import LAB_ERRORS, lab_problem
 from lab.errors import LabError
 from lab.exercises import EXERCISES
 from lab.node import LabNode
@@ -48,29 +56,8 @@ spec:
 """
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    """Linear interpolation between closest ranks (numpy's default)."""
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q / 100.0
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def log(message: str) -> None:
-    print(f"  .. {message}", file=sys.stderr, flush=True)
-
-
-def row(label: str, seconds: float, remark: str) -> None:
-    print(f"  {label:<28} {seconds:6.2f} s  {remark}".rstrip())
-
-
 def settle_exercises(lab: LabNode, timeout: float = 120.0) -> dict[str, float]:
+    """Apply every exercise; seconds until each showed its expected STATUS and READY."""
     start = time.monotonic()
     for e in EXERCISES:
         lab.apply(e.text(), source=e.path.name)
@@ -89,6 +76,7 @@ def settle_exercises(lab: LabNode, timeout: float = 120.0) -> dict[str, float]:
 
 
 def pod_start_latencies(lab: LabNode, count: int) -> list[float]:
+    """Apply to Running 2/2, one pod after another, each deleted before the next."""
     latencies = []
     for i in range(count):
         name = f"bench-start-{i}"
@@ -100,7 +88,86 @@ def pod_start_latencies(lab: LabNode, count: int) -> list[float]:
     return latencies
 
 
+def run(args: argparse.Namespace) -> Outcome:
+    """Up, every exercise settled, the pod starts, down; then the report."""
+    outcome = Outcome()
+    with tempfile.TemporaryDirectory(prefix="plbench-") as tmp:
+        lab = LabNode(
+            Path(tmp) / "lab",
+            port=args.port or free_port(),
+            image_cache=Path(tmp) / "images" if args.cold_images else None,
+            progress=log,
+        )
+        t0 = time.monotonic()
+        report = lab.up()
+        try:
+            reached = settle_exercises(lab)
+            total = time.monotonic() - t0
+            latencies = pod_start_latencies(lab, args.pods)
+        finally:
+            t_down = time.monotonic()
+            lab.down()
+            down_seconds = time.monotonic() - t_down
+    outcome.check(
+        f"every exercise reached its expected STATUS and READY ({len(EXERCISES)})",
+        set(reached) == {e.name for e in EXERCISES},
+        f"{sorted({e.name for e in EXERCISES} - set(reached))} did not",
+    )
+    outcome.check(
+        f"{args.pods} two-container pods reached Running 2/2",
+        len(latencies) == args.pods,
+        f"{len(latencies)} did",
+    )
+
+    p50, p90 = percentile(latencies, 50), percentile(latencies, 90)
+    cached = all(c for _, c in report.images)
+    last = max(reached, key=lambda n: reached[n])
+    section("lab up to every exercise at its expected status (fresh lab directory)")
+    print(
+        format_table(
+            ["part", "seconds", ""],
+            [
+                ("images", f"{report.timings['images']:.2f}", "cached" if cached else "built"),
+                ("containerd", f"{report.timings['containerd']:.2f}", "start + image import"),
+                (
+                    "API server, kubelet, agent",
+                    f"{report.timings['control_plane']:.2f}",
+                    "until the agent is ready",
+                ),
+                (
+                    f"pods ({len(reached)} exercises)",
+                    f"{max(reached.values()):.2f}",
+                    f"last to settle: {last}",
+                ),
+                ("total", f"{total:.2f}", ""),
+                ("down", f"{down_seconds:.2f}", ""),
+            ],
+        )
+    )
+    section(f"pod start, apply -> Running 2/2 (nginx + busybox), {len(latencies)} pods")
+    print(
+        format_table(
+            ["p50", "p90", "min", "max"],
+            [tuple(f"{v:.3f} s" for v in (p50, p90, min(latencies), max(latencies)))],
+        )
+    )
+    outcome.target(
+        "lab up to every exercise settled",
+        f"{total:.1f} s",
+        f"<= {TARGET_UP_TO_SETTLED:.0f} s",
+        total <= TARGET_UP_TO_SETTLED,
+    )
+    outcome.target(
+        "pod start p50",
+        f"{p50:.3f} s",
+        f"<= {TARGET_POD_START_P50:.1f} s",
+        p50 <= TARGET_POD_START_P50,
+    )
+    return outcome
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the options and run."""
     parser = argparse.ArgumentParser(prog="python -m bench.bench_lab", description=__doc__)
     parser.add_argument("--pods", type=int, default=10, help="pods for the start latency")
     parser.add_argument("--port", type=int, default=0, help="agent port (default: a free one)")
@@ -110,55 +177,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.pods < 2:
         parser.error("--pods must be at least 2")
-
-    with tempfile.TemporaryDirectory(prefix="plbench-") as tmp:
-        lab = LabNode(
-            Path(tmp) / "lab",
-            port=args.port or free_port(),
-            image_cache=Path(tmp) / "images" if args.cold_images else None,
-            progress=log,
-        )
-        try:
-            t0 = time.monotonic()
-            report = lab.up()
-            try:
-                reached = settle_exercises(lab)
-                total = time.monotonic() - t0
-                latencies = pod_start_latencies(lab, args.pods)
-            finally:
-                t_down = time.monotonic()
-                lab.down()
-                down_seconds = time.monotonic() - t_down
-        except LabError as exc:
-            print(f"bench_lab: {exc}", file=sys.stderr)
-            return 2
-
-    pods_seconds = max(reached.values())
-    p50, p90 = percentile(latencies, 50), percentile(latencies, 90)
-    cached = all(c for _, c in report.images)
-    last = max(reached, key=lambda n: reached[n])
-    print("lab up to every exercise at its expected status (fresh lab directory)")
-    row("images", report.timings["images"], "cached" if cached else "built")
-    row("containerd", report.timings["containerd"], "start + image import")
-    row("API server, kubelet, agent", report.timings["control_plane"], "until the agent is ready")
-    row(f"pods ({len(reached)} exercises)", pods_seconds, f"last to settle: {last}")
-    row("total", total, f"target <= {TARGET_UP_TO_SETTLED:.0f} s")
-    row("down", down_seconds, "")
-    print(f"pod start, apply -> Running 2/2 (nginx + busybox), {len(latencies)} pods")
-    print(f"  p50 {p50:6.3f} s  target <= {TARGET_POD_START_P50:.1f} s")
-    print(f"  p90 {p90:6.3f} s")
-    print(f"  min {min(latencies):6.3f} s  max {max(latencies):6.3f} s")
-
-    missed = []
-    if total > TARGET_UP_TO_SETTLED:
-        missed.append(f"up to settled {total:.1f} s > {TARGET_UP_TO_SETTLED:.0f} s")
-    if p50 > TARGET_POD_START_P50:
-        missed.append(f"pod start p50 {p50:.3f} s > {TARGET_POD_START_P50:.1f} s")
-    if missed:
-        print("MISSED: " + "; ".join(missed))
-        return 1
-    print("all targets met")
-    return 0
+    return run_benchmark(
+        "bench_lab", lambda: run(args), cannot_run=lab_problem(), errors=LAB_ERRORS
+    )
 
 
 if __name__ == "__main__":

@@ -16,8 +16,9 @@ transport errors, the agent's RSS (idle, after the warm-up, in the middle,
 at the end, and every few seconds), and a summary.
 
 Exit status: 0 when no answer was a 5xx, no request failed at the transport
-level and the RSS at the end is within ``--rss-growth`` (20 %) of the RSS
-after the warm-up; 1 otherwise; 2 when the lab could not run.
+level, the RSS at the end is within ``--rss-growth`` (20 %) of the RSS
+after the warm-up and the agent still answers ``/healthz``; 1 otherwise; 2
+when the lab could not run or no request was served.
 
     python -m bench.bench_load [--clients 32] [--seconds 60] [--churn-interval 1]
 """
@@ -26,38 +27,46 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import itertools
 import os
-import signal
-import subprocess
 import sys
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
-from bench._lab import (
+from bench._harness import (
     MIB,
-    REPO_ROOT,
-    AgentProcess,
-    Lab,
-    Terminated,
-    agents_stopped_on_exit,
+    Outcome,
     format_table,
-    lab_problem,
     log,
+    machine,
     percentile,
-    raise_on_sigterm,
+    run_benchmark,
+    section,
+    stopped_on_exit,
+    wait_until,
+)
+from bench._lab import (
+    LAB_ERRORS,
+    AgentProcess,
+    ApiServerProcess,
+    KubeletProcess,
+    Lab,
+    lab_problem,
+    pods_removed_on_exit,
 )
 
-NODE = "bench"  # AgentProcess serves as node "bench"
 NS = "load"
+# Kubelet's durations at a tenth, its relist twice a second: pods come and
+# go faster than on a real node, so the agent sees more change per second.
+KUBELET_TIME_SCALE = 0.1
+KUBELET_SYNC_PERIOD = 0.5
 BUSYBOX = "docker.io/library/busybox:latest"
 SLEEP = ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]
 
@@ -75,6 +84,7 @@ def endpoints() -> list[tuple[str, str]]:
 
 
 def manifest(name: str, containers: int = 2) -> dict[str, Any]:
+    """A pod of busybox containers that sleep and stop at once on SIGTERM."""
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -88,69 +98,13 @@ def manifest(name: str, containers: int = 2) -> dict[str, Any]:
     }
 
 
-# --------------------------------------------------------------------- lab processes
-
-
-class Child:
-    """A lab process (API server or kubelet), stopped with SIGTERM by its PID."""
-
-    def __init__(self, name: str, args: Sequence[str], log_path: Path) -> None:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p
-        )
-        self.name = name
-        self.log_path = log_path
-        with log_path.open("wb") as err:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", *args],
-                cwd=REPO_ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=err,
-                start_new_session=True,
-            )
-
-    def first_line(self, timeout: float = 20.0) -> str:
-        assert self.proc.stdout is not None
-        result: list[bytes] = []
-        reader = threading.Thread(
-            target=lambda: result.append(self.proc.stdout.readline()),  # type: ignore[union-attr]
-            daemon=True,
-        )
-        reader.start()
-        reader.join(timeout)
-        if not result or not result[0]:
-            raise RuntimeError(f"{self.name} printed nothing within {timeout:.0f}s")
-        return result[0].decode().strip()
-
-    def stop(self, grace: float = 10.0) -> None:
-        if self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
-
-@contextlib.contextmanager
-def children_stopped_on_exit() -> Iterator[list[Child]]:
-    started: list[Child] = []
-    try:
-        yield started
-    finally:
-        for child in reversed(started):
-            child.stop()
-
-
 # --------------------------------------------------------------------- churn
 
 
 @dataclass
 class Churn:
+    """Pods created and deleted through the API server, one every ``interval`` s."""
+
     api_url: str
     interval: float
     keep: int
@@ -160,6 +114,7 @@ class Churn:
     stop: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> None:
+        """Create a pod, delete the oldest beyond ``keep``; until ``stop`` is set."""
         live: list[str] = []
         with httpx.Client(base_url=self.api_url, timeout=10) as client:
             for n in itertools.count():
@@ -189,6 +144,8 @@ class Churn:
 
 @dataclass
 class Results:
+    """What the clients saw over the measured window, per endpoint."""
+
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     statuses: dict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter))
     errors: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
@@ -218,6 +175,7 @@ class Figures:
 async def client_loop(
     url: str, offset: int, until: float, record_from: float, results: Results
 ) -> None:
+    """One client: GETs back to back, cycling through the endpoints, until ``until``."""
     targets = endpoints()
     limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
     async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
@@ -255,6 +213,7 @@ async def sample_agent(
 
 
 async def run_load(agent: AgentProcess, clients: int, seconds: float, warmup: float) -> Results:
+    """All clients at once, warm-up then the measured window, with the agent sampled."""
     results = Results()
     start = time.monotonic()
     record_from = start + warmup
@@ -282,104 +241,90 @@ def single_client(agent: AgentProcess, rounds: int) -> dict[str, float]:
 # --------------------------------------------------------------------- the run
 
 
-def wait_until(predicate: Any, what: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
-            if predicate():
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"{what}: not within {timeout:.0f}s")
-
-
-def running_pods(agent: AgentProcess) -> set[str]:
+def running_pods(agent: AgentProcess) -> set[str] | None:
+    """The steady pods the agent shows Running and joined with the API, or None for none."""
     items = agent.http.get("/v1/pods", params={"namespace": NS}).json()["items"]
-    return {p["name"] for p in items if p["status"] == "Running" and p["api_known"]}
+    return {p["name"] for p in items if p["status"] == "Running" and p["api_known"]} or None
 
 
-def run(args: argparse.Namespace) -> int:
-    with Lab(workers=1) as lab, children_stopped_on_exit() as children:
-        assert lab.containerd is not None
+def run(args: argparse.Namespace) -> Outcome:
+    """The lab up, the steady pods, the load with churn; then the report."""
+    print(
+        f"podlens load benchmark: {args.clients} clients for {args.seconds:g} s, "
+        f"{args.pods} steady pods, a pod churned every {args.churn_interval:g} s; "
+        f"real containerd; {machine()}"
+    )
+    with (
+        Lab(workers=1) as lab,
+        pods_removed_on_exit(lab.endpoint),
+        stopped_on_exit() as children,
+    ):
         log(f"containerd up at {lab.endpoint}")
-        api = Child(
-            "api server",
-            ["lab.apiserver", "--port", "0", "--bookmark-interval", "1"],
-            lab.base / "apiserver.log",
-        )
+        api = ApiServerProcess(lab.base, bookmark_interval=1.0)
         children.append(api)
-        api_url = api.first_line()
-        kubelet = Child(
-            "kubelet",
-            [
-                "lab.kubelet",
-                "--api-server",
-                api_url,
-                "--cri-endpoint",
-                lab.endpoint,
-                "--node-name",
-                NODE,
-                "--root",
-                str(lab.base / "kubelet"),
-                "--time-scale",
-                "0.1",
-                "--sync-period",
-                "0.5",
-            ],
-            lab.base / "kubelet.log",
+        kubelet = KubeletProcess(
+            lab.base,
+            api_url=api.url,
+            cri_endpoint=lab.endpoint,
+            root=lab.base / "kubelet",
+            time_scale=KUBELET_TIME_SCALE,
+            sync_period=KUBELET_SYNC_PERIOD,
         )
         children.append(kubelet)
-        log(f"API server at {api_url}; lab kubelet started")
-        with agents_stopped_on_exit() as agents:
-            agent = AgentProcess(
-                lab.endpoint, lab.base, extra_args=["--api-server", api_url], name="agent"
-            )
-            agents.append(agent)
-            agent.wait_ready(60)
-            with httpx.Client(base_url=api_url, timeout=10) as api_client:
-                for i in range(args.pods):
-                    r = api_client.post(
-                        f"/api/v1/namespaces/{NS}/pods", json=manifest(f"steady-{i}")
-                    )
-                    r.raise_for_status()
-            wanted = {f"steady-{i}" for i in range(args.pods)}
-            wait_until(lambda: wanted <= running_pods(agent), "steady pods running", 120)
-            log(f"{args.pods} steady pods running (2 containers each)")
-            rss_idle = agent.rss_bytes()
-            single = single_client(agent, args.single_rounds)
-            load_before = os.getloadavg()[0]
+        log(f"API server at {api.url}; lab kubelet started")
+        agent = AgentProcess(
+            lab.endpoint, lab.base, extra_args=["--api-server", api.url], name="agent"
+        )
+        children.append(agent)
+        agent.wait_ready(60)
+        for i in range(args.pods):
+            api.create_pod(manifest(f"steady-{i}"))
+        wanted = {f"steady-{i}" for i in range(args.pods)}
+        wait_until(
+            "steady pods running",
+            lambda: (wanted <= (running_pods(agent) or set())) or None,
+            120,
+        )
+        log(f"{args.pods} steady pods running (2 containers each)")
+        rss_idle = agent.rss_bytes()
+        single = single_client(agent, args.single_rounds)
+        load_before = os.getloadavg()[0]
 
-            churn = Churn(api_url, args.churn_interval, args.churn_keep)
-            churner = threading.Thread(target=churn.run, name="churn", daemon=True)
-            churner.start()
-            log(
-                f"load: {args.clients} clients for {args.warmup:.0f}s warm-up + "
-                f"{args.seconds:.0f}s, pods churning every {args.churn_interval:g}s"
-            )
-            try:
-                results = asyncio.run(run_load(agent, args.clients, args.seconds, args.warmup))
-            finally:
-                churn.stop.set()
-                churner.join(15)
-            alive = agent.proc.poll() is None
-            figures = Figures(
-                single=single,
-                rss_idle=rss_idle,
-                rss_end=agent.rss_bytes() if alive else 0,
-                healthy=alive and agent.http.get("/healthz").status_code == 200,
-                node=agent.http.get("/v1/node").json() if alive else {},
-                load_before=load_before,
-                load_after=os.getloadavg()[0],
-                host_processes=sum(1 for p in Path("/proc").iterdir() if p.name.isdigit()),
-            )
+        churn = Churn(api.url, args.churn_interval, args.churn_keep)
+        churner = threading.Thread(target=churn.run, name="churn", daemon=True)
+        churner.start()
+        log(
+            f"load: {args.clients} clients for {args.warmup:.0f}s warm-up + "
+            f"{args.seconds:.0f}s, pods churning every {args.churn_interval:g}s"
+        )
+        try:
+            results = asyncio.run(run_load(agent, args.clients, args.seconds, args.warmup))
+        finally:
+            churn.stop.set()
+            churner.join(15)
+        alive = agent.alive()
+        figures = Figures(
+            single=single,
+            rss_idle=rss_idle,
+            rss_end=agent.rss_bytes() if alive else 0,
+            healthy=alive and agent.http.get("/healthz").status_code == 200,
+            node=agent.http.get("/v1/node").json() if alive else {},
+            load_before=load_before,
+            load_after=os.getloadavg()[0],
+            host_processes=len(psutil.pids()),
+        )
+        log("tearing down (agent, kubelet, API server, pods, containerd)")
     return report(args, results, churn, figures)
 
 
-def report(args: argparse.Namespace, results: Results, churn: Churn, figures: Figures) -> int:
+def report(args: argparse.Namespace, results: Results, churn: Churn, figures: Figures) -> Outcome:
+    """The tables, and the targets: no 5xx, no transport errors, memory flat, still healthy."""
+    outcome = Outcome()
     wall = results.wall
     series = results.rss
     rss_idle, rss_end, healthy = figures.rss_idle, figures.rss_end, figures.healthy
     rows = []
-    total = total_5xx = total_errors = 0
+    total = total_5xx = total_errors = total_other = 0
     for label, _ in endpoints():
         lat = results.latencies.get(label, [])
         statuses = results.statuses.get(label, Counter())
@@ -389,6 +334,7 @@ def report(args: argparse.Namespace, results: Results, churn: Churn, figures: Fi
         total += len(lat)
         total_5xx += n5xx
         total_errors += errors
+        total_other += other
         rows.append(
             [
                 label,
@@ -403,7 +349,7 @@ def report(args: argparse.Namespace, results: Results, churn: Churn, figures: Fi
                 errors,
             ]
         )
-    print("\n== Load on the read endpoints")
+    section(f"Load on the read endpoints ({args.clients} clients, {wall:.0f} s measured)")
     print(
         format_table(
             [
@@ -431,7 +377,7 @@ def report(args: argparse.Namespace, results: Results, churn: Churn, figures: Fi
     after_warmup = series[0][1] if series else rss_idle
     middle = series[len(series) // 2][1] if series else rss_idle
     growth = (rss_end - after_warmup) / after_warmup if after_warmup else 0.0
-    print("\n== Agent memory (RSS)")
+    section("Agent memory (RSS)")
     print(
         format_table(
             ["when", "MiB"],
@@ -447,45 +393,45 @@ def report(args: argparse.Namespace, results: Results, churn: Churn, figures: Fi
 
     counts = figures.node.get("counts", {})
     cpu = results.cpu_end - results.cpu_start
-    print("\n== Summary")
-    served = f"{total} in {wall:.0f}s ({total / wall:.0f}/s, {args.clients} clients)"
-    summary: list[list[object]] = [
-        ["requests served", served],
-        ["5xx answers", total_5xx],
-        ["transport errors", total_errors],
-        ["pods churned", f"{churn.created} created, {churn.deleted} deleted"],
-        ["churn failures", len(churn.failures)],
-        ["agent CPU", f"{cpu:.1f}s in {wall:.0f}s ({cpu / wall * 100:.0f}% of a core), "
-                      f"{cpu / max(total, 1) * 1000:.1f} ms per request"],
-        ["load average", f"{figures.load_before:.1f} before, {figures.load_after:.1f} after "
-                         f"({os.cpu_count()} CPUs, {figures.host_processes} host processes)"],
-        ["RSS growth after warm-up", f"{growth * 100:+.1f}% (limit {args.rss_growth * 100:.0f}%)"],
-        ["agent healthy at the end", "yes" if healthy else "NO"],
-        ["objects at the end", f"{counts.get('sandboxes')} sandboxes, "
-                               f"{counts.get('containers')} containers"],
-    ]  # fmt: skip
-    print(format_table(["what", "measured"], summary))
+    section("Around the load")
+    print(
+        format_table(
+            ["what", "measured"],
+            [
+                ["pods churned", f"{churn.created} created, {churn.deleted} deleted"],
+                ["churn failures", len(churn.failures)],
+                ["agent CPU", f"{cpu:.1f}s in {wall:.0f}s ({cpu / wall * 100:.0f}% of a core), "
+                              f"{cpu / max(total, 1) * 1000:.1f} ms per request"],
+                ["load average", f"{figures.load_before:.1f} before, {figures.load_after:.1f} "
+                                 f"after ({os.cpu_count()} CPUs, {figures.host_processes} host "
+                                 "processes)"],
+                ["objects at the end", f"{counts.get('sandboxes')} sandboxes, "
+                                       f"{counts.get('containers')} containers"],
+            ],
+        )
+    )  # fmt: skip
     for failure in churn.failures[:5]:
         print(f"  churn: {failure}")
-    failed = []
-    if total_5xx:
-        failed.append(f"{total_5xx} answers were 5xx")
-    if total_errors:
-        failed.append(f"{total_errors} requests failed at the transport level")
-    if growth > args.rss_growth:
-        failed.append(f"RSS grew {growth * 100:.1f}% (> {args.rss_growth * 100:.0f}%)")
-    if not healthy:
-        failed.append("the agent did not answer /healthz at the end")
-    if not total:
-        failed.append("no request was served")
-    if failed:
-        print("\nFAILED: " + "; ".join(failed))
-        return 1
-    print("\nno 5xx, no transport errors, memory flat")
-    return 0
+
+    outcome.check("requests were served", total > 0, "none")
+    outcome.info(
+        "requests served", f"{total} in {wall:.0f}s ({total / wall:.0f}/s, {args.clients} clients)"
+    )
+    outcome.target("5xx answers", str(total_5xx), "0", total_5xx == 0)
+    outcome.target("transport errors", str(total_errors), "0", total_errors == 0)
+    outcome.info("other answers (not 200, below 500)", str(total_other))
+    outcome.target(
+        "RSS growth after warm-up",
+        f"{growth * 100:+.1f}%",
+        f"<= {args.rss_growth * 100:.0f}%",
+        growth <= args.rss_growth,
+    )
+    outcome.target("agent answers /healthz at the end", "yes" if healthy else "no", "yes", healthy)
+    return outcome
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the options and run."""
     parser = argparse.ArgumentParser(
         prog="python -m bench.bench_load", description=__doc__.split("\n\n")[0]
     )
@@ -506,19 +452,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.clients < 1 or args.seconds <= 0:
         parser.error("--clients and --seconds must be positive")
-    problem = lab_problem()
-    if problem:
-        print(f"cannot run: {problem}", file=sys.stderr)
-        return 2
-    raise_on_sigterm()
-    try:
-        return run(args)
-    except (Terminated, KeyboardInterrupt):
-        print("interrupted; lab torn down", file=sys.stderr)
-        return 2
-    except RuntimeError as exc:
-        print(f"cannot run: {exc}", file=sys.stderr)
-        return 2
+    return run_benchmark(
+        "bench_load", lambda: run(args), cannot_run=lab_problem(), errors=LAB_ERRORS
+    )
 
 
 if __name__ == "__main__":

@@ -38,43 +38,37 @@ import random
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import psutil
 
-from bench._common import (
+from bench._harness import (
     LATENCY_HEADER,
+    MIB,
     Outcome,
-    finish,
-    latency_row,
-    load_average,
+    format_table,
+    latency_cells,
+    log,
+    machine,
+    ms,
+    percentile,
+    ratio,
+    run_benchmark,
     section,
+    stopped_on_exit,
     time_get,
     wait_until,
 )
-from bench._lab import (
-    MIB,
-    AgentProcess,
-    Lab,
-    Terminated,
-    agents_stopped_on_exit,
-    format_table,
-    lab_problem,
-    latency_summary,
-    log,
-    ms,
-    raise_on_sigterm,
-)
+from bench._lab import LAB_ERRORS, NODE, AgentProcess, Lab, lab_problem
 from lab.apiserver import FakeApiServer, RequestRecord
 from lab.cri_pods import ContainerDef, PodHandle
-from lab.errors import LabError
 from lab.images import BUSYBOX_IMAGE
 
-NODE = "bench"  # AgentProcess passes --node-name bench
 OTHER_NODE = "no-pods-here"
 TARGET_PODS_P50 = 0.020
 TARGET_LISTS_AFTER_SYNC = 0
@@ -85,6 +79,7 @@ BUSYBOX_REF = "docker.io/library/busybox:latest"
 
 
 def iso(t: datetime) -> str:
+    """A time as the API server writes it."""
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -112,6 +107,7 @@ class NodePod:
 
 
 def api_object(pod: NodePod) -> dict[str, Any]:
+    """The API object of one of this node's pods, bound to it."""
     command = ["sleep", "3600"] if pod.kind == "running" else ["sh", "-c", "echo done"]
     return {
         "metadata": {
@@ -270,6 +266,7 @@ def other_node_pod(i: int) -> dict[str, Any]:
 
 
 def plan_pods(count: int, completed: int, unready: int) -> list[NodePod]:
+    """This node's pods: the last ``completed`` completed, the first ``unready`` unready."""
     namespaces = [f"team-{i:02d}" for i in range(max(1, (count + 9) // 10))]
     pods = []
     for i in range(count):
@@ -314,6 +311,7 @@ def create_node_pods(lab: Lab, api: FakeApiServer, pods: list[NodePod]) -> None:
 
 
 def request_kind(r: RequestRecord) -> str:
+    """What a logged API request was: LIST or WATCH of pods or events, or other."""
     parts = [p for p in r.path.split("/") if p]
     if r.method != "GET":
         return f"{r.method} other"
@@ -331,6 +329,7 @@ def request_kind(r: RequestRecord) -> str:
 
 
 def tally(records: Sequence[RequestRecord]) -> dict[str, int]:
+    """Logged API requests counted by ``request_kind``."""
     counts: dict[str, int] = {}
     for r in records:
         kind = request_kind(r)
@@ -403,6 +402,50 @@ def verify_listing(
     )
 
 
+def listing_check(pods: list[NodePod], *, joined: bool) -> Callable[[httpx.Response], str | None]:
+    """A check of each ``GET /v1/pods`` answer: this node's pods, as kubectl shows them.
+
+    Without the API server the agent knows no API status: only the names count.
+    """
+    want = {(p.namespace, p.name): p.expected for p in pods}
+
+    def check(response: httpx.Response) -> str | None:
+        items = response.json()["items"]
+        if not joined:
+            names = {(i["namespace"], i["name"]) for i in items}
+            return None if names == set(want) else f"{len(items)} pods listed"
+        have = {
+            (i["namespace"], i["name"]): (i["status"], i["ready"], i["restarts"]) for i in items
+        }
+        wrong = [k for k in want if have.get(k) != want[k]]
+        if wrong or len(have) != len(want):
+            return f"{len(have)} pods, {len(wrong)} not as written, e.g. {wrong[:2]}"
+        return None
+
+    return check
+
+
+def text_listing_check(count: int) -> Callable[[httpx.Response], str | None]:
+    """A check of each text answer: a header line, then one line per pod."""
+
+    def check(response: httpx.Response) -> str | None:
+        lines = sum(1 for ln in response.text.splitlines() if ln.strip()) - 1
+        return None if lines == count else f"{lines} lines for {count} pods"
+
+    return check
+
+
+def detail_check(pod: NodePod) -> Callable[[httpx.Response], str | None]:
+    """A check of each answer about one pod: its STATUS and READY as written."""
+
+    def check(response: httpx.Response) -> str | None:
+        body = response.json()
+        shown = (body["status"], body["ready"])
+        return None if shown == pod.expected[:2] else f"{shown} != {pod.expected[:2]}"
+
+    return check
+
+
 def _is_sleep(pid: int) -> bool:
     try:
         return psutil.Process(pid).cmdline() == ["sleep", "3600"]
@@ -415,6 +458,8 @@ def _is_sleep(pid: int) -> bool:
 
 @dataclass
 class Steady:
+    """What the steady-state window saw: patches and how soon each showed, the API requests."""
+
     seconds: float
     patches: int
     propagation: list[float]
@@ -422,7 +467,9 @@ class Steady:
     drops: int
     counts: dict[str, int]
     patch_times: list[float]  # seconds into the window, one per propagation figure
-    cut_at: float | None
+    cut_at: float | None  # seconds into the window
+    cut_wall: float | None  # time.time() when the cut began, the request log's clock
+    records: list[RequestRecord]  # the API server's requests in the window
 
 
 def steady_state(
@@ -446,11 +493,13 @@ def steady_state(
     dropped = False
     patch_times: list[float] = []
     cut_at: float | None = None
+    cut_wall: float | None = None
     running = [p for p in pods if p.kind == "running"]
     next_patch = t0 + interval
     while time.monotonic() - t0 < seconds:
         if not dropped and time.monotonic() - t0 >= seconds / 2:
             cut_at = time.monotonic() - t0
+            cut_wall = time.time()
             drops = api.drop_watches()
             dropped = True
             log(f"cut {drops} open watch stream(s)")
@@ -478,15 +527,18 @@ def steady_state(
                 break
             time.sleep(0.005)
     elapsed = time.monotonic() - t0
+    records = api.requests[start_index:]
     return Steady(
         elapsed,
         patches,
         propagation,
         late,
         drops,
-        tally(api.requests[start_index:]),
+        tally(records),
         patch_times,
         cut_at,
+        cut_wall,
+        records,
     )
 
 
@@ -494,17 +546,18 @@ def steady_state(
 
 
 def run(args: argparse.Namespace) -> Outcome:
+    """The lab and the fake up, three agents, the figures and checks; then the report."""
     outcome = Outcome()
     rng = random.Random(args.seed)
     print(
         f"podlens pods benchmark: {args.pods} pods on this node (2 busybox containers each, "
         f"real containerd) among {args.pods + args.other_pods} pods in the API server; "
-        f"{psutil.cpu_count()} CPUs, load average {load_average()}"
+        f"{machine()}"
     )
     with (
         Lab(workers=args.workers) as lab,
         FakeApiServer(bookmark_interval=1.0) as api,
-        agents_stopped_on_exit() as agents,
+        stopped_on_exit() as agents,
     ):
         log(f"containerd up at {lab.endpoint}; fake API server at {api.url}")
         t0 = time.monotonic()
@@ -552,32 +605,35 @@ def run(args: argparse.Namespace) -> Outcome:
         cri_only.wait_ready(60)
         api_no_pods.wait_ready(60)
 
-        def synced() -> list[dict[str, Any]] | None:
-            items: list[dict[str, Any]] = with_api.http.get("/v1/pods").json()["items"]
-            want = {(p.namespace, p.name): p.expected for p in pods}
-            have = {
-                (i["namespace"], i["name"]): (i["status"], i["ready"], i["restarts"]) for i in items
-            }
-            if have != want:
-                return None
-            running = [i for i in items if i["status"] == "Running"]
-            if not all(c["pid"] for i in running for c in i["containers"]):
-                return None
-            return items
+        def synced_with(
+            agent: AgentProcess, joined: bool
+        ) -> Callable[[], list[dict[str, Any]] | None]:
+            check = listing_check(pods, joined=joined)
 
-        first, sync_s = wait_until("agent-api lists every pod as written", synced, 90, 0.1)
+            def synced() -> list[dict[str, Any]] | None:
+                response = agent.http.get("/v1/pods")
+                if check(response) is not None:
+                    return None
+                items: list[dict[str, Any]] = response.json()["items"]
+                running = [
+                    c
+                    for i in items
+                    for c in i["containers"]
+                    if c["state"] == "running" or i["status"] == "Running"
+                ]
+                return items if all(c["pid"] for c in running) else None
+
+            return synced
+
+        first, sync_s = wait_until(
+            "agent-api lists every pod as written", synced_with(with_api, True), 90, 0.1
+        )
         sync_index = len(api.requests)
         initial = tally(api.requests[:sync_index])
         initial_lists = [r for r in api.requests[:sync_index] if request_kind(r) == "LIST pods"]
         log(f"agent-api synced {sync_s:.1f}s after it was ready")
 
-        def cri_synced() -> bool:
-            items = cri_only.http.get("/v1/pods").json()["items"]
-            return len(items) == len(pods) and all(
-                c["pid"] for i in items for c in i["containers"] if c["state"] == "running"
-            )
-
-        wait_until("agent-cri-only lists every pod", cri_synced, 90, 0.2)
+        wait_until("agent-cri-only lists every pod", synced_with(cri_only, False), 90, 0.2)
         verify_listing(first, pods, outcome, "at sync")
         outcome.check(
             "initial sync: one LIST of pods, with the node's field selector",
@@ -616,28 +672,48 @@ def run(args: argparse.Namespace) -> Outcome:
         )
         rows = []
         timed: dict[str, list[float]] = {}
-        for label, agent, path, params in (
-            ("GET /v1/pods", with_api, "/v1/pods", None),
-            ("GET /v1/pods?output=text", with_api, "/v1/pods", {"output": "text"}),
-            (f"GET {detail_path}", with_api, detail_path, None),
-            ("GET /v1/pods (agent-cri-only)", cri_only, "/v1/pods", None),
+        for label, agent, path, params, check in (
+            ("GET /v1/pods", with_api, "/v1/pods", None, listing_check(pods, joined=True)),
+            (
+                "GET /v1/pods?output=text",
+                with_api,
+                "/v1/pods",
+                {"output": "text"},
+                text_listing_check(len(pods)),
+            ),
+            (f"GET {detail_path}", with_api, detail_path, None, detail_check(sample)),
+            (
+                "GET /v1/pods (agent-cri-only)",
+                cri_only,
+                "/v1/pods",
+                None,
+                listing_check(pods, joined=False),
+            ),
         ):
-            body = agent.http.get(path, params=params)
-            samples, bad = time_get(agent.http, path, args.requests, args.warmup, params=params)
-            outcome.check(f"{label} always 200", bad == 0, f"{bad} other answers")
-            timed[label] = samples
-            rows.append(latency_row(label, len(body.content), samples))
+            result = time_get(
+                agent.http, path, args.requests, args.warmup, params=params, check=check
+            )
+            outcome.check(
+                f"{label}: every answer 200 and right",
+                not result.bad,
+                f"{len(result.bad)} not, e.g. {result.bad[:2]}",
+            )
+            timed[label] = result.samples
+            rows.append(
+                (label, f"{result.body_bytes / 1024:.0f} KiB", *latency_cells(result.samples))
+            )
         host_processes = len(psutil.pids())
-        p50_list = latency_summary(timed["GET /v1/pods"])["p50"]
-        p50_detail = latency_summary(timed[f"GET {detail_path}"])["p50"]
-        p50_cri = latency_summary(timed["GET /v1/pods (agent-cri-only)"])["p50"]
+        p50_list = percentile(timed["GET /v1/pods"], 50)
+        p50_detail = percentile(timed[f"GET {detail_path}"], 50)
+        p50_cri = percentile(timed["GET /v1/pods (agent-cri-only)"], 50)
         outcome.target(
             f"GET /v1/pods p50 ({len(pods)} pods, joined)",
             ms(p50_list),
             f"<= {TARGET_PODS_P50 * 1000:.0f} ms",
             p50_list <= TARGET_PODS_P50,
         )
-        outcome.target(f"GET {detail_path} p50", ms(p50_detail), "(information)", True)
+        outcome.info(f"GET {detail_path} p50", ms(p50_detail))
+        detail_requests = 1 + args.warmup + args.requests
         rss_api_http = with_api.rss_bytes()
 
         # ------------------------------------------------------------- steady state
@@ -691,8 +767,8 @@ def run(args: argparse.Namespace) -> Outcome:
             f"\nwith the API vs without, synced: {(rss_api_synced - rss_cri_synced) / MIB:+.1f} MiB"
             f" = the API client and watch {(rss_no_pods - rss_cri_synced) / MIB:+.1f} MiB + "
             f"this node's {len(pods)} pods {(rss_api_synced - rss_no_pods) / MIB:+.1f} MiB "
-            "(the agents listing another node's pods hold none of the "
-            f"{len(everything) - len(mine)} others)"
+            f"(GET /v1/node: agent-api-other-node holds {other_info['api']['pods_on_node']} "
+            f"of the API server's pods, agent-api {node_info['api']['pods_on_node']})"
         )
         print(
             f"the API server holds {len(everything)} pods ({all_bytes / MIB:.1f} MiB of JSON); "
@@ -700,28 +776,21 @@ def run(args: argparse.Namespace) -> Outcome:
             f"({mine_bytes / all_bytes * 100:.1f}%). agent-api holds "
             f"{node_info['api']['pods_on_node']} pods from the API (GET /v1/node)."
         )
-        outcome.target(
-            "agent-api RSS, synced",
-            f"{rss_api_synced / MIB:.1f} MiB",
-            "(information)",
-            True,
-        )
-        outcome.target(
+        outcome.info("agent-api RSS, synced", f"{rss_api_synced / MIB:.1f} MiB")
+        outcome.info(
             "RSS with the API minus without, synced",
             f"{(rss_api_synced - rss_cri_synced) / MIB:+.1f} MiB",
-            "(information)",
-            True,
         )
 
         section(
             f"2. Warm HTTP latency ({args.warmup} warm-up, then {args.requests} timed requests "
             "each, keep-alive, one client)"
         )
-        print(format_table(LATENCY_HEADER, rows))
+        print(format_table(["request", "body", *LATENCY_HEADER], rows))
         print(
             f"\njoined view vs runtime-only view, GET /v1/pods p50: {ms(p50_list)} vs "
-            f"{ms(p50_cri)} ({p50_list / p50_cri:.2f}x); detail vs list: "
-            f"{p50_detail / p50_list:.2f}x (the detail reads every process's parent from /proc "
+            f"{ms(p50_cri)} ({ratio(p50_list, p50_cri)}); detail vs list: "
+            f"{ratio(p50_detail, p50_list)} (the detail reads every process's parent from /proc "
             f"for each container's process tree: {host_processes} processes on this host)"
         )
 
@@ -743,41 +812,56 @@ def run(args: argparse.Namespace) -> Outcome:
         )
         lists_after = since_sync.get("LIST pods", 0)
         watches_window = steady.counts.get("WATCH pods", 0)
+        watch_records = [r for r in steady.records if request_kind(r) == "WATCH pods"]
+        from_version = [r for r in watch_records if r.query.get("resourceVersion")]
+        rewatch = next(
+            (
+                r.timestamp - steady.cut_wall
+                for r in watch_records
+                if steady.cut_wall is not None and r.timestamp >= steady.cut_wall
+            ),
+            None,
+        )
+        events_window = steady.counts.get("LIST events", 0)
+        events_http = since_sync.get("LIST events", 0) - events_window
         print(
             f"\nLIST vs WATCH of pods in the window: {steady.counts.get('LIST pods', 0)} vs "
-            f"{watches_window} (watches end after {WATCH_TIMEOUT_SECONDS} s, and {steady.drops} "
-            "stream(s) were cut halfway; each resumed from its resourceVersion). LIST events "
-            "come from the detail requests (events are listed per pod, cached "
-            "5 s); none are made in the window."
+            f"{watches_window} (the server ends each watch after {WATCH_TIMEOUT_SECONDS} s; "
+            f"{steady.drops} stream(s) were cut halfway); {len(from_version)} of the "
+            f"{watches_window} watches named the resourceVersion to resume from. "
+            f"LIST events: {events_http} during the HTTP run (which made {detail_requests} "
+            f"requests for one pod's detail), {events_window} in the window."
         )
-        prop = latency_summary(steady.propagation) if steady.propagation else None
-        if prop is not None:
+        if rewatch is not None:
+            print(f"the first watch after the cut came {rewatch:.2f} s after the cut began")
+        if steady.propagation:
             print(
-                f"{steady.patches} status patches through the fake, each seen in the agent's "
-                f"GET /v1/pods after p50 {ms(prop['p50'])}, p90 {ms(prop['p90'])}, "
-                f"max {ms(prop['max'])} (patch -> watch event -> answer)"
+                f"{steady.patches} status patches through the fake, "
+                f"{len(steady.propagation)} seen in the agent's GET /v1/pods within 10 s, after "
+                f"p50 {ms(percentile(steady.propagation, 50))}, "
+                f"p90 {ms(percentile(steady.propagation, 90))}, "
+                f"max {ms(max(steady.propagation))} (patch -> watch event -> answer)"
             )
             slowest = max(range(len(steady.propagation)), key=steady.propagation.__getitem__)
             if steady.cut_at is not None:
                 after = steady.patch_times[slowest] - steady.cut_at
-                print(
-                    f"the slowest was patched {after:+.1f} s from the cut (after a cut stream "
-                    "the agent waits 0.5 s before it watches again)"
-                )
+                print(f"the slowest was patched {after:+.1f} s from the cut")
+        outcome.check(
+            "every watch in the window resumed from a resourceVersion",
+            len(from_version) == watches_window,
+            f"{watches_window - len(from_version)} of {watches_window} without one",
+        )
         outcome.target(
             "LIST pods requests after the initial sync",
             str(lists_after),
             f"== {TARGET_LISTS_AFTER_SYNC}",
             lists_after == TARGET_LISTS_AFTER_SYNC,
         )
-        outcome.target(
-            f"WATCH pods requests in the {steady.seconds:.0f} s window",
-            str(watches_window),
-            "(information)",
-            True,
+        outcome.info(
+            f"WATCH pods requests in the {steady.seconds:.0f} s window", str(watches_window)
         )
-        if prop is not None:
-            outcome.target("patch -> agent's answer p50", ms(prop["p50"]), "(information)", True)
+        if steady.propagation:
+            outcome.info("patch -> agent's answer p50", ms(percentile(steady.propagation, 50)))
         outcome.check(
             "the watch resumed after the cut and the timeouts",
             watches_window >= max(1, math.ceil(args.steady_seconds / WATCH_TIMEOUT_SECONDS) - 1),
@@ -792,6 +876,7 @@ def run(args: argparse.Namespace) -> Outcome:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the options and run."""
     parser = argparse.ArgumentParser(
         prog="python -m bench.bench_pods", description=__doc__.split("\n\n")[0]
     )
@@ -815,21 +900,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.completed + args.unready > args.pods:
         parser.error("--completed + --unready must not exceed --pods")
 
-    problem = lab_problem()
-    if problem:
-        print(f"cannot run: {problem}", file=sys.stderr)
-        return 2
-    raise_on_sigterm()
-    started = time.monotonic()
-    try:
-        outcome = run(args)
-    except (Terminated, KeyboardInterrupt):
-        print("interrupted; lab torn down", file=sys.stderr)
-        return 2
-    except (RuntimeError, LabError) as exc:
-        print(f"bench_pods: {exc}", file=sys.stderr)
-        return 2
-    return finish(outcome, time.monotonic() - started)
+    return run_benchmark(
+        "bench_pods", lambda: run(args), cannot_run=lab_problem(), errors=LAB_ERRORS
+    )
 
 
 if __name__ == "__main__":
