@@ -24,13 +24,13 @@ class RunningAgent:
         self.http = httpx.Client(base_url=url, timeout=10)
 
     def node_last_words(self) -> LastWords:
-        words: LastWords = self.server.config.app.state.agent.last_words  # type: ignore[attr-defined]
+        words: LastWords = self.server.config.app.state.agent.last_words  # type: ignore[union-attr]
         return words
 
     def get(self, path: str, **kwargs: object) -> httpx.Response:
         return self.http.get(path, **kwargs)  # type: ignore[arg-type]
 
-    def wait_for(self, predicate, timeout: float = 10.0, interval: float = 0.02):  # type: ignore[no-untyped-def]
+    def wait_for(self, predicate, timeout: float = 10.0, interval: float = 0.02):  # type: ignore[no-untyped-def,unused-ignore]
         """Poll ``predicate(self)`` until it returns something truthy; return that."""
         deadline = time.monotonic() + timeout
         last = None

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -443,7 +444,7 @@ def test_up_names_a_missing_package(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     real_which = shutil.which
-    monkeypatch.setattr(lab_node.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
     monkeypatch.setattr(
         "lab.images.shutil.which", lambda name: None if name == "runc" else real_which(name)
     )
@@ -458,7 +459,7 @@ def test_up_names_a_missing_package(
 def test_up_refuses_without_root(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(lab_node.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
 
     code = lab_node.main(["up", "--dir", str(tmp_path / "lab")])
 
@@ -521,10 +522,14 @@ def assert_nothing_left(lab: LabNode, state: LabState, pids: list[int]) -> None:
         "lab_dir": [],
     }
     for pid in pids:
-        wait_for(f"process {pid} gone", lambda pid=pid: not _alive(pid), timeout=5)
+        wait_for(f"process {pid} gone", partial(_gone, pid), timeout=5)
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True)
     assert state.bridge not in links.stdout
     assert not lab.lab_dir.exists()
+
+
+def _gone(pid: int) -> bool:
+    return not _alive(pid)
 
 
 def _alive(pid: int) -> bool:
