@@ -332,6 +332,7 @@ def test_a_container_running_again_after_a_crash_is_on_the_node_list(
     agent: RunningAgent, pods: dict[str, JSON]
 ) -> None:
     def running_again(a: RunningAgent) -> JSON | None:
+        item: JSON
         for item in a.get("/v1/diagnostics").json()["items"]:
             if item["pod"] == "flaky" and "runs again after a recent exit" in item["summary"]:
                 return item

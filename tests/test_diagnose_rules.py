@@ -1675,7 +1675,9 @@ def test_finding_to_dict() -> None:
     d = f.to_dict()
     assert d["rule"] == "init-waiting"
     assert d["since"] == "2025-03-04T11:55:00Z"
-    assert d["evidence"][0] == {"kind": "api", "label": "pod status", "value": "Init:0/2"}
+    evidence = d["evidence"]
+    assert isinstance(evidence, list)
+    assert evidence[0] == {"kind": "api", "label": "pod status", "value": "Init:0/2"}
     assert isinstance(d["next_steps"], list)
 
 

@@ -229,7 +229,7 @@ def client_for(
     return TestClient(create_app(settings, node, StillPods(*pods)), raise_server_exceptions=False)
 
 
-ALLOWED = {"enable_kill": True, "kill_namespaces": ("shop",)}
+ALLOWED: dict[str, Any] = {"enable_kill": True, "kill_namespaces": ("shop",)}
 
 
 def answer(client: TestClient, method: str, path: str, body: dict[str, Any] | None = None) -> Any:

@@ -177,7 +177,7 @@ def test_label_selectors(server: FakeApiServer, v1: client.CoreV1Api) -> None:
     server.add("Pod", pod("db", labels={"app": "db"}))
     server.add("Pod", pod("bare"))
 
-    def names(selector: str) -> list[str]:
+    def names(selector: str) -> list[str | None]:
         return [p.metadata.name for p in v1.list_namespaced_pod(NS, label_selector=selector).items]
 
     assert names("app=web") == ["web"]
@@ -324,7 +324,7 @@ def test_events_by_involved_object(server: FakeApiServer, v1: client.CoreV1Api) 
             },
         )
     mine = v1.list_namespaced_event(NS, field_selector=f"involvedObject.uid={uid}")
-    assert sorted(e.reason for e in mine.items) == ["BackOff", "Pulled"]
+    assert sorted(str(e.reason) for e in mine.items) == ["BackOff", "Pulled"]
     warnings = v1.list_event_for_all_namespaces(
         field_selector="involvedObject.name=a,involvedObject.kind=Pod,type=Warning,reason=BackOff"
     )

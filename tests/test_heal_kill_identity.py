@@ -14,6 +14,7 @@ import pytest
 from agent import host
 from agent.api.errors import status_for
 from agent.errors import ProcessGone, Unavailable
+from cri_proto import api_pb2
 from lab.cri_pods import ContainerDef, CriPodDriver, PodHandle
 
 pytestmark = pytest.mark.containerd
@@ -60,7 +61,7 @@ async def test_identity_checks_refuse_and_the_right_process_is_killed(
         handle_a.close()
     assert gone_at is not None
     assert (gone_at - handle_a.signalled_at).total_seconds() < 1
-    status = cri_driver.wait_container_state(a_id, 2, timeout=5)  # CONTAINER_EXITED
+    status = cri_driver.wait_container_state(a_id, api_pb2.CONTAINER_EXITED, timeout=5)
     assert status.exit_code == 137
     # The other container was untouched.
     assert alive(cri_driver.container_pid(b_id) or -1)

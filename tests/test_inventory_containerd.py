@@ -209,7 +209,7 @@ def test_kill_shows_exit_137_error_within_moments_and_restart_adds_attempt(
 
     def both_attempts(a: RunningAgent) -> list[dict[str, object]] | None:
         mine = [c for c in containers_of(a, "web") if c["name"] == "sidecar"]
-        attempts = sorted((c["attempt"], c["state"]) for c in mine)  # type: ignore[type-var]
+        attempts = sorted((c["attempt"], c["state"]) for c in mine)
         return mine if attempts == [(0, "exited"), (1, "running")] else None
 
     agent.wait_for(both_attempts)

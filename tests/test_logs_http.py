@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from agent.settings import Settings
+from cri_proto import api_pb2
 from lab.containerd import PrivateContainerd
 from lab.cri_pods import ContainerDef, CriPodDriver, PodHandle
 from tests.agent_server import RunningAgent, running_agent
@@ -93,7 +94,7 @@ def test_previous_attempt_and_lines_kept_after_the_file_is_gone(
     pid = cri_driver.container_pid(chatty.container_id("talker"))
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
-    cri_driver.wait_container_state(chatty.container_id("talker"), 2)
+    cri_driver.wait_container_state(chatty.container_id("talker"), api_pb2.CONTAINER_EXITED)
     new = cri_driver.restart_container(chatty, "talker")
     agent.wait_for(lambda a: a.get(f"/v1/containers/{new.id}").json().get("state") == "running")
     previous = logs(agent, pod, container="talker", previous="true", tail=3)
@@ -107,7 +108,7 @@ def test_previous_attempt_and_lines_kept_after_the_file_is_gone(
     pid = cri_driver.container_pid(new.id)
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
-    cri_driver.wait_container_state(new.id, 2)
+    cri_driver.wait_container_state(new.id, api_pb2.CONTAINER_EXITED)
     agent.wait_for(lambda a: a.get(f"/v1/containers/{new.id}").json().get("state") == "exited")
     agent.wait_for(lambda a: 1 in a.node_last_words().attempts(chatty.uid, "talker"))
     first_restart.unlink()

@@ -296,7 +296,8 @@ def _kubernetes_validate() -> ModuleType:
     except ImportError:
         tool_missing("kubernetes-validate is not installed (pip install kubernetes-validate)")
         raise
-    return kubernetes_validate
+    module: ModuleType = kubernetes_validate
+    return module
 
 
 def _versions() -> list[str]:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import MappingProxyType
+from typing import cast
 
 from agent.domain.kubemodel import ApiPod
-from agent.kube import ApiHealth
+from agent.domain.podview import PodView
+from agent.kube import ApiHealth, PodCacheLike
+from agent.services import pods as pod_service
 from agent.services.node import Snapshot
-from agent.services.pods import PodViewMemo, node_pod_views
+from agent.services.pods import PodViewMemo
 from agent.settings import Settings
 from tests.test_podview import NODE, NOW, api, by_id, cstatus, ctr, pod_doc, running, sandbox
 
@@ -24,6 +27,17 @@ class Cache:
 
 
 SETTINGS = Settings(node_name=NODE)
+
+
+def node_pod_views(
+    settings: Settings,
+    cache: Cache,
+    snap: Snapshot,
+    now: datetime | None = None,
+    memo: PodViewMemo | None = None,
+) -> list[PodView]:
+    """The join, given this module's stand-in for the pod cache (it has what the join reads)."""
+    return pod_service.node_pod_views(settings, cast(PodCacheLike, cache), snap, now, memo)
 
 
 def inputs() -> tuple[Cache, Snapshot]:
