@@ -60,6 +60,7 @@ async def test_runtime_going_away_answers_503_since_then_and_reconnects() -> Non
         went_away = datetime.now(UTC)
         runtime.go_away(details="connect: connection refused")
         await until(lambda: not node.health.connected, what="outage noticed")
+        first_since = node.health.since
         assert node.client is None
         # Reconnect attempts keep failing while it is away.
         attempts = len(runtime.clients)
@@ -70,6 +71,9 @@ async def test_runtime_going_away_answers_503_since_then_and_reconnects() -> Non
         assert error.detail["endpoint"] == FAKE_ENDPOINT
         since = datetime.fromisoformat(str(error.detail["since"]))
         assert went_away <= since <= datetime.now(UTC)
+        # The retries fail on another call (Version, not the relist) than the
+        # first failure did; it is still the same outage.
+        assert since == first_since
 
         response = await http.get("/v1/containers")
         assert response.status_code == 503

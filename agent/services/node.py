@@ -317,7 +317,9 @@ class NodeState:
 
     def _set_disconnected(self, reason: str) -> None:
         was = self._health
-        since = was.since if not was.connected and was.reason == reason else _now()
+        # Unavailable since the first failure: a retry failing with another
+        # reason (Version after ListPodSandbox) is the same outage.
+        since = was.since if not was.connected else _now()
         if was.connected or was.reason != reason:
             log.warning("container runtime unavailable: %s", reason)
         self._health = RuntimeHealth(
