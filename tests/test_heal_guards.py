@@ -40,6 +40,7 @@ def pod_json(
     sidecar: bool = False,
     last_exit: datetime | None = None,
     restarts: int = 0,
+    spec_extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     app_status: dict[str, Any] = {
         "name": "app",
@@ -59,6 +60,7 @@ def pod_json(
         "nodeName": NODE,
         "restartPolicy": policy,
         "containers": [{"name": "app", "image": "busybox"}],
+        **(spec_extra or {}),
     }
     statuses: dict[str, Any] = {"containerStatuses": [app_status]}
     if sidecar:
@@ -180,6 +182,31 @@ def test_opt_in_label_allows_outside_the_allowlist() -> None:
     assert status_for(refusal(lambda: plan_kill(settings(), other_value, kill(), ME, NOW))) == 403
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"priorityClassName": "system-node-critical"},
+        {"priorityClassName": "system-cluster-critical"},
+        {"priority": 2_000_000_000},
+        {"priorityClassName": "platform-critical", "priority": 2_000_001_000},
+    ],
+)
+def test_critical_priority_pods_are_system_pods_in_any_namespace(extra: dict[str, Any]) -> None:
+    # A DaemonSet's CNI or CSI agent may run in its own namespace with the
+    # system priority classes; killing it takes the node's pods down with it.
+    view = view_of(pod_json(ns="lab", spec_extra=extra))
+    refused = refusal(lambda: plan_kill(settings(), view, kill(), ME, NOW))
+    assert (status_for(refused), refused.detail["rule"]) == (403, "system-pod")
+    assert "--kill-allow-system" in refused.message
+    allowed = plan_kill(settings(kill_allow_system=True), view, kill(), ME, NOW)
+    assert allowed.target.namespace == "lab"
+
+
+def test_an_ordinary_priority_is_not_a_system_pod() -> None:
+    view = view_of(pod_json(spec_extra={"priorityClassName": "high", "priority": 1_999_999_999}))
+    assert plan_kill(settings(), view, kill(), ME, NOW).target.pid == 5000
+
+
 def test_system_pods_allowed_only_when_explicit() -> None:
     view = view_of(pod_json(ns="kube-system"))
     plan = plan_kill(
@@ -260,3 +287,13 @@ def test_bad_signals_are_422(given: str | int) -> None:
     refused = refusal(lambda: parse_signal(given))
     assert isinstance(refused, InvalidInput)
     assert (status_for(refused), refused.detail["rule"]) == (422, "bad-signal")
+
+
+@pytest.mark.parametrize("given", ["SIGSTOP", "STOP", "19", 19, "SIGHUP", "int", "SIGUSR1", 2])
+def test_signals_other_than_kill_and_term_are_refused_naming_the_two(given: str | int) -> None:
+    # SIGSTOP freezes the pod instead of healing it; the others may be caught
+    # and ignored, so kubelet would have nothing to restart.
+    refused = refusal(lambda: parse_signal(given))
+    assert (status_for(refused), refused.detail["rule"]) == (422, "bad-signal")
+    assert "SIGKILL" in refused.message
+    assert "SIGTERM" in refused.message

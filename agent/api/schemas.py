@@ -454,7 +454,10 @@ class KillBody(BaseModel):
         default=None, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
     )
     sandbox: bool = False
-    signal: str | int = Field(default="SIGKILL", description="a name (SIGKILL, TERM) or number")
+    signal: str | int = Field(
+        default="SIGKILL",
+        description="SIGKILL or SIGTERM, by name (KILL, term) or number (9, 15); others are 422",
+    )
     timeout_seconds: float | None = Field(
         default=None, gt=0, le=1800, description="how long to watch for the heal"
     )

@@ -7,11 +7,12 @@ identity, the clock), so every guard is table-testable.
 from __future__ import annotations
 
 import signal as signals
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
 from agent.domain.backoff import BACKOFF_RESET, INITIAL_BACKOFF, MAX_BACKOFF, backoff_for_restarts
-from agent.domain.kubemodel import ContainerRole, ContainerStatus
+from agent.domain.kubemodel import ApiPod, ContainerRole, ContainerStatus
 from agent.domain.model import ContainerState, SandboxState
 from agent.domain.podview import PodView
 from agent.errors import Conflict, Forbidden, Inapplicable, NotFound
@@ -21,6 +22,13 @@ from agent.settings import Settings
 # Signals whose default action ends a process with a non-zero status that a
 # process cannot catch: kubelet restarts the container under OnFailure.
 _UNCATCHABLE = {signals.SIGKILL}
+# What kill-and-watch may send: each ends a process that does not catch it,
+# so kubelet sees an exit and restarts the container.
+_ALLOWED_SIGNALS = frozenset({int(signals.SIGKILL), int(signals.SIGTERM)})
+# The two built-in classes (scheduling.k8s.io), and the floor of the range
+# reserved for them: user-defined classes may not go above one billion.
+_SYSTEM_PRIORITY_CLASSES = frozenset({"system-node-critical", "system-cluster-critical"})
+_SYSTEM_PRIORITY_MIN = 2_000_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,25 +52,40 @@ class AgentIdentity:
 
 
 def parse_signal(value: str | int) -> int:
-    """SIGKILL, KILL, kill or 9 -> 9; anything else is refused with the valid names."""
+    """SIGKILL, KILL, kill or 9 -> 9 (SIGTERM alike); any other signal is refused naming the two."""
+    number: int | None = None
     # Only plain ASCII digits are numbers here: str.isdigit() also accepts
     # characters like "²" that int() cannot read.
     if isinstance(value, int) or (
         isinstance(value, str) and value.isascii() and value.isdecimal() and len(value) <= 3
     ):
-        try:
-            return int(signals.Signals(int(value)))
-        except ValueError:
-            pass
+        number = int(value)
     else:
         name = value.strip().upper()
         name = name if name.startswith("SIG") else "SIG" + name
         if name in signals.Signals.__members__:
-            return int(signals.Signals[name])
+            number = int(signals.Signals[name])
+    if number in _ALLOWED_SIGNALS:
+        return number
+    known = number is not None and number in {int(s) for s in signals.Signals}
+    what = "not a kill-and-watch signal" if known else "unknown signal"
     raise Inapplicable(
-        f"unknown signal {value!r}; use a name like SIGKILL or SIGTERM, or a number",
+        f"{what} {value!r}: only SIGKILL (9) and SIGTERM (15) are accepted. Other signals "
+        "heal nothing: SIGSTOP freezes the pod, and the rest may be caught and ignored",
         rule="bad-signal",
+        allowed=["SIGKILL", "SIGTERM"],
     )
+
+
+def _system_priority(pod: ApiPod) -> bool:
+    """Whether the pod runs at a system priority, wherever its namespace is."""
+    spec = pod.raw.get("spec")
+    name = spec.get("priorityClassName") if isinstance(spec, Mapping) else None
+    # The class name is what admission resolves; the number is what it put in
+    # the spec, and covers a pod read without its class name.
+    if name in _SYSTEM_PRIORITY_CLASSES:
+        return True
+    return pod.priority is not None and pod.priority >= _SYSTEM_PRIORITY_MIN
 
 
 def check_allowed(settings: Settings, view: PodView, me: AgentIdentity) -> None:
@@ -79,11 +102,16 @@ def check_allowed(settings: Settings, view: PodView, me: AgentIdentity) -> None:
         raise Forbidden(f"{where} is the agent's own pod; it never kills itself", rule="own-pod")
     system = view.namespace == "kube-system" or (
         pod is not None
-        and (pod.is_mirror or pod.annotations.get("kubernetes.io/config.source", "api") != "api")
+        and (
+            pod.is_mirror
+            or pod.annotations.get("kubernetes.io/config.source", "api") != "api"
+            or _system_priority(pod)
+        )
     )
     if system and not settings.kill_allow_system:
         raise Forbidden(
-            f"{where} is a kube-system or static (mirror) pod; refused unless the agent runs "
+            f"{where} is a system pod (in kube-system, static, or of priority class "
+            "system-node-critical or system-cluster-critical); refused unless the agent runs "
             "with --kill-allow-system",
             rule="system-pod",
         )
