@@ -484,8 +484,8 @@ def run(args: argparse.Namespace) -> Outcome:
         )
         if tally.other_rules:
             print(
-                "pod answers without the expected finding (transitional states), by what they "
-                "had instead: "
+                "over all timed answers, what a failing pod had when its expected finding "
+                "was missing, and the warnings of healthy pods: "
                 + ", ".join(f"{k} x{v}" for k, v in sorted(tally.other_rules.items()))
             )
         sample = next((f for f in one_body.get("findings", []) if f["rule"] == "crashloop"), None)

@@ -790,8 +790,8 @@ def run(args: argparse.Namespace) -> Outcome:
         print(
             f"\njoined view vs runtime-only view, GET /v1/pods p50: {ms(p50_list)} vs "
             f"{ms(p50_cri)} ({ratio(p50_list, p50_cri)}); detail vs list: "
-            f"{ratio(p50_detail, p50_list)} (the detail reads every process's parent from /proc "
-            f"for each container's process tree: {host_processes} processes on this host)"
+            f"{ratio(p50_detail, p50_list)}, with {host_processes} processes on this host (the "
+            "detail's process trees are read from /proc)"
         )
 
         section(f"3. Requests to the API server ({WATCH_TIMEOUT_SECONDS} s watch timeout)")
