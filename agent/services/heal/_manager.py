@@ -206,10 +206,26 @@ class HealManager:
             )
 
     def start(self, plan: Plan, requested_by: str) -> HealRun:
-        """Start the run in the background; the plan must come from ``preflight``."""
+        """Start the run in the background; the plan must come from ``preflight``.
+
+        Call it on the event loop: the one-run-per-pod and rate checks made
+        here and the records that make them hold are one step, with no await
+        between them, so requests whose preflights overlapped (each run in a
+        worker thread, each seeing the same free slot) cannot all get through.
+        """
         target = plan.target
-        running = self._active.get(target.pod_uid)
-        if running is not None:  # two requests raced past preflight
+        try:
+            running = self._active.get(target.pod_uid)
+            if running is not None:
+                raise Conflict(
+                    f"run {running} is still watching {target.namespace}/{target.pod}; "
+                    "one run per pod at a time",
+                    rule="run-in-progress",
+                    run=running,
+                )
+            self._check_rate()
+        except (Conflict, RateLimited) as exc:
+            rule = str(exc.detail.get("rule", exc.kind))
             self.audit.write(
                 "refused",
                 requested_by=requested_by,
@@ -219,17 +235,12 @@ class HealManager:
                 sandbox=target.container is None,
                 signal=plan.signal,
                 dry_run=False,
-                rule="run-in-progress",
-                reason=f"run {running} is still watching the pod",
+                rule=rule,
+                reason=exc.message,
             )
             if self._on_refused is not None:
-                self._on_refused("run-in-progress")
-            raise Conflict(
-                f"run {running} is still watching {target.namespace}/{target.pod}; "
-                "one run per pod at a time",
-                rule="run-in-progress",
-                run=running,
-            )
+                self._on_refused(rule)
+            raise
         self._kills.append(time.monotonic())
         run = HealRun(
             id=uuid.uuid4().hex[:12],
