@@ -51,8 +51,8 @@ class Settings(BaseSettings):
     # --- the host
     proc_root: Path = Path("/proc")
 
-    # --- logs: files outside these directories (and the directories the runtime
-    # reports for its containers) are never opened
+    # --- logs: files outside these directories are never opened, wherever the
+    # runtime says a container's log is
     log_roots: Annotated[tuple[Path, ...], NoDecode] = (Path("/var/log/pods"),)
     # Lines kept per dead attempt, so a crash's output outlives kubelet's GC.
     last_words_lines: int = Field(default=50, ge=0, le=1000)

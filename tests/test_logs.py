@@ -8,6 +8,7 @@ import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -200,7 +201,7 @@ def test_trailing_partial_and_unterminated_record_are_marked_partial(tmp_path: P
     ]
     path = tmp_path / "0.log"
     path.write_bytes(data)
-    assert list(tail(path, 10).lines) == lines
+    assert list(tail(path, 10, allowed_roots=[tmp_path]).lines) == lines
 
 
 # ------------------------------------------------------------------------- tail
@@ -209,7 +210,7 @@ def test_trailing_partial_and_unterminated_record_are_marked_partial(tmp_path: P
 def test_tail_returns_the_last_lines_oldest_first(pod_dir: Path) -> None:
     path = pod_dir / "0.log"
     path.write_bytes(numbered(1000))
-    result = tail(path, 3)
+    result = tail(path, 3, allowed_roots=[pod_dir])
     assert texts(result.lines) == ["line 997", "line 998", "line 999"]
     assert not result.truncated
     assert result.files == (str(path),)
@@ -219,13 +220,13 @@ def test_tail_returns_the_last_lines_oldest_first(pod_dir: Path) -> None:
 def test_tail_of_a_short_file_returns_all_of_it(pod_dir: Path) -> None:
     path = pod_dir / "0.log"
     path.write_bytes(numbered(4))
-    assert texts(tail(path, 100).lines) == [f"line {i}" for i in range(4)]
+    assert texts(tail(path, 100, allowed_roots=[pod_dir]).lines) == [f"line {i}" for i in range(4)]
 
 
 def test_tail_of_an_empty_file_is_empty_not_an_error(pod_dir: Path) -> None:
     path = pod_dir / "0.log"
     path.write_bytes(b"")
-    result = tail(path, 10)
+    result = tail(path, 10, allowed_roots=[pod_dir])
     assert result.lines == ()
     assert not result.truncated
 
@@ -237,7 +238,7 @@ def test_partial_sequence_straddling_block_boundaries_is_joined(pod_dir: Path) -
     path.write_bytes(head + long_line + rec("last"))
     # Every block size puts the block boundaries somewhere else in the P/P/F run.
     for block in range(1, 130):
-        result = tail(path, 2, block_size=block)
+        result = tail(path, 2, block_size=block, allowed_roots=[pod_dir])
         assert texts(result.lines) == ["a" * 40 + "b" * 40 + "c" * 40, "last"], block
 
 
@@ -261,7 +262,7 @@ def test_tail_agrees_with_a_whole_file_parse_on_random_logs(tmp_path: Path) -> N
         everything = parse_log(data)
         for want in (1, 3, 7, 100):
             block = rnd.randint(1, 64)
-            got = tail(path, want, block_size=block)
+            got = tail(path, want, block_size=block, allowed_roots=[tmp_path])
             assert list(got.lines) == everything[-want:], (case, want, block, data)
 
 
@@ -274,7 +275,7 @@ def test_tail_of_a_large_file_reads_only_its_end(pod_dir: Path, pread_bytes: lis
         f.truncate(256 * 1024 * 1024)
         f.seek(0, os.SEEK_END)
         f.write(b"\n" + numbered(500))
-    result = tail(path, 100)
+    result = tail(path, 100, allowed_roots=[pod_dir])
     assert texts(result.lines) == [f"line {i}" for i in range(400, 500)]
     assert sum(pread_bytes) == result.bytes_read
     assert result.bytes_read <= 64 * 1024
@@ -286,7 +287,9 @@ def test_max_bytes_bounds_the_read_and_says_truncated(
     path = pod_dir / "0.log"
     path.write_bytes(numbered(10_000))
     line_size = len(rec("line 9999"))
-    result = tail(path, 1000, max_bytes=50 * line_size, block_size=7 * line_size)
+    result = tail(
+        path, 1000, max_bytes=50 * line_size, block_size=7 * line_size, allowed_roots=[pod_dir]
+    )
     assert result.truncated
     assert sum(pread_bytes) <= 50 * line_size
     assert texts(result.lines)[-1] == "line 9999"
@@ -299,7 +302,7 @@ def test_max_bytes_bounds_the_read_and_says_truncated(
 def test_a_line_longer_than_max_bytes_gives_an_explained_empty_result(pod_dir: Path) -> None:
     path = pod_dir / "0.log"
     path.write_bytes(rec("short") + rec("x" * 100_000))
-    result = tail(path, 5, max_bytes=10_000, block_size=1000)
+    result = tail(path, 5, max_bytes=10_000, block_size=1000, allowed_roots=[pod_dir])
     assert result.lines == ()
     assert result.truncated
     assert result.note is not None
@@ -311,7 +314,7 @@ def test_a_lone_stderr_line_among_stdout_lines_is_not_lost(pod_dir: Path) -> Non
     path.write_bytes(
         numbered(50_000) + rec("panic: boom", stream="stderr") + numbered(5, start=50_000)
     )
-    result = tail(path, 6)
+    result = tail(path, 6, allowed_roots=[pod_dir])
     assert [(line.stream, line.text) for line in result.lines] == [
         ("stderr", "panic: boom"),
         *[("stdout", f"line {i}") for i in range(50_000, 50_005)],
@@ -336,20 +339,20 @@ def test_bad_arguments_are_invalid_input(
     path = pod_dir / "0.log"
     path.write_bytes(numbered(3))
     with pytest.raises(InvalidInput) as caught:
-        tail(path, **kwargs)  # type: ignore[arg-type]
+        tail(path, **kwargs, allowed_roots=[pod_dir])  # type: ignore[arg-type]
     assert caught.value.detail["field"] == field
 
 
 def test_missing_file_is_not_found_naming_it(pod_dir: Path) -> None:
     path = pod_dir / "7.log"
     with pytest.raises(NotFound) as caught:
-        tail(path, 10)
+        tail(path, 10, allowed_roots=[pod_dir])
     assert str(path) in caught.value.message
 
 
 def test_zero_lines_of_a_missing_file_is_still_not_found(pod_dir: Path) -> None:
     with pytest.raises(NotFound):
-        tail(pod_dir / "7.log", 0)
+        tail(pod_dir / "7.log", 0, allowed_roots=[pod_dir])
 
 
 # --------------------------------------------------------------------- rotation
@@ -366,14 +369,14 @@ def _rotated_set(pod_dir: Path) -> Path:
 
 def test_live_file_alone_when_it_holds_enough(pod_dir: Path) -> None:
     live = _rotated_set(pod_dir)
-    result = tail(live, 5)
+    result = tail(live, 5, allowed_roots=[pod_dir])
     assert texts(result.lines) == [f"line {i}" for i in range(20, 25)]
     assert result.files == (str(live),)
 
 
 def test_rotation_spans_live_plain_and_gzipped_files_oldest_first(pod_dir: Path) -> None:
     live = _rotated_set(pod_dir)
-    result = tail(live, 22)
+    result = tail(live, 22, allowed_roots=[pod_dir])
     assert texts(result.lines) == [f"line {i}" for i in range(3, 25)]
     assert result.files == (
         str(pod_dir / "0.log.20240506-070000.gz"),
@@ -381,7 +384,9 @@ def test_rotation_spans_live_plain_and_gzipped_files_oldest_first(pod_dir: Path)
         str(live),
     )
     assert not result.truncated
-    assert texts(tail(live, 1000).lines) == [f"line {i}" for i in range(25)]
+    assert texts(tail(live, 1000, allowed_roots=[pod_dir]).lines) == [
+        f"line {i}" for i in range(25)
+    ]
 
 
 def test_rotation_ignores_tmp_and_a_plain_copy_being_compressed(pod_dir: Path) -> None:
@@ -391,7 +396,7 @@ def test_rotation_ignores_tmp_and_a_plain_copy_being_compressed(pod_dir: Path) -
     (pod_dir / "0.log.20240506-070000").write_bytes(numbered(10, start=0))
     (pod_dir / "0.log.20240506-071000.gz.tmp").write_bytes(b"half written")
     (pod_dir / "1.log.20240506-072000").write_bytes(rec("another attempt"))
-    result = tail(live, 1000)
+    result = tail(live, 1000, allowed_roots=[pod_dir])
     assert texts(result.lines) == [f"line {i}" for i in range(25)]
 
 
@@ -399,7 +404,7 @@ def test_a_long_line_cut_by_rotation_is_joined_across_files(pod_dir: Path) -> No
     (pod_dir / "0.log.20240506-071000").write_bytes(rec("old") + rec("begin-", tag="P"))
     live = pod_dir / "0.log"
     live.write_bytes(rec("middle-", tag="P") + rec("end") + rec("new"))
-    result = tail(live, 2)
+    result = tail(live, 2, allowed_roots=[pod_dir])
     assert texts(result.lines) == ["begin-middle-end", "new"]
 
 
@@ -408,7 +413,7 @@ def test_gzip_rotation_is_bounded_by_max_bytes_of_decompressed_data(pod_dir: Pat
     live.write_bytes(numbered(2, start=100_000))
     (pod_dir / "0.log.20240506-070000.gz").write_bytes(gzip.compress(numbered(100_000)))
     budget = 4096
-    result = tail(live, 1000, max_bytes=budget)
+    result = tail(live, 1000, max_bytes=budget, allowed_roots=[pod_dir])
     assert result.truncated
     assert result.bytes_read <= budget
     numbers = [int(t.split()[1]) for t in texts(result.lines)]
@@ -421,7 +426,7 @@ def test_corrupt_gzip_rotation_is_reported_not_raised(pod_dir: Path) -> None:
     live = pod_dir / "0.log"
     live.write_bytes(numbered(2, start=10))
     (pod_dir / "0.log.20240506-070000.gz").write_bytes(b"\x1f\x8b\x08not gzip at all")
-    result = tail(live, 100)
+    result = tail(live, 100, allowed_roots=[pod_dir])
     assert texts(result.lines) == ["line 10", "line 11"]
     assert result.note is not None
     assert "0.log.20240506-070000.gz" in result.note
@@ -440,7 +445,7 @@ def test_rotated_file_removed_between_listing_and_reading(
         return found
 
     monkeypatch.setattr(tail_module, "rotated_files", list_then_gc)
-    result = tail(live, 100)
+    result = tail(live, 100, allowed_roots=[pod_dir])
     assert texts(result.lines) == [f"line {i}" for i in range(20, 25)]
     assert result.note is not None
     assert "vanished while reading" in result.note
@@ -450,7 +455,7 @@ def test_rotated_file_removed_between_listing_and_reading(
 def test_live_file_missing_during_rotation_falls_back_to_rotated_files(pod_dir: Path) -> None:
     live = _rotated_set(pod_dir)
     live.unlink()
-    result = tail(live, 3)
+    result = tail(live, 3, allowed_roots=[pod_dir])
     assert texts(result.lines) == ["line 17", "line 18", "line 19"]
     assert result.note is not None
     assert "missing" in result.note
@@ -471,7 +476,7 @@ def test_live_file_rotated_while_reading_keeps_what_was_read(
         return real(fd, n, offset)
 
     monkeypatch.setattr(os, "pread", rotate_on_first_read)
-    result = tail(live, 300, block_size=512)
+    result = tail(live, 300, block_size=512, allowed_roots=[pod_dir])
     # The open file is the rotated one now: all of it, and it is not read twice.
     assert texts(result.lines) == [f"line {i}" for i in range(200)]
     assert result.note is not None
@@ -494,7 +499,7 @@ def test_live_file_truncated_while_reading_keeps_what_was_read(
         return data
 
     monkeypatch.setattr(os, "pread", truncate_after_first_read)
-    result = tail(live, 300, block_size=512)
+    result = tail(live, 300, block_size=512, allowed_roots=[pod_dir])
     assert result.lines
     assert texts(result.lines)[-1] == "line 199"
     assert result.note is not None
@@ -637,14 +642,16 @@ def test_previous_log_path(pod_dir: Path) -> None:
     (pod_dir / "1.log").write_bytes(rec("previous attempt"))
     current = pod_dir / "2.log"
     current.write_bytes(rec("this attempt"))
-    previous = previous_log_path(current, 2)
+    previous = previous_log_path(current, 2, allowed_roots=[pod_dir])
     assert previous == (pod_dir / "1.log").resolve()
     assert previous is not None
-    assert texts(tail(previous, 5).lines) == ["previous attempt"]
-    assert previous_log_path(pod_dir / "1.log", 1) is None  # 0.log was removed by GC
-    assert previous_log_path(pod_dir / "0.log", 0) is None
+    assert texts(tail(previous, 5, allowed_roots=[pod_dir]).lines) == ["previous attempt"]
+    assert (
+        previous_log_path(pod_dir / "1.log", 1, allowed_roots=[pod_dir]) is None
+    )  # 0.log was removed by GC
+    assert previous_log_path(pod_dir / "0.log", 0, allowed_roots=[pod_dir]) is None
     with pytest.raises(InvalidInput):
-        previous_log_path(current, -1)
+        previous_log_path(current, -1, allowed_roots=[pod_dir])
 
 
 def test_previous_log_path_refuses_a_symlink_out(tmp_path: Path, pod_dir: Path) -> None:
@@ -652,7 +659,7 @@ def test_previous_log_path_refuses_a_symlink_out(tmp_path: Path, pod_dir: Path) 
     secret.write_text("x")
     (pod_dir / "0.log").symlink_to(secret)
     with pytest.raises(InvalidInput):
-        previous_log_path(pod_dir / "1.log", 1)
+        previous_log_path(pod_dir / "1.log", 1, allowed_roots=[pod_dir])
 
 
 # -------------------------------------------------------------------- LastWords
@@ -665,7 +672,7 @@ def _attempt_log(pod_dir: Path, attempt: int, body: bytes) -> Path:
 
 
 def test_last_words_survive_the_log_file(pod_dir: Path) -> None:
-    memory = LastWords()
+    memory = LastWords(allowed_roots=[pod_dir])
     path = _attempt_log(pod_dir, 0, numbered(200) + rec("fatal: config missing", stream="stderr"))
     key = AttemptKey("uid-1", "app", 0)
     kept = memory.remember(key, path)
@@ -680,13 +687,13 @@ def test_last_words_survive_the_log_file(pod_dir: Path) -> None:
 
 
 def test_last_words_of_a_vanished_file_are_none(pod_dir: Path) -> None:
-    memory = LastWords()
+    memory = LastWords(allowed_roots=[pod_dir])
     assert memory.remember(AttemptKey("uid-1", "app", 3), pod_dir / "3.log") is None
     assert len(memory) == 0
 
 
 def test_last_words_keep_a_bounded_number_of_attempts_lru(pod_dir: Path) -> None:
-    memory = LastWords(lines=5, max_attempts=3)
+    memory = LastWords(allowed_roots=[pod_dir], lines=5, max_attempts=3)
     for attempt in range(3):
         memory.remember(
             AttemptKey("uid-1", "app", attempt), _attempt_log(pod_dir, attempt, numbered(9))
@@ -699,7 +706,7 @@ def test_last_words_keep_a_bounded_number_of_attempts_lru(pod_dir: Path) -> None
 
 
 def test_last_words_total_size_is_bounded(pod_dir: Path) -> None:
-    memory = LastWords(lines=10, max_total_bytes=20_000)
+    memory = LastWords(allowed_roots=[pod_dir], lines=10, max_total_bytes=20_000)
     for attempt in range(40):
         path = _attempt_log(pod_dir, attempt, b"".join(rec("y" * 500) for _ in range(10)))
         memory.remember(AttemptKey("uid-1", "app", attempt), path)
@@ -709,7 +716,7 @@ def test_last_words_total_size_is_bounded(pod_dir: Path) -> None:
 
 
 def test_last_words_per_attempt_bytes_are_bounded(pod_dir: Path) -> None:
-    memory = LastWords(lines=50, max_bytes_per_attempt=1024)
+    memory = LastWords(allowed_roots=[pod_dir], lines=50, max_bytes_per_attempt=1024)
     path = _attempt_log(pod_dir, 0, b"".join(rec("z" * 300) for _ in range(50)))
     kept = memory.remember(AttemptKey("uid-1", "app", 0), path)
     assert kept is not None
@@ -719,7 +726,7 @@ def test_last_words_per_attempt_bytes_are_bounded(pod_dir: Path) -> None:
 
 
 def test_last_words_forget_a_pod(pod_dir: Path) -> None:
-    memory = LastWords()
+    memory = LastWords(allowed_roots=[pod_dir])
     memory.remember(AttemptKey("uid-1", "app", 0), _attempt_log(pod_dir, 0, numbered(3)))
     memory.remember(AttemptKey("uid-2", "app", 0), _attempt_log(pod_dir, 1, numbered(3)))
     assert memory.forget_pod("uid-1") == 1
@@ -733,7 +740,7 @@ def test_last_words_forget_a_pod(pod_dir: Path) -> None:
 )
 def test_last_words_refuse_bad_keys(pod_dir: Path, key: AttemptKey) -> None:
     with pytest.raises(InvalidInput):
-        LastWords().remember(key, _attempt_log(pod_dir, 0, numbered(1)))
+        LastWords(allowed_roots=[pod_dir]).remember(key, _attempt_log(pod_dir, 0, numbered(1)))
 
 
 def test_last_words_respect_allowed_roots(tmp_path: Path, pod_dir: Path) -> None:
@@ -810,7 +817,7 @@ def test_logs_written_by_a_real_containerd(
     memory.remember(AttemptKey(handle.uid, "talker", 0), path)
     cri_driver.restart_container(handle, "talker")
     current = log_path_for(pod_dir, "talker", 1, allowed_roots=[cri_driver.log_root])
-    assert previous_log_path(current, 1) == path
+    assert previous_log_path(current, 1, allowed_roots=[cri_driver.log_root]) == path
     recalled = memory.recall(handle.uid, "talker", 0)
     assert recalled is not None
     # stdout and stderr are separate pipes: only the order within one holds.
@@ -840,12 +847,12 @@ def test_tail_memo_reads_a_file_again_only_when_it_changed(
     reads: list[Path] = []
     real_tail = tail_module.tail
 
-    def counting(path: Path, lines: int, **kw: object) -> object:
+    def counting(path: Path, lines: int, **kw: Any) -> object:
         reads.append(path)
-        return real_tail(path, lines)
+        return real_tail(path, lines, **kw)
 
     monkeypatch.setattr("agent.logs._memo.tail", counting)
-    memo = TailMemo()
+    memo = TailMemo([tmp_path])
     log = tmp_path / "0.log"
     log.write_bytes(b"2024-05-06T07:08:09Z stdout F one\n2024-05-06T07:08:10Z stdout F two\n")
 

@@ -3,10 +3,12 @@
 Works with the API server down: the files kubelet and the runtime write
 under ``/var/log/pods`` are the source. What this package offers:
 
-* ``tail(path, lines)`` reads a log backwards from its end in blocks,
-  bounded by lines and bytes, joins partial (``P``) records, and continues
-  into kubelet's rotated files (plain, then gzipped) when the live file is
-  too short; results are oldest first. Malformed lines are kept as text.
+* ``tail(path, lines, allowed_roots=...)`` reads a log backwards from its
+  end in blocks, bounded by lines and bytes, joins partial (``P``) records,
+  and continues into kubelet's rotated files (plain, then gzipped) when the
+  live file is too short; results are oldest first. Malformed lines are kept
+  as text. Every reader here names the log directories it may read
+  (``allowed_roots``, no default): nothing outside them is opened.
 * ``container_log_dir``, ``log_path_for``, ``previous_log_path`` build the
   kubelet paths from names that are checked first, and ``safe_open_log``
   opens only files that resolve under the allowed roots.

@@ -52,18 +52,19 @@ class LastWords:
 
     Bounded three ways: ``lines`` per attempt (read with at most
     ``max_bytes_per_attempt``), ``max_attempts`` entries, and an estimated
-    ``max_total_bytes`` for all of them. Safe to call from several threads,
-    so the file read can run off the event loop.
+    ``max_total_bytes`` for all of them. Only files under ``allowed_roots``
+    (the node's log directories) are read. Safe to call from several
+    threads, so the file read can run off the event loop.
     """
 
     def __init__(
         self,
         *,
+        allowed_roots: Sequence[Path | str],
         lines: int = 50,
         max_attempts: int = 512,
         max_bytes_per_attempt: int = 64 * 1024,
         max_total_bytes: int = 8 * 1024 * 1024,
-        allowed_roots: Sequence[Path] | None = None,
     ) -> None:
         for name, value in (
             ("lines", lines),

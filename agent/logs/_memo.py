@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
 
 from agent.logs._tail import tail
@@ -19,10 +20,12 @@ class TailMemo:
 
     One ``stat`` tells whether the file changed since its lines were read; the
     logs of exited containers, which a crash loop's diagnosis reads on every
-    request, then cost no read and no parsing. Safe to share between threads.
+    request, then cost no read and no parsing. Reads only files under
+    ``allowed_roots``. Safe to share between threads.
     """
 
-    def __init__(self, entries: int = 1024) -> None:
+    def __init__(self, allowed_roots: Sequence[Path | str], entries: int = 1024) -> None:
+        self._roots = tuple(allowed_roots)
         self._entries = entries
         self._lock = threading.Lock()
         self._kept: OrderedDict[tuple[str, int], tuple[_Identity, tuple[str, ...]]] = OrderedDict()
@@ -41,7 +44,7 @@ class TailMemo:
                 if hit is not None and hit[0] == identity:
                     self._kept.move_to_end(key)
                     return hit[1]
-        text = tuple(line.text for line in tail(path, count).lines)
+        text = tuple(line.text for line in tail(path, count, allowed_roots=self._roots).lines)
         if identity is not None:
             with self._lock:
                 self._kept[key] = (identity, text)

@@ -196,7 +196,7 @@ def previous_log_path(
     current: Path,
     restart_count: int,
     *,
-    allowed_roots: Sequence[Path] | None = None,
+    allowed_roots: Sequence[Path | str],
 ) -> Path | None:
     """The log of the attempt before ``restart_count``: ``<restartCount-1>.log``
     next to ``current``, when that file still exists.
@@ -205,13 +205,15 @@ def previous_log_path(
     container together with its log (its GC keeps one dead instance per
     container by default). When the runtime still lists the dead container,
     its own ``log_path`` is the better answer and can be tailed directly.
+    The candidate must resolve under ``allowed_roots``, or nothing is looked
+    at (not even whether it exists).
     """
     count = check_restart_count(restart_count)
     if count == 0:
         return None
     text = _fspath(current, "current log path")
     directory = Path(text).parent
-    candidate = resolve_within(directory / f"{count - 1}.log", allowed_roots or (directory,))
+    candidate = resolve_within(directory / f"{count - 1}.log", allowed_roots)
     try:
         st = os.stat(candidate)
     except OSError:

@@ -207,7 +207,7 @@ class _Reading:
     asm: _Assembler
     budget: _Budget
     block_size: int
-    roots: Sequence[Path]
+    roots: Sequence[Path | str]
     files: list[str] = field(default_factory=list)
     opened: bool = False
     notes: list[str] = field(default_factory=list)
@@ -348,17 +348,18 @@ def tail(
     path: Path,
     lines: int,
     *,
+    allowed_roots: Sequence[Path | str],
     max_bytes: int = DEFAULT_MAX_BYTES,
     block_size: int = DEFAULT_BLOCK_SIZE,
-    allowed_roots: Sequence[Path] | None = None,
 ) -> TailResult:
     """The last ``lines`` lines of the container log at ``path``, oldest first.
 
     Continues into rotated files (``<path>.<stamp>``, then ``.gz``) when the
     live file holds fewer lines. At most ``max_bytes`` are read (for gzip
     files: kept after decompression). ``allowed_roots`` are the directories
-    the files must resolve under; without them the directory the live file
-    resolves to is the only root, which keeps rotated files next to it.
+    every file read must resolve under (the node's log directories); there is
+    no default, because "the directory the file is in" is wherever a symlink
+    points.
 
     Raises ``NotFound`` naming the file when nothing could be read at all,
     ``InvalidInput`` for bad arguments or a path outside the roots.
@@ -379,7 +380,7 @@ def tail(
         raise InvalidInput("log path contains a NUL byte")
     path = Path(os.path.abspath(path))
     real = Path(real_path(os.fspath(path)))
-    roots = allowed_roots if allowed_roots is not None else (real.parent,)
+    roots = allowed_roots
     if lines == 0:
         # Asking for no lines of a missing or forbidden file is still an error.
         safe_open_log(path, roots).close()

@@ -103,8 +103,11 @@ class Agent:
         self.settings = settings
         self.node = node if node is not None else NodeState(settings)
         self.pods = pods if pods is not None else pod_cache_from_settings(settings)
-        self.last_words = LastWords(lines=settings.last_words_lines)
-        self.tails = TailMemo()
+        # Every log read, whoever asks for it, stays under the configured roots.
+        self.last_words = LastWords(
+            allowed_roots=settings.log_roots, lines=settings.last_words_lines
+        )
+        self.tails = TailMemo(settings.log_roots)
         self.metrics = Metrics(self.node, self.pods)
         self.heal = HealManager(
             settings,

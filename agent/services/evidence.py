@@ -80,7 +80,9 @@ def _tail_text(path: Path, lines: int, tails: TailMemo) -> tuple[str, ...]:
     return ()
 
 
-def _logs_for(c: ContainerView, uid: str, last_words: LastWords, tails: TailMemo) -> ContainerLogs:
+def _logs_for(
+    c: ContainerView, uid: str, last_words: LastWords, tails: TailMemo, log_roots: Sequence[Path]
+) -> ContainerLogs:
     current: Container | None = c.current
     now_lines: tuple[str, ...] = ()
     source = ""
@@ -89,7 +91,7 @@ def _logs_for(c: ContainerView, uid: str, last_words: LastWords, tails: TailMemo
         source = current.log_path
     before: tuple[str, ...] = ()
     before_source = ""
-    previous = attempt_log(c, previous=True)
+    previous = attempt_log(c, previous=True, log_roots=log_roots)
     before_attempt = previous.attempt
     if previous.path is not None:
         before = _tail_text(previous.path, LOG_LINES, tails)
@@ -165,7 +167,7 @@ def _node_facts(
     closed = {port for port, ok in (listening or {}).items() if not ok}
     uid = view.runtime_uid or view.uid
     logs = {
-        c.name: _logs_for(c, uid, last_words, tails)
+        c.name: _logs_for(c, uid, last_words, tails, settings.log_roots)
         for c in view.containers
         if _container_needs_logs(c, closed)
     }

@@ -14,7 +14,7 @@ A services module: it may import the domain, the adapters and the settings.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -190,18 +190,24 @@ class AttemptLog:
     path: Path | None
 
 
-def attempt_log(c: ContainerView, *, previous: bool) -> AttemptLog:
+def attempt_log(c: ContainerView, *, previous: bool, log_roots: Sequence[Path]) -> AttemptLog:
     """The current attempt's log, or the previous one's as ``kubectl logs --previous`` finds it.
 
     When the runtime no longer holds the dead container, its file may remain
-    beside the current one (``<attempt>.log``).
+    beside the current one (``<attempt>.log``), looked for only under
+    ``log_roots``.
     """
     wanted = previous_instance(c) if previous else c.current
     if wanted is not None:
         return AttemptLog(wanted.attempt, Path(wanted.log_path) if wanted.log_path else None)
     current = c.current
     if previous and current is not None and current.log_path and current.attempt > 0:
-        path = previous_log_path(Path(current.log_path), current.attempt)
+        try:
+            path = previous_log_path(
+                Path(current.log_path), current.attempt, allowed_roots=log_roots
+            )
+        except InvalidInput:
+            path = None  # outside the log directories: as good as gone
         return AttemptLog(current.attempt - 1, path)
     return AttemptLog(None, None)
 
@@ -249,15 +255,16 @@ def read_log(
 ) -> LogRead:
     """The last ``lines`` of a container's log: from its file, else from the lines kept at exit.
 
+    Only files under ``log_roots`` are read, wherever the runtime says the
+    log is: a path that resolves elsewhere is refused (InvalidInput).
     Blocking (file reads): call it from a worker thread.
     """
     chosen = choose_container(view, container)
-    located = attempt_log(chosen, previous=previous)
+    located = attempt_log(chosen, previous=previous, log_roots=log_roots)
     result: TailResult | None = None
     if located.path is not None:
-        roots = [*log_roots, located.path.parent]
         try:
-            result = tail(located.path, lines, allowed_roots=roots)
+            result = tail(located.path, lines, allowed_roots=log_roots)
         except NotFound:
             result = None
     if result is not None:
