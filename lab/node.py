@@ -527,7 +527,9 @@ class LabNode:
 
     # ------------------------------------------------------------ processes
 
-    def _spawn(self, name: str, argv: Sequence[str]) -> tuple[subprocess.Popen[bytes], Path]:
+    def _spawn(
+        self, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None
+    ) -> tuple[subprocess.Popen[bytes], Path]:
         log_path = self.lab_dir / f"{name}.log"
         # Truncated: the API server's URL is read back from its log.
         with log_path.open("wb") as log:
@@ -539,7 +541,7 @@ class LabNode:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.lab_dir,
-                env=python_child_env(),
+                env={**python_child_env(), **(env or {})},
                 # Its own session: it outlives this command and a Ctrl-C here.
                 start_new_session=True,
             )
@@ -740,7 +742,9 @@ class LabNode:
             "--audit-log",
             str(self.lab_dir / "audit.jsonl"),
         ]
-        proc, log_path = self._spawn("agent", argv)
+        # The agent reads logs only under its log roots: the lab kubelet's.
+        logs = {"PODLENS_LOG_ROOTS": str(self.lab_dir / "kubelet" / "log" / "pods")}
+        proc, log_path = self._spawn("agent", argv, logs)
         self._record(state, "agent", proc, log_path)
 
         def ready() -> bool:

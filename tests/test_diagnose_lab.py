@@ -169,6 +169,7 @@ def agent(
         auth_mode="none",
         diagnosis_init_waiting_seconds=INIT_WAIT.total_seconds(),
         diagnosis_port_grace_seconds=PORT_GRACE.total_seconds(),
+        log_roots=(kubelet.root / "log" / "pods",),
     )
     with running_agent(settings) as running:
         running.wait_for(lambda a: a.get("/readyz").json().get("status") == "ok")

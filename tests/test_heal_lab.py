@@ -75,6 +75,7 @@ def agent(
         kill_rate_per_minute=60,
         audit_log_path=audit_path,
         auth_mode="none",
+        log_roots=(kubelet.root / "log" / "pods",),
     )
     with running_agent(settings) as running:
         running.wait_for(lambda a: a.get("/readyz").json().get("status") == "ok")
