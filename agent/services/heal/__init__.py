@@ -9,7 +9,7 @@ process's start time and cgroup, so a recycled PID is never signalled. Every
 kill and refusal is audited.
 """
 
-from agent.services.heal._audit import AuditLog
+from agent.services.heal._audit import AuditLog, audit_caller
 from agent.services.heal._guards import (
     AgentIdentity,
     KillRequest,
@@ -40,6 +40,7 @@ __all__ = [
     "Plan",
     "RunState",
     "Target",
+    "audit_caller",
     "expected_restart_delay",
     "parse_signal",
     "plan_kill",

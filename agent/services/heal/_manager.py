@@ -264,21 +264,23 @@ class HealManager:
     async def _execute(self, run: HealRun) -> None:
         plan = run.plan
         target = plan.target
-        self.audit.write(
-            "kill",
-            run=run.id,
-            requested_by=run.requested_by,
-            namespace=target.namespace,
-            pod=target.pod,
-            pod_uid=target.pod_uid,
-            container=target.container,
-            container_id=target.container_id,
-            pid=target.pid,
-            signal=plan.signal_name,
-        )
         handle: host.SignalledProcess | None = None
         try:
             try:
+                # Inside the try: a record that cannot be written ends the run
+                # unkilled, and the finally below frees the pod for another.
+                self.audit.write(
+                    "kill",
+                    run=run.id,
+                    requested_by=run.requested_by,
+                    namespace=target.namespace,
+                    pod=target.pod,
+                    pod_uid=target.pod_uid,
+                    container=target.container,
+                    container_id=target.container_id,
+                    pid=target.pid,
+                    signal=plan.signal_name,
+                )
                 handle = host.signal_container_process(
                     target.pid,
                     target.pid_started_at,
@@ -307,14 +309,17 @@ class HealManager:
             if handle is not None:
                 handle.close()
             self._active.pop(target.pod_uid, None)
-            self.audit.write(
-                "outcome",
-                run=run.id,
-                state=run.state.value,
-                verdict=run.verdict,
-                time_to_recover_seconds=run.time_to_recover_seconds,
-                phases=[p.name for p in run.phases],
-            )
+            # The audit trail has logged why it could not write; the run's
+            # verdict stands and is still reported.
+            with contextlib.suppress(Unavailable):
+                self.audit.write(
+                    "outcome",
+                    run=run.id,
+                    state=run.state.value,
+                    verdict=run.verdict,
+                    time_to_recover_seconds=run.time_to_recover_seconds,
+                    phases=[p.name for p in run.phases],
+                )
             if self._on_finished is not None:
                 self._on_finished(run)
 
