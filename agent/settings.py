@@ -24,6 +24,20 @@ class Settings(BaseSettings):
     # --- where the agent listens
     host: str = "127.0.0.1"
     port: int = Field(default=8470, ge=0, le=65535)
+    # TLS: "auto" serves it on every address but loopback, "on" everywhere,
+    # "off" nowhere (refused on other addresses while tokens are checked).
+    # With no certificate files, a self-signed one is made at start and its
+    # fingerprints logged.
+    tls_mode: Literal["auto", "on", "off"] = "auto"
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    # Bounds for callers without a token: connections and requests served at
+    # once (more get 503), seconds to send a request's head, idle seconds
+    # between requests, and the largest request head in bytes.
+    http_limit_concurrency: int = Field(default=64, ge=1)
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0)
+    http_keep_alive_seconds: int = Field(default=5, ge=1)
+    http_max_header_bytes: int = Field(default=16384, ge=4096)
 
     # --- which node this is; NODE_NAME is what the downward API usually sets
     node_name: str = Field(
@@ -88,12 +102,19 @@ class Settings(BaseSettings):
     # SubjectAccessReview per request, as the kubelet does. None picks
     # "kubernetes" when an API server is configured, else "none".
     auth_mode: Literal["kubernetes", "none"] | None = None
-    # Loopback callers are trusted: inside the agent's pod only kubectl
-    # port-forward (authorized by the API server) and the pod itself reach it.
-    trust_loopback: bool = True
+    # Off: inside a pod, loopback is where kubectl port-forward and a mesh
+    # sidecar deliver anyone. On, 127.0.0.1 and ::1 may read without a token
+    # (never logs, never kill).
+    trust_loopback: bool = False
     auth_cache_seconds: float = Field(default=10.0, ge=0)
     auth_timeout_seconds: float = Field(default=5.0, gt=0)
-    auth_token_audiences: Annotated[tuple[str, ...], NoDecode] = ()
+    # Only tokens minted for the agent (kubectl create token --audience podlens);
+    # empty accepts the API server's own audience too.
+    auth_token_audiences: Annotated[tuple[str, ...], NoDecode] = ("podlens",)
+    auth_max_token_length: int = Field(default=8192, ge=1)
+    # Token reviews the cache cannot answer, per client address.
+    auth_review_burst: int = Field(default=32, ge=1)
+    auth_review_rate_per_second: float = Field(default=4.0, gt=0)
 
     @field_validator("auth_token_audiences", mode="before")
     @classmethod

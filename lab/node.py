@@ -72,6 +72,8 @@ from lab.images import (
     require_tool,
 )
 from lab.processes import ProcessRef, log_tail, python_child_env, stop_process
+from lab.upstream import realnode
+from lab.upstream.realnode import REAL_COMPONENTS, RealState
 
 DEFAULT_LAB_DIR = Path("/var/lib/podlens-lab")
 LAB_DIR_ENV = "PODLENS_LAB_DIR"
@@ -176,6 +178,10 @@ class LabState:
     subnet: str = ""
     images: list[str] = field(default_factory=list)
     components: dict[str, Component] = field(default_factory=dict)
+    # "lab" (the stand-ins) or "real" (upstream control plane and kubelet).
+    mode: str = "lab"
+    # Real mode's own state (lab.upstream.realnode.RealState as JSON).
+    real: dict[str, Any] = field(default_factory=dict)
 
     @property
     def agent_url(self) -> str:
@@ -200,6 +206,8 @@ class LabState:
             "time_scale": self.time_scale,
             "images": list(self.images),
             "components": {k: v.to_json() for k, v in self.components.items()},
+            "mode": self.mode,
+            "real": self.real,
         }
 
     @classmethod
@@ -224,6 +232,8 @@ class LabState:
             components={
                 str(k): Component.from_json(v) for k, v in (d.get("components") or {}).items()
             },
+            mode=str(d.get("mode") or "lab"),
+            real=dict(d.get("real") or {}),
         )
 
 
@@ -467,8 +477,11 @@ class LabNode:
         node_name: str = NODE_NAME,
         ready_timeout: float = 60.0,
         progress: Callable[[str], None] | None = None,
+        real: bool = False,
     ) -> None:
         self.lab_dir = Path(lab_dir).absolute()
+        # Upstream control plane and kubelet (lab.upstream) instead of the stand-ins.
+        self.real = real
         self.port = port
         self.time_scale = time_scale
         self.image_cache = image_cache
@@ -504,6 +517,15 @@ class LabNode:
         tmp.write_text(json.dumps(state.to_json(), indent=2) + "\n")
         os.replace(tmp, self.state_path)
 
+    def progress(self, message: str) -> None:
+        """Say how the start goes (the CLI prints it; tests may not)."""
+        self._progress(message)
+
+    def save_real(self, state: LabState, real: RealState) -> None:
+        """Keep real mode's state in the state file."""
+        state.real = real.to_json()
+        self._save(state)
+
     def require_state(self) -> LabState:
         """The state of a lab that is up; LabNotUp saying how to start one otherwise."""
         state = self.load_state()
@@ -527,9 +549,10 @@ class LabNode:
 
     # ------------------------------------------------------------ processes
 
-    def _spawn(
+    def spawn(
         self, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None
     ) -> tuple[subprocess.Popen[bytes], Path]:
+        """Start one component detached, logging into ``<lab>/<name>.log``."""
         log_path = self.lab_dir / f"{name}.log"
         # Truncated: the API server's URL is read back from its log.
         with log_path.open("wb") as log:
@@ -547,9 +570,10 @@ class LabNode:
             )
         return proc, log_path
 
-    def _record(
+    def record(
         self, state: LabState, name: str, proc: subprocess.Popen[bytes], log_path: Path
     ) -> None:
+        """Keep a started component's PID and start time in the state file."""
         ref = ProcessRef.of(proc.pid)
         if ref is None:
             raise ComponentFailed(
@@ -559,13 +583,14 @@ class LabNode:
         state.components[name] = Component(ref.pid, ref.start_ticks, str(log_path))
         self._save(state)
 
-    def _wait(
+    def wait(
         self,
         name: str,
         proc: subprocess.Popen[bytes],
         log_path: Path,
         ready: Callable[[], bool],
     ) -> None:
+        """Wait until ``ready()``; ComponentFailed with the log's tail if it exits or times out."""
         deadline = time.monotonic() + self.ready_timeout
         while True:
             code = proc.poll()
@@ -620,6 +645,9 @@ class LabNode:
             "images: " + ", ".join(f"{r}{' (cached)' if c else ''}" for r, c in report_images)
         )
 
+        if self.real:
+            # Before anything starts: no binaries, nothing to tear down.
+            realnode.binaries()
         containerd = PrivateContainerd(self.lab_dir / "containerd", images)
         state = LabState(
             lab_dir=str(self.lab_dir),
@@ -632,6 +660,7 @@ class LabNode:
             time_scale=self.time_scale,
             bridge=containerd.bridge_name,
             images=[t for i in images for t in i.tags],
+            mode="real" if self.real else "lab",
         )
         # Saved before anything starts, so a `down` after a crash here still
         # knows which bridge and directories are the lab's.
@@ -639,6 +668,10 @@ class LabNode:
         report = UpReport(state, images=report_images)
         report.timings["images"] = t_images - t0
         try:
+            if self.real:
+                # The real kubelet pulls (busybox means busybox:latest, pulled
+                # Always); the lab's registry answers for docker.io and registry.k8s.io.
+                containerd.registry_mirror = realnode.start_registry(self, state, images)
             containerd.start()
             ref = ProcessRef.of(containerd.pid) if containerd.pid is not None else None
             if ref is None:
@@ -654,8 +687,13 @@ class LabNode:
             report.timings["containerd"] = t_containerd - t_images
             self._progress(f"containerd: {containerd.endpoint} (pid {ref.pid})")
 
-            self._start_apiserver(state)
-            self._start_kubelet(state)
+            if self.real:
+                real = RealState()
+                realnode.start_control_plane(self, state, real)
+                realnode.start_kubelet(self, state, real)
+            else:
+                self._start_apiserver(state)
+                self._start_kubelet(state)
             self._start_agent(state)
             report.timings["control_plane"] = time.monotonic() - t_containerd
         except BaseException:
@@ -673,8 +711,8 @@ class LabNode:
 
     def _start_apiserver(self, state: LabState) -> None:
         argv = [sys.executable, "-m", "lab.apiserver", "--host", "127.0.0.1", "--port", "0"]
-        proc, log_path = self._spawn("apiserver", argv)
-        self._record(state, "apiserver", proc, log_path)
+        proc, log_path = self.spawn("apiserver", argv)
+        self.record(state, "apiserver", proc, log_path)
         url: list[str] = []
 
         def announced() -> bool:
@@ -685,7 +723,7 @@ class LabNode:
                     return True
             return False
 
-        self._wait("the lab API server", proc, log_path, announced)
+        self.wait("the lab API server", proc, log_path, announced)
         state.api_server_url = url[0]
         self._save(state)
         self._progress(f"API server: {state.api_server_url} (pid {proc.pid})")
@@ -706,8 +744,8 @@ class LabNode:
         ]
         if state.time_scale is not None:
             argv += ["--time-scale", repr(state.time_scale)]
-        proc, log_path = self._spawn("kubelet", argv)
-        self._record(state, "kubelet", proc, log_path)
+        proc, log_path = self.spawn("kubelet", argv)
+        self.record(state, "kubelet", proc, log_path)
 
         def started() -> bool:
             # Logged once its pod watch, relist and scheduler loops run.
@@ -715,10 +753,15 @@ class LabNode:
                 return "lab kubelet for node" in log_path.read_text(errors="replace")
             return False
 
-        self._wait("the lab kubelet", proc, log_path, started)
+        self.wait("the lab kubelet", proc, log_path, started)
         self._progress(f"kubelet: node {state.node_name} (pid {proc.pid})")
 
     def _start_agent(self, state: LabState) -> None:
+        api = ["--api-server", state.api_server_url]
+        log_root = self.lab_dir / "kubelet" / "log" / "pods"
+        if state.mode == "real":
+            api = ["--kubeconfig", RealState.from_json(state.real).kubeconfig]
+            log_root = Path("/var/log/pods")
         argv = [
             sys.executable,
             "-m",
@@ -726,14 +769,20 @@ class LabNode:
             "serve",
             "--cri-endpoint",
             state.cri_endpoint,
-            "--api-server",
-            state.api_server_url,
+            *api,
             "--node-name",
             state.node_name,
             "--host",
             "127.0.0.1",
             "--port",
             str(state.port),
+            # The lab is one machine's sandbox, reached on its loopback only:
+            # plain HTTP and no token checks, said here rather than left to
+            # defaults that are right for a shared cluster and wrong for it.
+            "--tls",
+            "off",
+            "--auth-mode",
+            "none",
             # The lab is where the self-healing demo runs: kills are on for
             # the namespace the exercises use, and every one is audited.
             "--enable-kill",
@@ -743,9 +792,9 @@ class LabNode:
             str(self.lab_dir / "audit.jsonl"),
         ]
         # The agent reads logs only under its log roots: the lab kubelet's.
-        logs = {"PODLENS_LOG_ROOTS": str(self.lab_dir / "kubelet" / "log" / "pods")}
-        proc, log_path = self._spawn("agent", argv, logs)
-        self._record(state, "agent", proc, log_path)
+        logs = {"PODLENS_LOG_ROOTS": str(log_root)}
+        proc, log_path = self.spawn("agent", argv, logs)
+        self.record(state, "agent", proc, log_path)
 
         def ready() -> bool:
             with contextlib.suppress(OSError, ValueError):
@@ -753,7 +802,7 @@ class LabNode:
                 return code == 200
             return False
 
-        self._wait("the agent", proc, log_path, ready)
+        self.wait("the agent", proc, log_path, ready)
         self._progress(f"agent: {state.agent_url} (pid {proc.pid})")
 
     # ------------------------------------------------------------ down
@@ -797,7 +846,24 @@ class LabNode:
         # The kubelet gets a short grace: it would wait out pods in the middle
         # of their own termination grace periods, and every pod is removed
         # through CRI right after anyway.
-        for name, grace in (("agent", 10.0), ("kubelet", 3.0), ("apiserver", 10.0)):
+        real = RealState.from_json(state.real) if state.mode == "real" else None
+        stops: tuple[tuple[str, float], ...] = (
+            ("agent", 10.0),
+            ("kubelet", 3.0),
+            ("apiserver", 10.0),
+        )
+        if real is not None:
+            agent = state.components.get("agent")
+            if agent is not None and not stop_process(agent.ref, 10.0):
+                problems.append(f"agent (pid {agent.pid}) did not exit")
+            # While the kubelet runs: it removes the pods' containers and logs.
+            apiserver = state.components.get("apiserver")
+            if apiserver is not None and apiserver.ref.alive():
+                problems += realnode.delete_all_pods(real)
+            stops = tuple((name, 10.0) for name in REAL_COMPONENTS if name != "containerd")
+        for name, grace in stops:
+            if name == "registry":
+                continue
             component = state.components.get(name)
             if component is not None and not stop_process(component.ref, grace):
                 problems.append(f"{name} (pid {component.pid}) did not exit")
@@ -817,6 +883,14 @@ class LabNode:
         for point in _mounts_under(self.lab_dir):
             if not _umount(point):
                 _umount(point, _MNT_DETACH)
+        registry = state.components.get("registry")
+        if registry is not None and not stop_process(registry.ref, 5.0):
+            problems.append(f"registry (pid {registry.pid}) did not exit")
+        if real is not None:
+            problems += realnode.clean_host(real)
+            for point in _mounts_under(self.lab_dir):
+                if not _umount(point):
+                    _umount(point, _MNT_DETACH)
         leftovers = containerd.leftovers()
         problems += [f"{kind} left: {items}" for kind, items in leftovers.items() if items]
         alive = [n for n, c in state.components.items() if c.ref.alive()]
@@ -867,9 +941,15 @@ class LabNode:
             "time_scale": state.time_scale,
             "healthy": bool(components)
             and all(c["running"] for c in components.values())
-            and set(components) == set(COMPONENTS),
+            and set(components) == set(REAL_COMPONENTS if state.mode == "real" else COMPONENTS),
             "components": components,
+            "mode": state.mode,
         }
+        if state.mode == "real":
+            real = RealState.from_json(state.real)
+            out["kubeconfig"] = real.kubeconfig
+            out["versions"] = real.versions
+            out["agent_token_file"] = real.agent_token_file
         try:
             out["pods"] = [row.to_json() for row in self._pods(state)]
         except LabError as exc:
@@ -895,6 +975,10 @@ class LabNode:
     ) -> tuple[int, Any]:
         url = self._api(state) + path
         try:
+            if state.mode == "real":
+                return realnode.admin_client(RealState.from_json(state.real)).request(
+                    method, path, body
+                )
             return http_json(method, url, body)
         except (OSError, urllib.error.URLError) as exc:
             raise ComponentFailed(f"the lab API server at {url} did not answer: {exc}") from exc
@@ -979,7 +1063,7 @@ class LabNode:
                     )
                     continue
             problems = check_pod(pod, state.node_name)
-            if not problems:
+            if not problems and state.mode != "real":
                 problems = _kubelet_unsupported(pod, state.node_name)
             if problems:
                 refusals.append(f"{label}: " + "; ".join(problems))
@@ -988,9 +1072,10 @@ class LabNode:
             body.setdefault("apiVersion", "v1")
             ns = namespace or body["metadata"].get("namespace") or "default"
             body["metadata"]["namespace"] = ns
-            # No scheduler: the lab binds every pod to its one node, as a
-            # scheduler's binding would set spec.nodeName.
-            body["spec"]["nodeName"] = state.node_name
+            if state.mode != "real":
+                # No scheduler: the lab binds every pod to its one node, as a
+                # scheduler's binding would set spec.nodeName.
+                body["spec"]["nodeName"] = state.node_name
             body.pop("status", None)
             prepared.append((ns, body["metadata"]["name"], body))
         if refusals:
@@ -1072,6 +1157,12 @@ def build_parser(prog: str = "python -m lab") -> argparse.ArgumentParser:
         "e.g. 0.05 in tests; default 1",
     )
     up.add_argument("--image-cache", type=Path, help="where built images are cached")
+    up.add_argument(
+        "--real",
+        action="store_true",
+        help="upstream etcd, kube-apiserver, kube-controller-manager, kube-scheduler and "
+        "kubelet (built once by scripts/upstream/build.sh) instead of the stand-ins",
+    )
     apply = sub.add_parser("apply", parents=[common], help="create the Pods in a YAML file")
     apply.add_argument("-f", "--filename", required=True, help="a YAML file, or - for stdin")
     apply.add_argument("-n", "--namespace", help="namespace (default: the manifest's, or default)")
@@ -1125,6 +1216,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m lab") -> i
                 time_scale=args.time_scale,
                 image_cache=args.image_cache,
                 progress=say,
+                real=args.real,
             )
             try:
                 report = node.up()

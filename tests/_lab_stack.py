@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -75,9 +76,15 @@ class AgentProcess:
         relist_interval: float = 0.5,
         extra_args: Sequence[str] = (),
         port: int | None = None,
+        token: str | None = None,
+        tls_files: tuple[Path, Path] | None = None,
     ) -> None:
         self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        # The certificate names localhost (and 127.0.0.1); the name is checked.
+        self.url = (
+            f"https://localhost:{self.port}" if tls_files else f"http://127.0.0.1:{self.port}"
+        )
+        self.tls_files = tls_files
         self.log_path = log_path
         args = [
             sys.executable,
@@ -103,9 +110,25 @@ class AgentProcess:
             args += ["--kill-namespaces", ",".join(kill_namespaces)]
         if audit_log is not None:
             args += ["--audit-log", str(audit_log)]
+        # Without a token to send, the agent checks none: these tests look at
+        # what it serves (tests/test_auth.py and the fuzzing look at the door).
+        if token is None:
+            args += ["--auth-mode", "none"]
+        if tls_files is not None:
+            args += ["--tls", "on", "--tls-cert-file", str(tls_files[0])]
+            args += ["--tls-key-file", str(tls_files[1])]
         self.args = [*args, *extra_args]
         self.proc: subprocess.Popen[bytes] | None = None
-        self.http = httpx.Client(base_url=self.url, timeout=10.0)
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(
+            base_url=self.url, timeout=10.0, headers=self.headers, verify=self.verify()
+        )
+
+    def verify(self) -> ssl.SSLContext | bool:
+        """What a client checks the agent's certificate against (False for plain HTTP)."""
+        if self.tls_files is None:
+            return False
+        return ssl.create_default_context(cafile=str(self.tls_files[0]))
 
     # --- lifecycle
 

@@ -44,6 +44,9 @@ class RunningAgent:
 
 @contextmanager
 def running_agent(settings: Settings) -> Iterator[RunningAgent]:
+    if settings.auth_mode is None:
+        # These tests look at what the agent serves; the door has tests/test_auth.py.
+        settings = settings.model_copy(update={"auth_mode": "none"})
     node = NodeState(settings)
     app = create_app(settings, node)
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")

@@ -77,6 +77,11 @@ GRANTS: dict[str, set[tuple[str, str]]] = {
     LOG_READER: {("get", "podlens"), ("get", "podlens-logs")},
     OPERATOR: {("get", "podlens"), ("create", "podlens-heal")},
 }
+# What each user may do to pods, by namespace, as a RoleBinding would grant it.
+NAMESPACE_GRANTS: dict[str, set[tuple[str, str, str]]] = {
+    LOG_READER: {("get", "pods/log", "shop")},
+    OPERATOR: {("delete", "pods", "shop")},
+}
 TOKEN_REVIEWS = "/apis/authentication.k8s.io/v1/tokenreviews"
 ACCESS_REVIEWS = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
 
@@ -121,6 +126,10 @@ class Reviews:
         with self._lock:
             self.specs.append(spec)
         attrs = spec.get("resourceAttributes") or {}
+        if attrs.get("resource") == "pods":
+            resource = "pods/" + attrs["subresource"] if attrs.get("subresource") else "pods"
+            wanted_in_ns = (attrs.get("verb"), resource, attrs.get("namespace") or "")
+            return wanted_in_ns in NAMESPACE_GRANTS.get(str(spec.get("user")), set()), ""
         if (attrs.get("group") or "", attrs.get("resource"), attrs.get("name")) != (
             "",
             "nodes",
@@ -424,7 +433,10 @@ def past_the_door(response: httpx.Response) -> bool:
 def test_a_log_reader_gets_through_to_the_logs_route(client: TestClient, reviews: Reviews) -> None:
     response = client.get("/v1/pods/shop/web/logs", headers=bearer("logs-token"))
     assert past_the_door(response)
-    assert reviews.specs[-1]["resourceAttributes"]["subresource"] == "podlens-logs"
+    # The node's subresource, then the pod's log in its namespace.
+    node, pod = (spec["resourceAttributes"] for spec in reviews.specs[-2:])
+    assert (node["resource"], node["subresource"]) == ("nodes", "podlens-logs")
+    assert (pod["resource"], pod["subresource"], pod["namespace"]) == ("pods", "log", "shop")
 
 
 KILL = "/v1/pods/shop/web/kill-and-watch"
@@ -446,8 +458,9 @@ def test_an_operator_may_kill_and_a_reader_may_not(
     caplog.set_level(logging.INFO, logger="podlens.audit")
     operator = client.post(KILL, headers=bearer("operator-token"), json=DRY_RUN)
     assert past_the_door(operator)
-    attrs = reviews.specs[-1]["resourceAttributes"]
-    assert (attrs["verb"], attrs["subresource"]) == ("create", "podlens-heal")
+    node, pod = (spec["resourceAttributes"] for spec in reviews.specs[-2:])
+    assert (node["verb"], node["subresource"]) == ("create", "podlens-heal")
+    assert (pod["verb"], pod["resource"], pod["namespace"]) == ("delete", "pods", "shop")
     # The route's own audit trail names the user the API server named.
     assert audited_callers(caplog) == [OPERATOR]
 
@@ -678,7 +691,7 @@ def serve(app: FastAPI) -> Iterator[str]:
 
 def test_a_silent_api_server_neither_lets_through_nor_stalls_the_agent() -> None:
     with silent_api_server() as url, reviewer_for(url, timeout_seconds=1.0) as reviewer:
-        app = agent_app(door(trust_loopback=False, timeout_seconds=1.0), reviewer)
+        app = agent_app(door(timeout_seconds=1.0), reviewer)
         with serve(app) as agent, httpx.Client(base_url=agent, timeout=10) as http:
             answers: list[tuple[httpx.Response, float]] = []
 
@@ -711,7 +724,9 @@ def test_hung_reviews_cannot_take_the_threads_the_routes_run_in() -> None:
     # must wait for the door's own few threads instead, so a route run in a
     # worker thread (/healthz is one) still answers at once.
     stuck = StuckReviewer()
-    app = agent_app(door(trust_loopback=False, timeout_seconds=1.0), stuck)
+    # Each of the 48 tokens is new, so each needs a review: the budget per
+    # source address must not be what answers them.
+    app = agent_app(door(timeout_seconds=1.0, review_burst=64), stuck)
     statuses: list[int] = []
     try:
         with serve(app) as agent, httpx.Client(base_url=agent, timeout=10) as http:
@@ -739,23 +754,26 @@ def test_hung_reviews_cannot_take_the_threads_the_routes_run_in() -> None:
 # -- loopback -----------------------------------------------------------------------
 
 
-def test_loopback_is_trusted_over_a_real_socket(
+def test_trusted_loopback_reads_over_a_real_socket(
     reviewer: KubeAccessReviewer, fake: FakeApiServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="podlens.audit")
-    with serve(agent_app(door(), reviewer)) as agent, httpx.Client(base_url=agent) as http:
+    app = agent_app(door(trust_loopback=True), reviewer)
+    with serve(app) as agent, httpx.Client(base_url=agent) as http:
         assert http.get("/v1/pods").status_code == 200
         me = http.get("/v1/test/whoami").json()
         assert (me["name"], me["via"]) == (LOOPBACK_CALLER_NAME, "loopback")
-        assert past_the_door(http.post(KILL, json=DRY_RUN))
-    assert token_reviews(fake) == 0
-    assert audited_callers(caplog) == [LOOPBACK_CALLER_NAME]
+        # Kills need a token, from loopback too.
+        assert http.post(KILL, json=DRY_RUN).status_code == 401
+        assert past_the_door(http.post(KILL, json=DRY_RUN, headers=bearer("operator-token")))
+    assert token_reviews(fake) == 1
+    assert audited_callers(caplog) == [OPERATOR]
 
 
-def test_loopback_is_not_trusted_when_turned_off(
+def test_loopback_is_not_trusted_by_default_over_a_real_socket(
     reviewer: KubeAccessReviewer, fake: FakeApiServer
 ) -> None:
-    app = agent_app(door(trust_loopback=False), reviewer)
+    app = agent_app(door(), reviewer)
     with serve(app) as agent, httpx.Client(base_url=agent) as http:
         assert http.get("/v1/pods").status_code == 401
         me = http.get("/v1/test/whoami", headers=bearer("reader-token")).json()
@@ -766,7 +784,8 @@ def test_loopback_is_not_trusted_when_turned_off(
     ("host", "trusted"),
     [
         ("127.0.0.1", True),
-        ("127.8.9.10", True),
+        ("127.8.9.10", False),
+        ("127.0.0.6", False),
         ("::1", True),
         ("::ffff:127.0.0.1", True),
         ("10.244.1.7", False),
@@ -780,7 +799,7 @@ def test_loopback_is_not_trusted_when_turned_off(
 def test_which_client_addresses_count_as_loopback(
     reviewer: KubeAccessReviewer, host: str, trusted: bool
 ) -> None:
-    client = TestClient(agent_app(door(), reviewer), client=(host, 40000))
+    client = TestClient(agent_app(door(trust_loopback=True), reviewer), client=(host, 40000))
     response = client.get("/v1/test/whoami")
     if trusted:
         assert response.status_code == 200

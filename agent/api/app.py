@@ -65,6 +65,9 @@ def create_app(
             trust_loopback=settings.trust_loopback,
             cache_seconds=settings.auth_cache_seconds,
             timeout_seconds=settings.auth_timeout_seconds,
+            max_token_length=settings.auth_max_token_length,
+            review_burst=settings.auth_review_burst,
+            review_rate_per_second=settings.auth_review_rate_per_second,
         ),
         reviewer,
     )
