@@ -31,6 +31,29 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to bind (default 8470)")
+    serve.add_argument(
+        "--tls",
+        dest="tls_mode",
+        choices=["auto", "on", "off"],
+        help="serve TLS: auto (default) on every address but loopback, on, or off",
+    )
+    serve.add_argument(
+        "--tls-cert-file",
+        help="PEM certificate (with --tls-key-file); without, a self-signed one is made at start",
+    )
+    serve.add_argument("--tls-key-file", help="PEM private key of --tls-cert-file")
+    serve.add_argument(
+        "--auth-mode",
+        choices=["kubernetes", "none"],
+        help="kubernetes: bearer tokens checked by the API server (the default with one); "
+        "none: no checks, whoever reaches the port may do everything",
+    )
+    serve.add_argument(
+        "--trust-loopback",
+        action="store_true",
+        default=None,
+        help="let 127.0.0.1 and ::1 read without a token (never logs, never kill)",
+    )
     serve.add_argument("--node-name", help="this node's name (default: NODE_NAME or hostname)")
     serve.add_argument(
         "--relist-interval",
@@ -110,29 +133,25 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from agent.api.app import create_app
+    from agent.cli._server import build_server, serves_tls
 
     settings = settings_from_args(args)
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    app = create_app(settings)
+    try:
+        # Checked before anything starts, so a wrong combination fails at once.
+        serves_tls(settings)
+        server = build_server(create_app(settings), settings, log_level=args.log_level)
+    except ValueError as exc:
+        print(f"podlens: {exc}", file=sys.stderr)
+        return 2
     # uvicorn re-raises SIGTERM after its own clean shutdown, which would end
     # the process with 143; a handler of our own makes that re-raise a no-op.
     signal.signal(signal.SIGTERM, lambda _signum, _frame: None)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=args.log_level,
-        access_log=False,
-        # Open streams (a followed heal run) must not hold shutdown up: the
-        # lifespan then abandons runs and writes their audit records.
-        timeout_graceful_shutdown=5,
-    )
+    server.run()
     return 0
 
 
