@@ -82,6 +82,51 @@ def _pick_subnet(token: bytes) -> ipaddress.IPv4Network:
     raise LabError("no free 10.128.0.0/10 subnet for the lab pod network")
 
 
+CONFLIST_NAME = "10-podlens-lab.conflist"
+
+
+def write_bridge_conflist(
+    conf_dir: Path,
+    network_name: str,
+    bridge_name: str,
+    subnet: ipaddress.IPv4Network,
+    ipam_dir: Path,
+) -> Path:
+    """The lab's pod network: a bridge of its own, one address per pod, nothing routed."""
+    conflist = {
+        "cniVersion": "0.4.0",
+        "name": network_name,
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": bridge_name,
+                # No gateway and no masquerade: the host gets no address
+                # and no route into the pod subnet, so pods reach only
+                # each other, never the host's networks.
+                "isGateway": False,
+                "ipMasq": False,
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[{"subnet": str(subnet)}]],
+                    "dataDir": str(ipam_dir),
+                },
+            },
+            {"type": "loopback"},
+        ],
+    }
+    path = conf_dir / CONFLIST_NAME
+    path.write_text(json.dumps(conflist, indent=2))
+    return path
+
+
+def read_conflist_subnet(conf_dir: Path) -> ipaddress.IPv4Network | None:
+    """The subnet a conflist written by ``write_bridge_conflist`` gives pods, if readable."""
+    with contextlib.suppress(OSError, ValueError, KeyError, IndexError):
+        conflist = json.loads((conf_dir / CONFLIST_NAME).read_text())
+        return ipaddress.IPv4Network(conflist["plugins"][0]["ipam"]["ranges"][0][0]["subnet"])
+    return None
+
+
 def _mounts_under(base: Path) -> list[str]:
     """Mount points at or below ``base``, deepest first."""
     prefix = str(base.resolve()).rstrip("/") + "/"
@@ -130,6 +175,9 @@ class PrivateContainerd:
     and then ``stop()`` it as if it had started it.
     """
 
+    # The lab's name for this runtime (``lab.runtimes.RUNTIMES``).
+    name = "containerd"
+
     def __init__(
         self,
         base_dir: Path,
@@ -139,8 +187,12 @@ class PrivateContainerd:
         start_timeout: float = 30.0,
         log_level: str = "info",
         token: bytes | None = None,
+        registry_mirror: str | None = None,
     ) -> None:
         self.base_dir = Path(base_dir).resolve()
+        # Where pulls from docker.io and registry.k8s.io go (the lab's own
+        # registry on loopback); None: nothing can be pulled.
+        self.registry_mirror = registry_mirror
         self.images = tuple(images)
         self.sandbox_image = sandbox_image
         self.start_timeout = start_timeout
@@ -185,6 +237,11 @@ class PrivateContainerd:
         return self._token
 
     @property
+    def subnet_text(self) -> str:
+        """The pod subnet, or "" before the first start."""
+        return str(self.subnet or "")
+
+    @property
     def pid(self) -> int | None:
         """The daemon's PID while it runs (started here or adopted); None otherwise."""
         if not self.is_running():
@@ -218,10 +275,7 @@ class PrivateContainerd:
         self._adopted = daemon
         self._stopped = False
         self._imported = True
-        with contextlib.suppress(OSError, ValueError, KeyError, IndexError):
-            conflist = json.loads((self.cni_conf_dir / "10-podlens-lab.conflist").read_text())
-            subnet = conflist["plugins"][0]["ipam"]["ranges"][0][0]["subnet"]
-            self.subnet = ipaddress.IPv4Network(subnet)
+        self.subnet = read_conflist_subnet(self.cni_conf_dir)
         return self
 
     # ------------------------------------------------------------ lifecycle
@@ -237,12 +291,25 @@ class PrivateContainerd:
     ) -> None:
         self.stop()
 
+    # ------------------------------------------------------------ per release
+
+    def _binary(self, name: str) -> str:
+        """Where the daemon, ``ctr`` and the shim of this release are."""
+        return require_tool(name, "containerd")
+
+    def _daemon_env(self) -> dict[str, str] | None:
+        """The daemon's environment; None inherits this process's."""
+        return None
+
+    def _import_images(self) -> None:
+        import_images(self.address, self.images)
+
     def _check_environment(self) -> None:
         if os.geteuid() != 0:
             raise NotRoot("the lab containerd needs root (it runs runc, mounts and a bridge)")
-        require_tool("containerd", "containerd")
-        require_tool("ctr", "containerd")
-        require_tool("containerd-shim-runc-v2", "containerd")
+        self._binary("containerd")
+        self._binary("ctr")
+        self._binary("containerd-shim-runc-v2")
         require_tool("runc", "runc")
         require_tool("ip", "iproute2")
         for plugin in ("bridge", "host-local", "loopback"):
@@ -257,28 +324,13 @@ class PrivateContainerd:
         for d in (self.root_dir, self.state_dir, self.runc_root, self.cni_conf_dir):
             d.mkdir(parents=True, exist_ok=True)
         self.cni_ipam_dir.mkdir(parents=True, exist_ok=True)
-        conflist = {
-            "cniVersion": "0.4.0",
-            "name": self.network_name,
-            "plugins": [
-                {
-                    "type": "bridge",
-                    "bridge": self.bridge_name,
-                    # No gateway and no masquerade: the host gets no address
-                    # and no route into the pod subnet, so pods reach only
-                    # each other, never the host's networks.
-                    "isGateway": False,
-                    "ipMasq": False,
-                    "ipam": {
-                        "type": "host-local",
-                        "ranges": [[{"subnet": str(self.subnet)}]],
-                        "dataDir": str(self.cni_ipam_dir),
-                    },
-                },
-                {"type": "loopback"},
-            ],
-        }
-        (self.cni_conf_dir / "10-podlens-lab.conflist").write_text(json.dumps(conflist, indent=2))
+        write_bridge_conflist(
+            self.cni_conf_dir, self.network_name, self.bridge_name, self.subnet, self.cni_ipam_dir
+        )
+        self.config_path.write_text(self._config_text())
+
+    def _config_text(self) -> str:
+        """The daemon's config.toml (containerd 1.6's version 2 layout)."""
 
         def q(value: str | Path) -> str:
             return json.dumps(str(value))
@@ -330,7 +382,13 @@ disabled_plugins = [
   conf_dir = {q(self.cni_conf_dir)}
   max_conf_num = 1
 """
-        self.config_path.write_text(config)
+        if self.registry_mirror is not None:
+            for registry in ("docker.io", "registry.k8s.io"):
+                config += f"""
+{cri}.registry.mirrors."{registry}"]
+  endpoint = [{q(self.registry_mirror)}]
+"""
+        return config
 
     def start(self) -> PrivateContainerd:
         """Boot the daemon (importing the images first if not yet done) and wait for CRI."""
@@ -343,7 +401,7 @@ disabled_plugins = [
         Path(self.address).unlink(missing_ok=True)
         Path(self.address + ".ttrpc").unlink(missing_ok=True)
 
-        containerd = require_tool("containerd", "containerd")
+        containerd = self._binary("containerd")
         self._adopted = None
         t0 = time.monotonic()
         with self.log_path.open("ab") as log:
@@ -351,6 +409,7 @@ disabled_plugins = [
             log.flush()
             self._proc = subprocess.Popen(
                 [containerd, "--config", str(self.config_path)],
+                env=self._daemon_env(),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -362,7 +421,7 @@ disabled_plugins = [
             self._wait_ready(t0 + self.start_timeout)
             self.last_start_seconds = time.monotonic() - t0
             if not self._imported and self.images:
-                import_images(self.address, self.images)
+                self._import_images()
                 self._imported = True
         except BaseException:
             self._terminate_daemon(grace=2.0)

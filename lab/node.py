@@ -94,6 +94,12 @@ _OWN_ENTRIES = (
     "kubelet.log",
     "agent.log",
     "audit.jsonl",
+    # Real mode's own.
+    "real",
+    "registry.log",
+    "etcd.log",
+    "controller-manager.log",
+    "scheduler.log",
 )
 STATE_VERSION = 1
 # Stopped in this order: nothing must act on pods while they are removed.
@@ -860,6 +866,7 @@ class LabNode:
             apiserver = state.components.get("apiserver")
             if apiserver is not None and apiserver.ref.alive():
                 problems += realnode.delete_all_pods(real)
+                self.save_real(state, real)
             stops = tuple((name, 10.0) for name in REAL_COMPONENTS if name != "containerd")
         for name, grace in stops:
             if name == "registry":
