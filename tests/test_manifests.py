@@ -339,7 +339,7 @@ def test_renderer_agrees_with_kubectl(which: str, tmp_path: Path) -> None:
     elif shutil.which("kustomize"):
         command = ["kustomize", "build"]
     else:
-        pytest.skip("neither kubectl nor kustomize is installed")
+        tool_missing("neither kubectl nor kustomize is installed")
     copy_dir = tmp_path / "daemonset"
     shutil.copytree(DEPLOY, copy_dir)
     if which == "kill-and-watch":
