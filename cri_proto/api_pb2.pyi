@@ -300,6 +300,21 @@ CONTAINER_STOPPED_EVENT: ContainerEventType.ValueType  # 2
 CONTAINER_DELETED_EVENT: ContainerEventType.ValueType  # 3
 Global___ContainerEventType: _TypeAlias = ContainerEventType  # noqa: Y015
 
+class _MetricType:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _MetricTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_MetricType.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    COUNTER: _MetricType.ValueType  # 0
+    GAUGE: _MetricType.ValueType  # 1
+
+class MetricType(_MetricType, metaclass=_MetricTypeEnumTypeWrapper): ...
+
+COUNTER: MetricType.ValueType  # 0
+GAUGE: MetricType.ValueType  # 1
+Global___MetricType: _TypeAlias = MetricType  # noqa: Y015
+
 @_typing.final
 class VersionRequest(_message.Message):
     """---- Runtime identity and health -------------------------------------------
@@ -3480,6 +3495,128 @@ class ContainerEventResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ContainerEventResponse: _TypeAlias = ContainerEventResponse  # noqa: Y015
+
+@_typing.final
+class ListPodSandboxMetricsRequest(_message.Message):
+    """---- Pod sandbox metrics ---------------------------------------------------"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPodSandboxMetricsRequest: _TypeAlias = ListPodSandboxMetricsRequest  # noqa: Y015
+
+@_typing.final
+class ListPodSandboxMetricsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POD_METRICS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def pod_metrics(self) -> _containers.RepeatedCompositeFieldContainer[Global___PodSandboxMetrics]: ...
+    def __init__(
+        self,
+        *,
+        pod_metrics: _abc.Iterable[Global___PodSandboxMetrics] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pod_metrics", b"pod_metrics"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPodSandboxMetricsResponse: _TypeAlias = ListPodSandboxMetricsResponse  # noqa: Y015
+
+@_typing.final
+class PodSandboxMetrics(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POD_SANDBOX_ID_FIELD_NUMBER: _builtins.int
+    METRICS_FIELD_NUMBER: _builtins.int
+    CONTAINER_METRICS_FIELD_NUMBER: _builtins.int
+    pod_sandbox_id: _builtins.str
+    @_builtins.property
+    def metrics(self) -> _containers.RepeatedCompositeFieldContainer[Global___Metric]: ...
+    @_builtins.property
+    def container_metrics(self) -> _containers.RepeatedCompositeFieldContainer[Global___ContainerMetrics]: ...
+    def __init__(
+        self,
+        *,
+        pod_sandbox_id: _builtins.str = ...,
+        metrics: _abc.Iterable[Global___Metric] | None = ...,
+        container_metrics: _abc.Iterable[Global___ContainerMetrics] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["container_metrics", b"container_metrics", "metrics", b"metrics", "pod_sandbox_id", b"pod_sandbox_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PodSandboxMetrics: _TypeAlias = PodSandboxMetrics  # noqa: Y015
+
+@_typing.final
+class ContainerMetrics(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTAINER_ID_FIELD_NUMBER: _builtins.int
+    METRICS_FIELD_NUMBER: _builtins.int
+    container_id: _builtins.str
+    @_builtins.property
+    def metrics(self) -> _containers.RepeatedCompositeFieldContainer[Global___Metric]: ...
+    def __init__(
+        self,
+        *,
+        container_id: _builtins.str = ...,
+        metrics: _abc.Iterable[Global___Metric] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["container_id", b"container_id", "metrics", b"metrics"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ContainerMetrics: _TypeAlias = ContainerMetrics  # noqa: Y015
+
+@_typing.final
+class Metric(_message.Message):
+    """timestamp is 0 for a live value, else Unix nanoseconds of the cached one."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    TIMESTAMP_FIELD_NUMBER: _builtins.int
+    METRIC_TYPE_FIELD_NUMBER: _builtins.int
+    LABEL_VALUES_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    timestamp: _builtins.int
+    metric_type: Global___MetricType.ValueType
+    @_builtins.property
+    def label_values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def value(self) -> Global___UInt64Value: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        timestamp: _builtins.int = ...,
+        metric_type: Global___MetricType.ValueType = ...,
+        label_values: _abc.Iterable[_builtins.str] | None = ...,
+        value: Global___UInt64Value | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["label_values", b"label_values", "metric_type", b"metric_type", "name", b"name", "timestamp", b"timestamp", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Metric: _TypeAlias = Metric  # noqa: Y015
 
 @_typing.final
 class ListImagesRequest(_message.Message):

@@ -120,6 +120,11 @@ class RuntimeServiceStub:
                 request_serializer=cri__proto_dot_api__pb2.GetEventsRequest.SerializeToString,
                 response_deserializer=cri__proto_dot_api__pb2.ContainerEventResponse.FromString,
                 _registered_method=True)
+        self.ListPodSandboxMetrics = channel.unary_unary(
+                '/runtime.v1.RuntimeService/ListPodSandboxMetrics',
+                request_serializer=cri__proto_dot_api__pb2.ListPodSandboxMetricsRequest.SerializeToString,
+                response_deserializer=cri__proto_dot_api__pb2.ListPodSandboxMetricsResponse.FromString,
+                _registered_method=True)
 
 
 class RuntimeServiceServicer:
@@ -229,6 +234,13 @@ class RuntimeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListPodSandboxMetrics(self, request, context):
+        """Optional: runtimes that do not offer it answer UNIMPLEMENTED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RuntimeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -316,6 +328,11 @@ def add_RuntimeServiceServicer_to_server(servicer, server):
                     servicer.GetContainerEvents,
                     request_deserializer=cri__proto_dot_api__pb2.GetEventsRequest.FromString,
                     response_serializer=cri__proto_dot_api__pb2.ContainerEventResponse.SerializeToString,
+            ),
+            'ListPodSandboxMetrics': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPodSandboxMetrics,
+                    request_deserializer=cri__proto_dot_api__pb2.ListPodSandboxMetricsRequest.FromString,
+                    response_serializer=cri__proto_dot_api__pb2.ListPodSandboxMetricsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -778,6 +795,33 @@ class RuntimeService:
             '/runtime.v1.RuntimeService/GetContainerEvents',
             cri__proto_dot_api__pb2.GetEventsRequest.SerializeToString,
             cri__proto_dot_api__pb2.ContainerEventResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPodSandboxMetrics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtime.v1.RuntimeService/ListPodSandboxMetrics',
+            cri__proto_dot_api__pb2.ListPodSandboxMetricsRequest.SerializeToString,
+            cri__proto_dot_api__pb2.ListPodSandboxMetricsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -60,6 +60,8 @@ class RuntimeServiceStub:
     ExecSync: _grpc.UnaryUnaryMultiCallable[_api_pb2.ExecSyncRequest, _api_pb2.ExecSyncResponse]
     GetContainerEvents: _grpc.UnaryStreamMultiCallable[_api_pb2.GetEventsRequest, _api_pb2.ContainerEventResponse]
     """Long-lived stream of container lifecycle changes."""
+    ListPodSandboxMetrics: _grpc.UnaryUnaryMultiCallable[_api_pb2.ListPodSandboxMetricsRequest, _api_pb2.ListPodSandboxMetricsResponse]
+    """Optional: runtimes that do not offer it answer UNIMPLEMENTED."""
 
 @_typing.type_check_only
 class RuntimeServiceAsyncStub(RuntimeServiceStub):
@@ -84,6 +86,8 @@ class RuntimeServiceAsyncStub(RuntimeServiceStub):
     ExecSync: _aio.UnaryUnaryMultiCallable[_api_pb2.ExecSyncRequest, _api_pb2.ExecSyncResponse]  # type: ignore[assignment]
     GetContainerEvents: _aio.UnaryStreamMultiCallable[_api_pb2.GetEventsRequest, _api_pb2.ContainerEventResponse]  # type: ignore[assignment]
     """Long-lived stream of container lifecycle changes."""
+    ListPodSandboxMetrics: _aio.UnaryUnaryMultiCallable[_api_pb2.ListPodSandboxMetricsRequest, _api_pb2.ListPodSandboxMetricsResponse]  # type: ignore[assignment]
+    """Optional: runtimes that do not offer it answer UNIMPLEMENTED."""
 
 class RuntimeServiceServicer(metaclass=_abc_1.ABCMeta):
     """Runtime side: sandboxes, containers, exec, stats, events."""
@@ -207,6 +211,14 @@ class RuntimeServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_api_pb2.ContainerEventResponse], _abc.AsyncIterator[_api_pb2.ContainerEventResponse]]:
         """Long-lived stream of container lifecycle changes."""
+
+    @_abc_1.abstractmethod
+    def ListPodSandboxMetrics(
+        self,
+        request: _api_pb2.ListPodSandboxMetricsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.ListPodSandboxMetricsResponse, _abc.Awaitable[_api_pb2.ListPodSandboxMetricsResponse]]:
+        """Optional: runtimes that do not offer it answer UNIMPLEMENTED."""
 
 def add_RuntimeServiceServicer_to_server(servicer: RuntimeServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 

@@ -44,6 +44,7 @@ EXPECTED_RPCS = {
         "ListContainerStats",
         "ExecSync",
         "GetContainerEvents",
+        "ListPodSandboxMetrics",
     },
     "ImageService": {"ListImages", "ImageStatus"},
 }
