@@ -1,8 +1,9 @@
 """The image recipe: hadolint, the Dockerfile's structure, and the build context.
 
 No container engine runs here, so nothing is built: the Dockerfile is linted
-with hadolint and read instruction by instruction, and .dockerignore is
-evaluated with the engine's matching rules against the files of this tree.
+with hadolint and read instruction by instruction, .dockerignore is
+evaluated with the engine's matching rules against the files of this tree,
+and requirements.lock is held to pyproject.toml's dependencies.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from agent.settings import Settings
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
-BASE_IMAGE = re.compile(r"^python:3\.11\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?$")
+LOCK = ROOT / "requirements.lock"
+# An exact Python and Debian release, and the digest, so a re-pushed tag changes nothing.
+BASE_IMAGE = re.compile(r"^python:3\.11\.\d+-slim-bookworm@sha256:[0-9a-f]{64}$")
 
 
 def tool_missing(reason: str) -> None:
@@ -106,24 +109,62 @@ def test_two_stages_on_the_same_pinned_base() -> None:
     assert builder[1:] == ["AS", "builder"]
     assert len(final) == 1
     assert builder[0] == final[0], "the venv needs the same interpreter path in both stages"
-    assert BASE_IMAGE.match(final[0]), f"not an exact python:3.11.x-slim-bookworm: {final[0]}"
+    assert BASE_IMAGE.match(final[0]), f"not python:3.11.x-slim-bookworm@sha256:...: {final[0]}"
+    labels = " ".join(label.args for label in of("LABEL", stage=1))
+    assert f'org.opencontainers.image.base.digest="{final[0].split("@")[1]}"' in labels
 
 
 def test_dependencies_are_a_layer_before_the_source() -> None:
     steps = [i for i in instructions() if i.stage == 0]
     copies = [(n, i.args) for n, i in enumerate(steps) if i.keyword == "COPY"]
-    pyproject = next(n for n, args in copies if args.split()[0] == "pyproject.toml")
+    lock = next(n for n, args in copies if args.split()[0] == LOCK.name)
     sources = [n for n, args in copies if args.split()[0].rstrip("/") in ("agent", "cri_proto")]
     assert len(sources) == 2
-    installs = [
-        n
-        for n, i in enumerate(steps)
-        if i.keyword == "RUN" and "requirements.txt" in i.args and "pip" in i.args
-    ]
+    installs = [n for n, i in enumerate(steps) if i.keyword == "RUN" and " install " in i.args]
     assert len(installs) == 1
-    assert pyproject < installs[0] < min(sources)
-    # The dependency list is read from pyproject.toml, not repeated.
-    assert "['project']['dependencies']" in steps[installs[0]].args
+    assert lock < installs[0] < min(sources)
+
+
+def test_dependencies_come_from_the_lock_with_their_hashes() -> None:
+    (install,) = [i for i in of("RUN", stage=0) if " install " in i.args]
+    args = install.args.split()
+    assert args[args.index("-r") + 1] == LOCK.name
+    # Hashes for every file, wheels only (no build step fetching its own
+    # backend), and nothing pip would resolve beyond the lock.
+    assert {"--require-hashes", "--only-binary=:all:", "--no-deps"} <= set(args)
+    # The agent itself is copied, never installed: no build backend is fetched.
+    assert [i for i in of("RUN") if " install " in i.args] == [install]
+
+
+def _locked() -> dict[str, tuple[str, list[str]]]:
+    """The lock's requirements: name -> (version, hashes)."""
+    text = LOCK.read_text().replace("\\\n", " ")
+    found: dict[str, tuple[str, list[str]]] = {}
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        assert not line.startswith("-"), f"an option in the lock: {line}"
+        match = re.fullmatch(r"([A-Za-z0-9._-]+)==(\S+)((?:\s+--hash=sha256:[0-9a-f]{64})+)", line)
+        assert match, f"not an exact pin with hashes: {line[:120]}"
+        hashes = re.findall(r"sha256:([0-9a-f]{64})", match.group(3))
+        found[match.group(1).lower().replace("_", "-")] = (match.group(2), hashes)
+    return found
+
+
+def test_the_lock_pins_every_dependency_of_pyproject() -> None:
+    from packaging.requirements import Requirement
+
+    locked = _locked()
+    dependencies = _project()["dependencies"]
+    assert isinstance(dependencies, list)
+    for text in dependencies:
+        wanted = Requirement(text)
+        name = wanted.name.lower().replace("_", "-")
+        assert name in locked, f"{name} is a dependency but not in {LOCK.name}"
+        version, hashes = locked[name]
+        assert wanted.specifier.contains(version), f"{name}=={version} does not satisfy {text}"
+        assert hashes
 
 
 def test_pip_leaves_no_cache() -> None:
@@ -243,11 +284,11 @@ def tree_files() -> list[str]:
 def test_build_context_is_the_package_and_nothing_else() -> None:
     rules = dockerignore_rules()
     sent = {f for f in tree_files() if in_context(f, rules)}
-    assert {"pyproject.toml", "README.md", "agent/__init__.py", "agent/settings.py"} <= sent
+    assert {LOCK.name, "agent/__init__.py", "agent/settings.py"} <= sent
     assert {"cri_proto/api_pb2.py", "cri_proto/api_pb2_grpc.py", "cri_proto/api.proto"} <= sent
     for path in sent:
         top = path.split("/")[0]
-        assert top in ("pyproject.toml", "README.md", "agent", "cri_proto"), path
+        assert top in (LOCK.name, "agent", "cri_proto"), path
         assert "__pycache__" not in path.split("/"), path
     for left_out in ("tests/test_manifests.py", "bench/__init__.py", ".git/HEAD", "scripts/lab.sh"):
         assert not in_context(left_out, rules), left_out
