@@ -91,8 +91,25 @@ def write_bridge_conflist(
     bridge_name: str,
     subnet: ipaddress.IPv4Network,
     ipam_dir: Path,
+    service_cidr: str | None = None,
 ) -> Path:
-    """The lab's pod network: a bridge of its own, one address per pod, nothing routed."""
+    """The lab's pod network: a bridge of its own, one address per pod, nothing routed.
+
+    With ``service_cidr``, pods get one route: that range through the
+    subnet's first address, which is kept out of allocation. Only the lab's
+    gateway namespace holds that address (``lab.upstream.gateway``); the host
+    still gets none.
+    """
+    ipam_range: dict[str, str] = {"subnet": str(subnet)}
+    ipam: dict[str, object] = {
+        "type": "host-local",
+        "ranges": [[ipam_range]],
+        "dataDir": str(ipam_dir),
+    }
+    if service_cidr is not None:
+        gateway = str(subnet[1])
+        ipam_range["gateway"] = gateway
+        ipam["routes"] = [{"dst": service_cidr, "gw": gateway}]
     conflist = {
         "cniVersion": "0.4.0",
         "name": network_name,
@@ -105,11 +122,7 @@ def write_bridge_conflist(
                 # each other, never the host's networks.
                 "isGateway": False,
                 "ipMasq": False,
-                "ipam": {
-                    "type": "host-local",
-                    "ranges": [[{"subnet": str(subnet)}]],
-                    "dataDir": str(ipam_dir),
-                },
+                "ipam": ipam,
             },
             {"type": "loopback"},
         ],
@@ -188,11 +201,14 @@ class PrivateContainerd:
         log_level: str = "info",
         token: bytes | None = None,
         registry_mirror: str | None = None,
+        service_cidr: str | None = None,
     ) -> None:
         self.base_dir = Path(base_dir).resolve()
         # Where pulls from docker.io and registry.k8s.io go (the lab's own
         # registry on loopback); None: nothing can be pulled.
         self.registry_mirror = registry_mirror
+        # Routed from every pod through the lab's gateway namespace (real mode).
+        self.service_cidr = service_cidr
         self.images = tuple(images)
         self.sandbox_image = sandbox_image
         self.start_timeout = start_timeout
@@ -325,7 +341,12 @@ class PrivateContainerd:
             d.mkdir(parents=True, exist_ok=True)
         self.cni_ipam_dir.mkdir(parents=True, exist_ok=True)
         write_bridge_conflist(
-            self.cni_conf_dir, self.network_name, self.bridge_name, self.subnet, self.cni_ipam_dir
+            self.cni_conf_dir,
+            self.network_name,
+            self.bridge_name,
+            self.subnet,
+            self.cni_ipam_dir,
+            self.service_cidr,
         )
         self.config_path.write_text(self._config_text())
 

@@ -73,6 +73,7 @@ from lab.images import (
 )
 from lab.processes import ProcessRef, log_tail, python_child_env, stop_process
 from lab.upstream import realnode
+from lab.upstream.pki import SERVICE_CIDR
 from lab.upstream.realnode import REAL_COMPONENTS, RealState
 
 DEFAULT_LAB_DIR = Path("/var/lib/podlens-lab")
@@ -100,6 +101,7 @@ _OWN_ENTRIES = (
     "etcd.log",
     "controller-manager.log",
     "scheduler.log",
+    "gateway.log",
 )
 STATE_VERSION = 1
 # Stopped in this order: nothing must act on pods while they are removed.
@@ -654,7 +656,11 @@ class LabNode:
         if self.real:
             # Before anything starts: no binaries, nothing to tear down.
             realnode.binaries()
-        containerd = PrivateContainerd(self.lab_dir / "containerd", images)
+        containerd = PrivateContainerd(
+            self.lab_dir / "containerd",
+            images,
+            service_cidr=SERVICE_CIDR if self.real else None,
+        )
         state = LabState(
             lab_dir=str(self.lab_dir),
             node_name=self.node_name,
@@ -696,6 +702,7 @@ class LabNode:
             if self.real:
                 real = RealState()
                 realnode.start_control_plane(self, state, real)
+                realnode.start_gateway(self, state, real)
                 realnode.start_kubelet(self, state, real)
             else:
                 self._start_apiserver(state)
@@ -893,6 +900,8 @@ class LabNode:
         registry = state.components.get("registry")
         if registry is not None and not stop_process(registry.ref, 5.0):
             problems.append(f"registry (pid {registry.pid}) did not exit")
+        if real is not None and state.subnet:
+            problems += realnode.gateway_of(state).remove()
         if real is not None:
             problems += realnode.clean_host(real)
             for point in _mounts_under(self.lab_dir):

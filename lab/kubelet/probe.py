@@ -14,11 +14,9 @@ Owns ``ProbeWorker`` and the three probe kinds. Imports ``lab.cri_pods``
 
 from __future__ import annotations
 
-import ctypes
 import http.client
 import logging
 import math
-import os
 import socket
 import threading
 import time
@@ -29,10 +27,10 @@ from typing import Final
 from lab.cri_pods import CriPodDriver
 from lab.errors import CriCallFailed
 from lab.kubelet.spec import Probe
+from lab.netns import socket_in_netns
 
 _log = logging.getLogger("lab.kubelet")
 
-CLONE_NEWNET: Final = 0x40000000
 PROBE_USER_AGENT: Final = "kube-probe/1.31"
 _MAX_BODY: Final = 10 * 1024
 
@@ -49,41 +47,6 @@ class ProbeTarget:
     ip: str  # where httpGet/tcpSocket connect
     netns: str | None  # /proc/<pause pid>/ns/net; None for host network
     ports: dict[str, int]  # container port names -> numbers
-
-
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(None, use_errno=True)
-
-
-def socket_in_netns(netns: str | None) -> socket.socket:
-    """A TCP socket created inside the network namespace at ``netns``."""
-    if netns is None:
-        return socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    made: list[socket.socket] = []
-    failed: list[str] = []
-
-    def enter_and_create() -> None:
-        # This thread ends right after; its namespace goes with it, so there
-        # is nothing to switch back.
-        try:
-            fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as exc:
-            failed.append(f"cannot open the pod's network namespace: {exc.strerror}")
-            return
-        try:
-            if _libc().setns(fd, CLONE_NEWNET) != 0:
-                failed.append(f"setns: {os.strerror(ctypes.get_errno())}")
-                return
-            made.append(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-        finally:
-            os.close(fd)
-
-    thread = threading.Thread(target=enter_and_create, name="probe-netns", daemon=True)
-    thread.start()
-    thread.join()
-    if not made:
-        raise OSError(failed[0] if failed else "could not create a socket in the pod's network")
-    return made[0]
 
 
 def _port(probe: Probe, target: ProbeTarget) -> int:

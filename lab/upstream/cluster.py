@@ -116,9 +116,14 @@ class Layout:
     scheduler_port: int
     kubelet_port: int
     kubelet_healthz_port: int
+    # The kubelet's cgroup root, so its pods stay out of the machine's own
+    # hierarchy and out of another lab's (one per lab: the containerd token).
+    cgroup_root: str
 
     @classmethod
-    def fresh(cls, base: Path, node_name: str, cri_endpoint: str, pod_logs_dir: Path) -> Layout:
+    def fresh(
+        cls, base: Path, node_name: str, cri_endpoint: str, pod_logs_dir: Path, token: str
+    ) -> Layout:
         """A layout with free ports picked now."""
         return cls(
             base=base,
@@ -132,6 +137,7 @@ class Layout:
             scheduler_port=free_port(),
             kubelet_port=free_port(),
             kubelet_healthz_port=free_port(),
+            cgroup_root=f"/podlens-lab-{token}",
         )
 
     @property
@@ -149,11 +155,6 @@ class Layout:
         """The kubeconfig ``lab status`` gives to people and to kubectl."""
         return self.base / "admin.kubeconfig"
 
-    @property
-    def cgroup_root(self) -> str:
-        """The kubelet's cgroup root, so its pods stay out of the machine's own hierarchy."""
-        return "/podlens-lab"
-
     def to_json(self) -> dict[str, Any]:
         """As kept in the lab's state file."""
         return {
@@ -168,6 +169,7 @@ class Layout:
             "scheduler_port": self.scheduler_port,
             "kubelet_port": self.kubelet_port,
             "kubelet_healthz_port": self.kubelet_healthz_port,
+            "cgroup_root": self.cgroup_root,
         }
 
     @classmethod
@@ -178,6 +180,7 @@ class Layout:
             node_name=str(d["node_name"]),
             cri_endpoint=str(d["cri_endpoint"]),
             pod_logs_dir=Path(d["pod_logs_dir"]),
+            cgroup_root=str(d["cgroup_root"]),
             **{k: int(d[k]) for k in d if k.endswith("_port")},
         )
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import ipaddress
 import os
 import shutil
 import subprocess
@@ -27,7 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lab.upstream import cluster
-from lab.upstream.pki import Pki, make_pki
+from lab.upstream.gateway import Gateway
+from lab.upstream.pki import KUBERNETES_SERVICE_IP, Pki, make_pki
 
 if TYPE_CHECKING:
     from lab.images import ImageTar
@@ -39,6 +41,7 @@ BUILD_SCRIPT = REPO_ROOT / "scripts" / "upstream" / "build.sh"
 REAL_COMPONENTS = (
     "agent",
     "kubelet",
+    "gateway",
     "scheduler",
     "controller-manager",
     "apiserver",
@@ -167,7 +170,11 @@ def start_control_plane(node: LabNode, state: LabState, real: RealState) -> None
     bins = binaries()
     real.versions = versions(bins)
     layout = cluster.Layout.fresh(
-        node.lab_dir / "real", state.node_name, state.cri_endpoint, Path("/var/log/pods")
+        node.lab_dir / "real",
+        state.node_name,
+        state.cri_endpoint,
+        Path("/var/log/pods"),
+        state.containerd_token,
     )
     pki = _pki(layout)
     cluster.write_configs(layout, pki)
@@ -199,6 +206,44 @@ def start_control_plane(node: LabNode, state: LabState, real: RealState) -> None
         node.record(state, name, proc, log_path)
         node.wait(f"kube-{name}", proc, log_path, functools.partial(_port_open, port))
         node.progress(f"kube-{name}: (pid {proc.pid})")
+
+
+def gateway_of(state: LabState) -> Gateway:
+    """The gateway namespace of the lab described by ``state``."""
+    return Gateway(
+        token=state.containerd_token,
+        bridge=state.bridge,
+        subnet=ipaddress.IPv4Network(state.subnet),
+        service_ip=KUBERNETES_SERVICE_IP,
+    )
+
+
+def start_gateway(node: LabNode, state: LabState, real: RealState) -> None:
+    """The pods' way to the API server: the gateway namespace and its proxy."""
+    gateway = gateway_of(state)
+    gateway.create()
+    layout = cluster.Layout.from_json(real.layout)
+    argv = [
+        sys.executable,
+        "-m",
+        "lab.upstream.gateway",
+        "--netns",
+        str(gateway.netns_path),
+        "--listen",
+        f"{KUBERNETES_SERVICE_IP}:443",
+        "--to",
+        str(layout.apiserver_port),
+    ]
+    proc, log_path = node.spawn("gateway", argv)
+    node.record(state, "gateway", proc, log_path)
+
+    def listening() -> bool:
+        with contextlib.suppress(OSError):
+            return "gateway: " in log_path.read_text(errors="replace")
+        return False
+
+    node.wait("the gateway to the API server", proc, log_path, listening)
+    node.progress(f"gateway: pods reach the API server at {KUBERNETES_SERVICE_IP}:443")
 
 
 def start_kubelet(node: LabNode, state: LabState, real: RealState) -> None:
