@@ -376,10 +376,11 @@ def test_base_holds_exactly_the_agents_objects(base: list[Doc]) -> None:
             ("ClusterRole", AGENT),
             ("ClusterRoleBinding", AGENT),
             ("DaemonSet", AGENT),
+            ("NetworkPolicy", AGENT),
         ]
     )
     for doc in base:
-        if doc["kind"] in ("ServiceAccount", "DaemonSet"):
+        if doc["kind"] in ("ServiceAccount", "DaemonSet", "NetworkPolicy"):
             assert doc["metadata"]["namespace"] == NAMESPACE
 
 
@@ -431,7 +432,6 @@ AGENT_RULES = {
     ("", "pods", "watch"),
     ("", "events", "get"),
     ("", "events", "list"),
-    ("", "events", "create"),
     ("", "services", "get"),
     ("", "services", "list"),
     ("authentication.k8s.io", "tokenreviews", "create"),
@@ -439,6 +439,8 @@ AGENT_RULES = {
 }
 VIEWER_RULES = {("", "nodes/podlens", "get"), ("", "nodes/podlens-logs", "get")}
 OPERATOR_RULES = VIEWER_RULES | {("", "nodes/podlens-heal", "create")}
+POD_LOGS_RULES = {("", "pods/log", "get")}
+POD_KILL_RULES = POD_LOGS_RULES | {("", "pods", "delete")}
 
 
 def _all_roles(base: list[Doc]) -> list[Doc]:
@@ -447,7 +449,7 @@ def _all_roles(base: list[Doc]) -> list[Doc]:
 
 def test_no_role_has_a_wildcard_or_touches_secrets(base: list[Doc]) -> None:
     roles = _all_roles(base)
-    assert len(roles) == 3
+    assert len(roles) == 5
     for role in roles:
         for group, resource, verb in rule_set(role):
             assert "*" not in (group + resource + verb), role["metadata"]["name"]
@@ -478,6 +480,20 @@ def test_example_roles_grant_exactly_the_agents_subresources() -> None:
     docs = examples()
     assert rule_set(find(docs, "ClusterRole", "podlens-viewer")) == VIEWER_RULES
     assert rule_set(find(docs, "ClusterRole", "podlens-operator")) == OPERATOR_RULES
+
+
+def test_example_namespace_roles_grant_what_the_agent_asks_in_a_pods_namespace() -> None:
+    from agent.api import auth
+
+    docs = examples()
+    logs = auth.required_pod_access("GET", "/v1/pods/shop/web/logs")
+    kill = auth.required_pod_access("POST", "/v1/pods/shop/web/kill-and-watch")
+    assert logs is not None
+    assert kill is not None
+    asked_logs = {("", f"pods/{logs.subresource}", logs.verb)}
+    asked_kill = asked_logs | {("", "pods", kill.verb)}
+    assert rule_set(find(docs, "ClusterRole", "podlens-pod-logs")) == asked_logs == POD_LOGS_RULES
+    assert rule_set(find(docs, "ClusterRole", "podlens-pod-kill")) == asked_kill == POD_KILL_RULES
 
 
 def test_example_roles_name_what_the_agent_asks_for() -> None:
@@ -548,21 +564,56 @@ def _volumes(docs: list[Doc]) -> tuple[dict[str, Doc], dict[str, Doc]]:
     return volumes, mounts
 
 
+AUDIT_DIR = "/var/log/podlens"
+
+
 def test_host_directories_are_read_only_at_their_own_paths(base: list[Doc]) -> None:
     volumes, mounts = _volumes(base)
     host = {name: v["hostPath"]["path"] for name, v in volumes.items() if "hostPath" in v}
-    assert sorted(host.values()) == ["/run/containerd", "/run/crio", "/var/log/pods"]
+    assert sorted(host.values()) == ["/run/containerd", "/run/crio", AUDIT_DIR, "/var/log/pods"]
     for name, path in host.items():
-        assert mounts[name]["readOnly"] is True, name
+        assert mounts[name].get("readOnly", False) is (path != AUDIT_DIR), name
         assert mounts[name]["mountPath"] == path, name
 
 
-def test_tmp_is_the_only_writable_place(base: list[Doc]) -> None:
+def test_tmp_and_the_audit_log_are_the_only_writable_places(base: list[Doc]) -> None:
     volumes, mounts = _volumes(base)
-    writable = [m["mountPath"] for m in mounts.values() if not m.get("readOnly")]
-    assert writable == ["/tmp"]
+    writable = sorted(m["mountPath"] for m in mounts.values() if not m.get("readOnly"))
+    assert writable == ["/tmp", AUDIT_DIR]
     tmp = next(n for n, m in mounts.items() if m["mountPath"] == "/tmp")
     assert "emptyDir" in volumes[tmp]
+
+
+def test_the_audit_log_outlives_the_pod(base: list[Doc], monkeypatch: pytest.MonkeyPatch) -> None:
+    volumes, mounts = _volumes(base)
+    settings = _settings_from(agent_container(base), monkeypatch)
+    assert settings.audit_log_path is not None
+    assert str(settings.audit_log_path.parent) == AUDIT_DIR
+    name = next(n for n, m in mounts.items() if m["mountPath"] == AUDIT_DIR)
+    assert volumes[name]["hostPath"] == {"path": AUDIT_DIR, "type": "DirectoryOrCreate"}
+
+
+def test_the_pod_is_kept_out_of_a_service_mesh(base: list[Doc]) -> None:
+    annotations = daemonset(base)["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["sidecar.istio.io/inject"] == "false"
+    assert annotations["linkerd.io/inject"] == "disabled"
+
+
+def test_the_agents_are_reached_only_from_named_namespaces(base: list[Doc]) -> None:
+    policy = find(base, "NetworkPolicy", AGENT)["spec"]
+    selector = daemonset(base)["spec"]["selector"]["matchLabels"]
+    assert policy["podSelector"] == {"matchLabels": selector}
+    assert policy["policyTypes"] == ["Ingress"]
+    (rule,) = policy["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": Settings.model_fields["port"].default}]
+    (source,) = rule["from"]
+    # Namespaces by the name the API server sets, not a label their owners could add.
+    assert set(source) == {"namespaceSelector"}
+    (expression,) = source["namespaceSelector"]["matchExpressions"]
+    assert expression["key"] == "kubernetes.io/metadata.name"
+    assert expression["operator"] == "In"
+    assert expression["values"]
+    assert not (EXAMPLES / "networkpolicy.yaml").exists()
 
 
 def _mounted_dirs(docs: list[Doc]) -> set[str]:
@@ -625,9 +676,15 @@ def _settings_from(container: Doc, monkeypatch: pytest.MonkeyPatch) -> Settings:
 
 
 def test_settings_from_the_manifest(base: list[Doc], monkeypatch: pytest.MonkeyPatch) -> None:
+    # Kubernetes sets it in every pod: the agent then checks tokens.
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
     settings = _settings_from(agent_container(base), monkeypatch)
     # Inside the pod's own network namespace; see the manifest's comment.
     assert settings.host == "0.0.0.0"
+    assert settings.tls_mode == "on"
+    assert settings.trust_loopback is False
+    assert settings.auth_token_audiences == ("podlens",)
+    assert settings.resolved_auth_mode == "kubernetes"
     assert settings.node_name == "node-a"
     assert (settings.pod_namespace, settings.pod_name) == (NAMESPACE, "podlens-agent-x7k2p")
     assert settings.cri_endpoint == "unix:///run/containerd/containerd.sock"
@@ -651,7 +708,7 @@ def test_demo_pod_is_allowed_by_the_component(overlay: list[Doc]) -> None:
 
 def test_port_is_the_agents_default(base: list[Doc]) -> None:
     ports = agent_container(base)["ports"]
-    assert ports == [{"name": "http", "containerPort": 8470, "protocol": "TCP"}]
+    assert ports == [{"name": "https", "containerPort": 8470, "protocol": "TCP"}]
     assert ports[0]["containerPort"] == Settings.model_fields["port"].default
 
 
@@ -677,7 +734,8 @@ def test_probes_hit_the_agents_routes_without_credentials(
     readiness = container["readinessProbe"]["httpGet"]
     assert (liveness["path"], readiness["path"]) == ("/healthz", "/readyz")
     assert {liveness["path"], readiness["path"]} <= routes
-    assert liveness["port"] == readiness["port"] == "http"
+    assert liveness["port"] == readiness["port"] == "https"
+    assert liveness["scheme"] == readiness["scheme"] == "HTTPS"
     # Kubelet probes send no token: the probe paths must answer without one.
     # Alive now; not ready (no runtime), which is a 503, not a refusal.
     assert app_client.get(liveness["path"]).status_code == 200
