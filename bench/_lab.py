@@ -180,6 +180,10 @@ class AgentProcess(Child):
             NODE,
             "--log-level",
             "warning",
+            # The benchmarks measure what the agent serves, on loopback with
+            # no token to send: no door (the lab's agent runs the same way).
+            "--auth-mode",
+            "none",
             *extra_args,
         ]
         super().__init__(name, args, log_dir / f"{name}.log", grace=10.0)
