@@ -16,7 +16,10 @@ purpose, e.g.:
   if an init container status still looks unfinished.
 
 Everything here is a pure function of an ``ApiPod`` (plus ``now`` where the
-answer depends on time).
+answer depends on time). A pod read from a fragment (``ApiPod.gaps``) gets
+the same rules over what it holds: without a spec its containers were taken
+from the statuses, so READY's denominator counts the containers that report
+a status, and the answer says it is partial.
 """
 
 from __future__ import annotations
@@ -254,9 +257,13 @@ class PodStatusStrings:
     total_count: int
     restart_count: int
     last_restart_at: datetime | None
+    # True when the pod was read from a fragment: the columns are kubectl's
+    # rules over what the fragment held, not over the whole object.
+    partial: bool = False
 
 
 def status_strings(pod: ApiPod, now: datetime) -> PodStatusStrings:
+    """Every kubectl column of ``pod`` at ``now``, from one walk of its statuses."""
     tally = _tally(pod)
     return PodStatusStrings(
         status=tally.reason,
@@ -267,4 +274,5 @@ def status_strings(pod: ApiPod, now: datetime) -> PodStatusStrings:
         total_count=tally.total,
         restart_count=tally.restarts,
         last_restart_at=tally.last_restart,
+        partial=pod.partial,
     )
