@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from agent.diagnose._bounds import bounded
 from agent.diagnose._common import (
     Ctx,
     Target,
@@ -69,6 +70,7 @@ def _kind(text: str) -> Literal["ConfigMap", "Secret"]:
 
 def missing_config(message: str) -> MissingConfig | None:
     """The ConfigMap, Secret or key a kubelet message says is missing."""
+    message = bounded(message)
     if m := _NO_KEY.search(message):
         return MissingConfig(_kind(m.group("kind")), m.group("name"), m.group("key"), m.group("ns"))
     if m := _NOT_FOUND.search(message):
@@ -204,13 +206,28 @@ StartClass = Literal[
     "hook",
     "unknown",
 ]
-_EXEC_TARGET = re.compile(r'exec(?::| user process caused:)? "?(?P<what>[^":]+)"?: ')
+# A quoted name runs to its closing quote, a bare one to the first blank, so
+# no part of the message is scanned again from each "exec" in it.
+_EXEC_TARGET = re.compile(
+    r'exec(?::| user process caused:)? (?:"(?P<quoted>[^"]*)"|(?P<what>[^\s":]+)): '
+)
 _START_PATTERNS: tuple[tuple[StartClass, re.Pattern[str]], ...] = (
     ("not-found", re.compile(r"executable file not found in \$PATH", re.I)),
     ("wrong-arch", re.compile(r"exec format error", re.I)),
     ("permission", re.compile(r"permission denied", re.I)),
     ("name-conflict", re.compile(r"failed to reserve container name|is reserved for", re.I)),
-    ("mount", re.compile(r"not a directory|mount .* onto a file|mount.*(?:failed|error)", re.I)),
+    # "mount ... onto a file" or "mount ... failed|error" on one line. Only the
+    # first "mount" of a line is tried (a later one cannot match where the
+    # first did not), so a line is scanned once, not once per "mount" in it.
+    (
+        "mount",
+        re.compile(
+            r"not a directory"
+            r"|^(?:(?!mount ).)*mount .* onto a file"
+            r"|^(?:(?!mount).)*mount.*(?:failed|error)",
+            re.I | re.M,
+        ),
+    ),
     ("no-such-file", re.compile(r"no such file or directory", re.I)),
 )
 
@@ -288,10 +305,10 @@ def start_error(ctx: Ctx) -> list[Finding]:
             pod, t.name, reasons=frozenset({"Failed", "FailedPostStartHook", "FailedPreStopHook"})
         )
         messages = [m for m in (st.message, *(ev.message for ev in events)) if m]
-        text = "\n".join(messages)
+        text = "\n".join(bounded(m) for m in messages)
         cls = classify_start(st.reason, text)
         m = _EXEC_TARGET.search(text)
-        what = m.group("what").strip() if m else None
+        what = (m.group("what") or m.group("quoted")).strip() if m else None
         command = shlex.join((*t.spec.command, *t.spec.args))
         evidence = [Evidence("api", "reason", f"{st.kind}:{st.reason}")]
         if st.is_terminated:

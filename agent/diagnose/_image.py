@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
+from agent.diagnose._bounds import bounded
 from agent.diagnose._common import (
     Ctx,
     dedupe,
@@ -77,7 +78,7 @@ def classify_pull(reason: str | None, messages: list[str]) -> PullClass:
         return "policy"
     if reason == "InvalidImageName":
         return "invalid-name"
-    text = "\n".join(messages)
+    text = "\n".join(bounded(m) for m in messages)
     if _HUB_AMBIGUOUS.search(text):
         return "not-found"
     for cls, pattern in _PATTERNS:
@@ -186,7 +187,7 @@ def image_pull(ctx: Ctx) -> list[Finding]:
             if ev.reason != "BackOff" or "pull" in (ev.message or "").lower()
         ]
         failed = [ev for ev in events if ev.reason != "BackOff"]
-        messages = [m for m in (state.message, *(ev.message for ev in failed)) if m]
+        messages = [bounded(m) for m in (state.message, *(ev.message for ev in failed)) if m]
         cls = classify_pull(state.reason, messages)
         registry = registry_of(image)
         raw = raw_container(pod, t.name)

@@ -24,7 +24,12 @@ MAX_BACKOFF = timedelta(seconds=300)
 BACKOFF_RESET = timedelta(minutes=10)
 
 _MESSAGE = re.compile(r"back-off (?P<step>[0-9][0-9.a-zµ]*) restarting failed container", re.I)
-_GO_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+# A part starts where no digit or dot comes before it, and its digits are
+# taken whole: searching a long run of digits then costs one pass, not one
+# pass from each digit.
+_GO_DURATION_PART = re.compile(r"(?<![\d.])(\d++(?:\.\d++)?)(ns|us|µs|ms|s|m|h)")
+# Kubelet's message is short; a rule reads no further than this into one.
+_MESSAGE_CHARS = 4096
 _UNIT_SECONDS = {
     "ns": 1e-9,
     "us": 1e-6,
@@ -65,7 +70,7 @@ def go_duration(d: timedelta) -> str:
 def backoff_from_message(message: str | None) -> timedelta | None:
     if not message:
         return None
-    m = _MESSAGE.search(message)
+    m = _MESSAGE.search(message, 0, _MESSAGE_CHARS)
     return parse_go_duration(m.group("step")) if m else None
 
 

@@ -269,7 +269,14 @@ class Agent:
             views, self.pods, self.node.client, self.settings, self.last_words, now, self.tails
         )
         limits = self.thresholds()
-        return [tuple(diagnose(facts, thresholds=limits)) for facts in inputs]
+
+        def rules() -> list[tuple[Finding, ...]]:
+            return [tuple(diagnose(facts, thresholds=limits)) for facts in inputs]
+
+        # The rules are pure but not free (patterns over messages the API
+        # server accepted from anyone who may write events): in a worker
+        # thread, the probes and every other request keep being served.
+        return await asyncio.to_thread(rules)
 
     async def diagnose_pod(self, snap: Snapshot, namespace: str, name: str) -> PodFindings:
         """The findings for one pod, with the evidence gathered now."""
