@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     # Back-off between reconnect attempts when the runtime is down.
     reconnect_min_seconds: float = Field(default=0.5, gt=0)
     reconnect_max_seconds: float = Field(default=10.0, gt=0)
+    # While the runtime's container events are followed, a relist this often
+    # is only the safety net for an event that never came.
+    events_relist_interval_seconds: float = Field(default=10.0, gt=0)
+    # How long a request may wait for the refresh asked for when the API
+    # server names a container or sandbox the snapshot does not hold yet.
+    pod_view_wait_seconds: float = Field(default=0.5, ge=0)
 
     # --- the host
     proc_root: Path = Path("/proc")

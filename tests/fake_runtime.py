@@ -27,7 +27,7 @@ from typing import Literal
 import grpc
 import grpc.aio
 
-from agent.cri import EventsUnsupported, RuntimeClient, map_grpc_error
+from agent.cri import CallUnimplemented, EventsUnsupported, RuntimeClient, map_grpc_error
 from agent.domain.model import (
     Container,
     ContainerEvent,
@@ -85,11 +85,14 @@ class FakeRuntime:
         runtime_name: str = "containerd",
         runtime_version: str = "2.1.1",
         events: EventsMode = "stream",
+        sandbox_metrics: bool = True,
     ) -> None:
         self.runtime_name = runtime_name
         self.runtime_version = runtime_version
         self.kind = RuntimeKind.from_runtime_name(runtime_name)
         self.events: EventsMode = events
+        # False: ListPodSandboxMetrics answers UNIMPLEMENTED (containerd 1.6, 1.7).
+        self.sandbox_metrics = sandbox_metrics
         self.sandboxes: dict[str, Sandbox] = {}
         self.containers: dict[str, Container] = {}
         self.images: set[str] = {"docker.io/library/busybox:latest"}
@@ -453,6 +456,13 @@ class FakeRuntimeClient:
                 yield item
         finally:
             runtime._streams.discard(queue)
+
+    async def list_pod_sandbox_metrics(self) -> int:
+        """ListPodSandboxMetrics: one entry per ready sandbox, or UNIMPLEMENTED."""
+        await self._enter("ListPodSandboxMetrics")
+        if not self.runtime.sandbox_metrics:
+            raise CallUnimplemented("ListPodSandboxMetrics", "method not implemented")
+        return sum(1 for s in self.runtime.sandboxes.values() if s.state is SandboxState.READY)
 
     async def close(self) -> None:
         """Close the connection; later calls fail."""

@@ -29,8 +29,12 @@ async def get_agent(request: Request) -> Agent:
 
 
 async def get_live_snapshot(agent: Annotated[Agent, Depends(get_agent)]) -> Snapshot:
-    """The current snapshot, or a 503 when the runtime cannot be trusted as current."""
-    return agent.snapshot()
+    """The current snapshot, or a 503 when the runtime cannot be trusted as current.
+
+    While the API server names a container or sandbox the snapshot lacks (a
+    pod starting), it waits briefly for the refresh that looks for it.
+    """
+    return await agent.fresh_snapshot()
 
 
 async def get_output_format(

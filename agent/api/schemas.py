@@ -271,7 +271,23 @@ class Capabilities(BaseModel):
     change_source: Literal["events", "relist"] = Field(
         description="how the agent learns of changes besides pidfd exit notifications"
     )
-    relist_interval_seconds: float
+    change_source_reason: str | None = Field(
+        default=None,
+        description="why the agent relists instead of following the runtime's container "
+        "events (null while it follows them)",
+    )
+    relist_interval_seconds: float = Field(
+        description="seconds between relists now; with events, only the safety net"
+    )
+    event_stream_breaks: int = Field(
+        default=0, description="times the container event stream broke and was resubscribed"
+    )
+    events_received: int = 0
+    optional_calls: dict[str, str] = Field(
+        default_factory=dict,
+        description="what the runtime answered to optional CRI calls; 'unimplemented' is "
+        "normal for some runtimes, not an error",
+    )
     pidfd_exit_notifications: bool
     pidfd_unavailable: str | None = Field(
         default=None, description="why pidfds cannot be used here (kills are then refused)"

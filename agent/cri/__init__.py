@@ -5,16 +5,21 @@ The only package that imports grpc and the generated CRI stubs.
 
 from agent.cri._client import CriClient, RuntimeCondition, map_grpc_error
 from agent.cri._endpoints import KNOWN_ENDPOINTS, KnownEndpoint, discover_endpoint, socket_path
-from agent.cri._protocol import EventsUnsupported, RuntimeClient
+from agent.cri._events import EventPolicy, event_policy, major_minor
+from agent.cri._protocol import CallUnimplemented, EventsUnsupported, RuntimeClient
 
 __all__ = [
     "KNOWN_ENDPOINTS",
+    "CallUnimplemented",
     "CriClient",
+    "EventPolicy",
     "EventsUnsupported",
     "KnownEndpoint",
     "RuntimeClient",
     "RuntimeCondition",
     "discover_endpoint",
+    "event_policy",
+    "major_minor",
     "map_grpc_error",
     "socket_path",
 ]

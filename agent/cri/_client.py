@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -11,7 +12,7 @@ import grpc.aio
 
 from agent.cri import _convert
 from agent.cri._endpoints import normalize_endpoint
-from agent.cri._protocol import EventsUnsupported
+from agent.cri._protocol import CallUnimplemented, EventsUnsupported
 from agent.domain.model import (
     Container,
     ContainerEvent,
@@ -34,6 +35,9 @@ _UNREACHABLE = {
 
 # Verbose status messages can carry a whole OCI runtime spec; leave room.
 _MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+# An event stream that ends with OK this soon, having sent nothing, is a
+# runtime saying it has no events; later, it is a stream that broke.
+_ENDED_AT_ONCE_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +193,8 @@ class CriClient:
 
         No deadline here on purpose: the stream lives as long as the agent.
         """
+        loop = asyncio.get_running_loop()
+        opened = loop.time()
         call = self._runtime.GetContainerEvents(api_pb2.GetEventsRequest())
         received = False
         try:
@@ -202,9 +208,28 @@ class CriClient:
             raise map_grpc_error(exc, "GetContainerEvents", self.endpoint) from None
         finally:
             call.cancel()
-        # CRI-O without enable_pod_events ends the stream at once with OK.
-        if not received:
-            raise EventsUnsupported("runtime closed the container event stream without events")
+        # CRI-O without enable_pod_events ends the stream at once with OK. One
+        # that ran a while and then ended (CRI-O shutting down) was a working
+        # stream that broke.
+        if not received and loop.time() - opened < _ENDED_AT_ONCE_SECONDS:
+            raise EventsUnsupported(
+                "runtime ended the container event stream at once without events "
+                "(CRI-O does so unless enable_pod_events is on)"
+            )
         raise RuntimeUnavailable(
             "container event stream ended", endpoint=self.endpoint, method="GetContainerEvents"
         )
+
+    async def list_pod_sandbox_metrics(self) -> int:
+        """How many pod sandboxes the runtime reports metrics for; CallUnimplemented if none."""
+        try:
+            response: api_pb2.ListPodSandboxMetricsResponse = (
+                await self._runtime.ListPodSandboxMetrics(
+                    api_pb2.ListPodSandboxMetricsRequest(), timeout=self.timeout
+                )
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                raise CallUnimplemented("ListPodSandboxMetrics", exc.details() or "") from None
+            raise map_grpc_error(exc, "ListPodSandboxMetrics", self.endpoint) from None
+        return len(response.pod_metrics)

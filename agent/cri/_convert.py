@@ -108,7 +108,9 @@ def sandbox_from_status(response: api_pb2.PodSandboxStatusResponse, kind: Runtim
         network_mode=network_mode,
         pause_pid=verbose.pid,
         pause_pid_note=verbose.pid_note,
-        network_namespace=network_namespace_path(verbose),
+        # CRI-O's spec of a host-network pod without an infra process still
+        # names a pinned network namespace; the pod does not use it.
+        network_namespace=None if network_mode == "node" else network_namespace_path(verbose),
         namespaces=verbose.namespaces,
     )
 

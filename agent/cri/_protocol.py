@@ -19,6 +19,14 @@ class EventsUnsupported(Exception):
     """The runtime offers no container event stream (answer: relist)."""
 
 
+class CallUnimplemented(Exception):
+    """The runtime answered UNIMPLEMENTED to an optional call: normal, not a failure."""
+
+    def __init__(self, method: str, detail: str = "") -> None:
+        super().__init__(f"runtime does not implement {method}" + (f": {detail}" if detail else ""))
+        self.method = method
+
+
 class RuntimeClient(Protocol):
     """One connection to a container runtime, as the node state uses it."""
 
@@ -53,6 +61,13 @@ class RuntimeClient(Protocol):
 
         ``EventsUnsupported`` when the runtime has no stream (relist instead);
         ``RuntimeUnavailable`` when a working stream breaks or ends.
+        """
+        ...
+
+    async def list_pod_sandbox_metrics(self) -> int:
+        """How many pod sandboxes the runtime reports metrics for.
+
+        ``CallUnimplemented`` where the runtime does not offer the call.
         """
         ...
 

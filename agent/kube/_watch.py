@@ -93,6 +93,7 @@ class PodCache:
         self._backoff_min = backoff_min
         self._backoff_max = backoff_max
         self._listeners: list[Callable[[], None]] = [on_change] if on_change else []
+        self._pod_listeners: list[Callable[[ApiPod], None]] = []
         self._pods: Mapping[str, ApiPod] = MappingProxyType({})
         self._version = ""
         self._health = ApiHealth(state="unavailable", since=_now(), reason="not synced yet")
@@ -213,6 +214,8 @@ class PodCache:
         self._version = listing.resource_version
         self._mark_ok()
         self._changed()
+        for pod in pods.values():
+            self._pod_changed(pod)
 
     def _watch_once(self) -> None:
         self._watches += 1
@@ -244,6 +247,8 @@ class PodCache:
         if version:
             self._version = version
         self._changed()
+        if kind != "DELETED":
+            self._pod_changed(pod)
 
     def _convert(self, obj: dict[str, Any]) -> ApiPod | None:
         try:
@@ -269,6 +274,14 @@ class PodCache:
         """Call ``callback`` (from the watch thread) after every change to the cache."""
         self._listeners.append(callback)
 
+    def add_pod_listener(self, callback: Callable[[ApiPod], None]) -> None:
+        """Call ``callback(pod)`` (from the watch thread) for each pod listed, added or modified.
+
+        The pod as the API server has it now: the node state compares the
+        containers and sandbox it names with the runtime's snapshot.
+        """
+        self._pod_listeners.append(callback)
+
     def _changed(self) -> None:
         self.generation += 1
         for listener in self._listeners:
@@ -276,6 +289,13 @@ class PodCache:
                 listener()
             except Exception:
                 log.exception("pod cache listener failed")
+
+    def _pod_changed(self, pod: ApiPod) -> None:
+        for listener in self._pod_listeners:
+            try:
+                listener(pod)
+            except Exception:
+                log.exception("pod listener failed for %s/%s", pod.namespace, pod.name)
 
 
 class DisabledPodCache:
@@ -298,6 +318,9 @@ class DisabledPodCache:
         return None
 
     def add_listener(self, callback: Callable[[], None]) -> None:
+        return None
+
+    def add_pod_listener(self, callback: Callable[[ApiPod], None]) -> None:
         return None
 
     def events_for(self, namespace: str, uid: str) -> tuple[ApiEvent, ...]:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from agent import host
 from agent.diagnose import DEFAULT_THRESHOLDS, SEVERITY_RANK, Finding, Thresholds, diagnose
-from agent.domain.kubemodel import ApiEvent
+from agent.domain.kubemodel import ApiEvent, ApiPod
 from agent.domain.model import Container, ProcessInfo, ProcessNode, Sandbox
 from agent.domain.podview import PodView
 from agent.errors import AgentError, ApiServerError, ProcessGone
@@ -119,12 +119,15 @@ class Agent:
         )
         self._views = PodViewMemo()
         self._refresh: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.node.add_exit_listener(self._keep_last_words)
+        self.pods.add_pod_listener(self._on_api_pod)
 
     # -- lifecycle -----------------------------------------------------------
 
     async def start(self) -> None:
         """Start the pod watch and the node's refresh loop."""
+        self._loop = asyncio.get_running_loop()
         self.heal.bind_loop()
         self.pods.start()
         self._refresh = asyncio.create_task(self.node.run(), name="node-refresh")
@@ -137,6 +140,14 @@ class Agent:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._refresh
         await asyncio.to_thread(self.pods.stop)
+
+    def _on_api_pod(self, pod: ApiPod) -> None:
+        # From the watch thread: the API server may name a container or a
+        # sandbox before the next relist would find it; the node looks now.
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closing
+                loop.call_soon_threadsafe(self.node.expect_pod, pod)
 
     def _keep_last_words(self, container: Container) -> None:
         # Read the dead attempt's last lines before kubelet's GC removes the file.
@@ -187,6 +198,11 @@ class Agent:
 
     def snapshot(self) -> Snapshot:
         """The current runtime snapshot; Unavailable while the runtime cannot be trusted."""
+        return self.node.live_snapshot()
+
+    async def fresh_snapshot(self) -> Snapshot:
+        """The snapshot once the refresh the API server's news asked for is in (bounded)."""
+        await self.node.settle(self.settings.pod_view_wait_seconds)
         return self.node.live_snapshot()
 
     def pod_views(self, snap: Snapshot, now: datetime | None = None) -> list[PodView]:

@@ -1,11 +1,16 @@
 """The node state: an in-memory snapshot of the runtime that a refresh loop keeps current.
 
-Requests read the latest immutable ``Snapshot``; they never wait on the runtime.
-The loop relists sandboxes and containers (two cheap calls), diffs them with
-the previous snapshot, and asks for a (verbose) status only for objects that
-are new or changed state. It wakes early when a watched PID exits (pidfd) or
-the runtime sends a container event, so exits show up within milliseconds
-rather than at the next relist.
+Requests read the latest immutable ``Snapshot``; they never wait on a full
+rescan. The loop relists sandboxes and containers (two cheap calls), diffs
+them with the previous snapshot, and asks for a (verbose) status only for
+objects that are new or changed state. It wakes early when a watched PID
+exits (pidfd), when the runtime sends a container event, and when the API
+server names a container or sandbox the snapshot does not hold yet, so a
+change shows up within milliseconds rather than at the next relist.
+
+Where the runtime broadcasts container events (containerd 2.x, CRI-O with
+``enable_pod_events``) they are the change source and the relist slows to a
+safety net; a broken stream is resubscribed, with a relist once it is back.
 """
 
 from __future__ import annotations
@@ -14,12 +19,21 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from agent import host
-from agent.cri import CriClient, EventsUnsupported, RuntimeClient, discover_endpoint
+from agent.cri import (
+    CallUnimplemented,
+    CriClient,
+    EventsUnsupported,
+    RuntimeClient,
+    discover_endpoint,
+    event_policy,
+)
+from agent.domain.kubemodel import ApiPod
 from agent.domain.model import (
     Container,
     ContainerState,
@@ -39,6 +53,15 @@ log = logging.getLogger(__name__)
 _START_TIME_SLACK = timedelta(seconds=1)
 # Relists after a watched process exits, in seconds after the pidfd fired.
 _EXIT_FOLLOW_UPS = (0.02, 0.06)
+# A subscribed event stream that has stayed open this long is working: the
+# runtime ends it at once when it has no events to give.
+_EVENTS_CONFIRM_SECONDS = 0.25
+# The API server's container state, and the snapshot's, when the runtime has
+# moved on and the snapshot not yet.
+_BEHIND = {("running", ContainerState.CREATED), ("terminated", ContainerState.RUNNING)}
+# The API server's word already acted on, by object and state (bounded: IDs
+# the runtime never held must not grow it without end).
+_EXPECTATIONS_KEPT = 4096
 
 
 def _now() -> datetime:
@@ -75,6 +98,8 @@ class RuntimeHealth:
     endpoint: str | None = None
     # "events" when the runtime streams container events, else "relist".
     change_source: str = "relist"
+    # Why the agent relists rather than follows events; None while it follows them.
+    change_source_reason: str | None = "not connected yet"
     synced: bool = False
 
 
@@ -127,6 +152,8 @@ def _default_client_factory(endpoint: str, settings: Settings) -> RuntimeClient:
 
 
 class NodeState:
+    """The runtime as the agent last saw it, and the loop that keeps it current."""
+
     def __init__(
         self,
         settings: Settings,
@@ -138,6 +165,22 @@ class NodeState:
         self._health = RuntimeHealth(connected=False, since=_now(), reason="not connected yet")
         self._wake = asyncio.Event()
         self._changed = asyncio.Condition()
+        # Refreshes begun and finished, whether or not they changed anything:
+        # a reader that asked for one waits on these.
+        self._refreshes_started = 0
+        self._refreshes_done = 0
+        self._refreshed = asyncio.Condition()
+        # What the API server named that the snapshot lacked, by
+        # (object, state), and the refresh that answers it.
+        self._expected: OrderedDict[tuple[str, str], int] = OrderedDict()
+        self._settle_target = 0
+        self.expectation_refreshes = 0
+        # The event stream: how many times it broke, was resubscribed, and
+        # how many events it brought; what optional calls answered.
+        self.event_stream_breaks = 0
+        self.event_stream_resumes = 0
+        self.events_received = 0
+        self.optional_calls: dict[str, str] = {}
         # Objects whose status call is current for their listed state.
         self._fresh: set[str] = set()
         self._exit_listeners: list[Callable[[Container], None]] = []
@@ -228,7 +271,74 @@ class NodeState:
                     log.exception("exit listener failed for %s", c.id[:13])
 
     def request_refresh(self) -> None:
+        """Relist now rather than at the next interval."""
         self._wake.set()
+
+    # --- the API server's word (no blind second)
+
+    def expect_pod(self, pod: ApiPod) -> bool:
+        """Refresh at once when the API server names what the snapshot lacks; True if it did.
+
+        A container ID the snapshot does not hold, a container the API calls
+        running that the snapshot has only created (or exited the other way),
+        or a running pod with no ready sandbox: each is asked about once, by
+        the next refresh, which a reader can wait for (``settle``).
+        """
+        if not self._health.synced:
+            return False  # the first sync lists everything anyway
+        snap = self._snapshot
+        behind: list[tuple[str, str]] = []
+        for status in (
+            *pod.init_container_statuses,
+            *pod.container_statuses,
+            *pod.ephemeral_container_statuses,
+        ):
+            cid = status.runtime_container_id
+            if not cid:
+                continue
+            held = snap.containers.get(cid)
+            kind = status.state.kind
+            if held is None:
+                behind.append((cid, kind or "known"))
+            elif (kind, held.state) in _BEHIND:
+                behind.append((cid, kind or ""))
+        if (
+            pod.uid
+            and pod.phase in ("Pending", "Running")
+            and pod.deletion_timestamp is None
+            and any(
+                s.runtime_container_id
+                for s in (*pod.init_container_statuses, *pod.container_statuses)
+            )
+            and not any(
+                sb.pod.uid == pod.uid and sb.state is SandboxState.READY
+                for sb in snap.sandboxes.values()
+            )
+        ):
+            behind.append((pod.uid, "sandbox"))
+        fresh = [key for key in behind if key not in self._expected]
+        if not fresh:
+            return False
+        # The refresh now running may have listed before these existed: the
+        # one after it answers them.
+        target = self._refreshes_started + 1
+        for key in fresh:
+            self._expected[key] = target
+        while len(self._expected) > _EXPECTATIONS_KEPT:
+            self._expected.popitem(last=False)
+        self._settle_target = max(self._settle_target, target)
+        self.expectation_refreshes += 1
+        self._wake.set()
+        return True
+
+    async def settle(self, within: float) -> None:
+        """Wait (at most ``within`` seconds) for the refresh the API server's news asked for."""
+        if self._refreshes_done >= self._settle_target or within <= 0:
+            return
+        target = self._settle_target
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within), self._refreshed:
+                await self._refreshed.wait_for(lambda: self._refreshes_done >= target)
 
     async def wait_for_change(self, after_version: int, within: float) -> Snapshot:
         """Wait until the snapshot is newer than ``after_version``, at most ``within`` seconds."""
@@ -271,6 +381,13 @@ class NodeState:
                 self._pid_watcher.close()
             await self._close_client()
 
+    @property
+    def relist_interval(self) -> float:
+        """Seconds between relists now: the safety net while events are followed."""
+        if self._health.change_source == "events":
+            return self.settings.events_relist_interval_seconds
+        return self.settings.relist_interval_seconds
+
     async def _run_connected(self) -> None:
         await self._close_client()
         endpoint = discover_endpoint(self.settings.cri_endpoint)
@@ -278,10 +395,14 @@ class NodeState:
         client = self._client_factory(endpoint, self.settings)
         self._client = client
         info = await client.version()
-        events_task = asyncio.create_task(self._consume_events(client), name="cri-events")
+        self._health = dataclasses.replace(
+            self._health, change_source="relist", change_source_reason="subscribing"
+        )
+        events_task = asyncio.create_task(self._follow_events(client, info), name="cri-events")
         filler: asyncio.Task[None] | None = None
         try:
             await self.refresh_once(client)
+            await self._probe_optional_calls(client)
             if self._needs_verbose:
                 filler = asyncio.create_task(self._fill_verbose(client), name="cri-verbose")
             self._health = RuntimeHealth(
@@ -290,6 +411,7 @@ class NodeState:
                 info=info,
                 endpoint=endpoint,
                 change_source=self._health.change_source,
+                change_source_reason=self._health.change_source_reason,
                 synced=True,
             )
             log.info(
@@ -297,7 +419,7 @@ class NodeState:
             )
             while True:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.settings.relist_interval_seconds)
+                    await asyncio.wait_for(self._wake.wait(), self.relist_interval)
                 self._wake.clear()
                 await self.refresh_once(client)
                 if self._needs_verbose and (filler is None or filler.done()):
@@ -308,6 +430,18 @@ class NodeState:
             events_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await events_task
+
+    async def _probe_optional_calls(self, client: RuntimeClient) -> None:
+        """Ask the optional calls once per connection; UNIMPLEMENTED is an answer, not a fault."""
+        try:
+            count = await client.list_pod_sandbox_metrics()
+        except CallUnimplemented:
+            self.optional_calls["ListPodSandboxMetrics"] = "unimplemented"
+        except CriError as exc:
+            # Optional: a failure here must not take the runtime's view down.
+            self.optional_calls["ListPodSandboxMetrics"] = f"failed: {exc.message}"
+        else:
+            self.optional_calls["ListPodSandboxMetrics"] = f"available ({count} pods)"
 
     async def _close_client(self) -> None:
         client, self._client = self._client, None
@@ -328,31 +462,89 @@ class NodeState:
             reason=reason,
             info=was.info,
             endpoint=was.endpoint,
-            change_source=was.change_source,
+            change_source="relist",
+            change_source_reason="runtime unavailable",
             synced=False,
         )
         # Statuses may be stale once we are back: fetch them again.
         self._fresh.clear()
 
-    async def _consume_events(self, client: RuntimeClient) -> None:
-        try:
-            async for _event in client.container_events():
-                if self._health.change_source != "events":
-                    self._health = dataclasses.replace(self._health, change_source="events")
-                self._wake.set()
-        except EventsUnsupported as exc:
-            log.info(
-                "container events unavailable (%s); relisting every %.1fs",
-                exc,
-                self.settings.relist_interval_seconds,
+    def _set_source(self, source: str, reason: str | None) -> None:
+        if (self._health.change_source, self._health.change_source_reason) != (source, reason):
+            self._health = dataclasses.replace(
+                self._health, change_source=source, change_source_reason=reason
             )
-            self._health = dataclasses.replace(self._health, change_source="relist")
-        except CriError:
-            # The relist loop notices the outage itself and reconnects.
-            self._health = dataclasses.replace(self._health, change_source="relist")
+
+    async def _follow_events(self, client: RuntimeClient, info: RuntimeInfo) -> None:
+        """Follow container events where the runtime broadcasts them; resubscribe when cut."""
+        policy = event_policy(info)
+        if not policy.subscribe:
+            log.info("not following container events: %s", policy.reason)
+            self._set_source("relist", policy.reason)
+            return
+        loop = asyncio.get_running_loop()
+        delay = self.settings.reconnect_min_seconds
+        while True:
+            resuming = self.event_stream_breaks > 0
+            confirmed = False
+
+            def confirm(resuming: bool = resuming) -> None:
+                # Open long enough (or an event came): a working stream. After
+                # a break, a relist now catches what happened while it was down.
+                nonlocal confirmed
+                if confirmed:
+                    return
+                confirmed = True
+                self._set_source("events", None)
+                if resuming:
+                    self.event_stream_resumes += 1
+                    self._wake.set()
+
+            confirming = loop.call_later(_EVENTS_CONFIRM_SECONDS, confirm)
+            if resuming:
+                self._wake.set()
+            try:
+                async for _event in client.container_events():
+                    self.events_received += 1
+                    confirm()
+                    self._wake.set()
+            except EventsUnsupported as exc:
+                log.info(
+                    "container events unavailable (%s); relisting every %.1fs",
+                    exc,
+                    self.settings.relist_interval_seconds,
+                )
+                self._set_source("relist", str(exc))
+                return
+            except CriError as exc:
+                # Relist at the normal pace until the stream is back.
+                self.event_stream_breaks += 1
+                log.info("container event stream broke (%s); resubscribing", exc.message)
+                self._set_source(
+                    "relist", f"container event stream broke ({exc.message}); resubscribing"
+                )
+                self._wake.set()
+            finally:
+                confirming.cancel()
+            if confirmed:
+                delay = self.settings.reconnect_min_seconds
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.settings.reconnect_max_seconds)
 
     async def refresh_once(self, client: RuntimeClient) -> Change | None:
         """Relist, fetch statuses for what is new or changed, publish; None when nothing changed."""
+        self._refreshes_started += 1
+        started = self._refreshes_started
+        try:
+            change = await self._refresh(client)
+        finally:
+            # Done even when it failed: readers waiting on it must not wait on.
+            self._refreshes_done = max(self._refreshes_done, started)
+            async with self._refreshed:
+                self._refreshed.notify_all()
+        return change
+
+    async def _refresh(self, client: RuntimeClient) -> Change | None:
         listed_sandboxes, listed_containers = await asyncio.gather(
             client.list_sandboxes(), client.list_containers()
         )

@@ -47,7 +47,11 @@ def get_node_info(agent: AgentDep, fmt: OutputDep) -> Response:
         ),
         capabilities=Capabilities(
             change_source="events" if health.change_source == "events" else "relist",
-            relist_interval_seconds=node.settings.relist_interval_seconds,
+            change_source_reason=health.change_source_reason,
+            relist_interval_seconds=node.relist_interval,
+            event_stream_breaks=node.event_stream_breaks,
+            events_received=node.events_received,
+            optional_calls=dict(node.optional_calls),
             pidfd_exit_notifications=node.pidfd_unavailable is None,
             pidfd_unavailable=node.pidfd_unavailable,
             pause_processes=pause,  # type: ignore[arg-type]
