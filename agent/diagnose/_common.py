@@ -153,6 +153,20 @@ def terminal(pod: ApiPod) -> bool:
     return pod.phase in ("Succeeded", "Failed")
 
 
+def bound(pod: ApiPod) -> bool:
+    """Whether the pod is bound to a node.
+
+    A fragment without a spec has no ``nodeName``; its status still shows a
+    bound pod by a true PodScheduled condition or a host IP.
+    """
+    if pod.node_name:
+        return True
+    if pod.spec_known:
+        return False
+    scheduled = pod.condition("PodScheduled")
+    return (scheduled is not None and scheduled.is_true) or bool(pod.host_ip)
+
+
 # --------------------------------------------------------------------------
 # Raw document fields the model does not carry
 # --------------------------------------------------------------------------

@@ -5,15 +5,16 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 
-from agent.diagnose._bounds import bounded
 from agent.diagnose._common import (
     Ctx,
     Target,
     age,
     blocking_init,
+    bound,
     by_threshold,
     dedupe,
     duration,
+    earliest_event,
     event_evidence,
     initialized,
     raw_names,
@@ -231,7 +232,7 @@ def _creating_cause(events: list[ApiEvent], image: str | None) -> str:
                     f"A volume cannot be mounted because {missing.what} does not exist; kubelet "
                     "retries and the pod starts once it is created."
                 )
-            vol = re.search(r'volume "([^"]+)"', bounded(msg))
+            vol = re.search(r'volume "([^"]+)"', msg)
             named = f" {vol.group(1)}" if vol else ""
             return (
                 f"Volume{named} cannot be mounted (see the FailedMount event): a missing object, "
@@ -260,7 +261,7 @@ def _creating_cause(events: list[ApiEvent], image: str | None) -> str:
 
 def stuck_creating(ctx: Ctx) -> list[Finding]:
     pod = ctx.pod
-    if pod is None or terminal(pod) or pod.deletion_timestamp is not None or not pod.node_name:
+    if pod is None or terminal(pod) or pod.deletion_timestamp is not None or not bound(pod):
         return []
     found = _creating_target(pod)
     if found is None:
@@ -435,9 +436,9 @@ def evicted(ctx: Ctx) -> list[Finding]:
     ]
     if message:
         evidence.append(Evidence("api", "message", message))
-    low = _LOW_ON.search(bounded(message))
+    low = _LOW_ON.search(message)
     resource = low.group("resource").rstrip(".") if low else None
-    for m in _USAGE.finditer(bounded(message)):
+    for m in _USAGE.finditer(message):
         evidence.append(
             Evidence(
                 "api", f"usage of {m.group('c')}", f"{m.group('used')} (request {m.group('req')})"
@@ -572,9 +573,19 @@ def unschedulable(ctx: Ctx) -> list[Finding]:
     if pod is None or pod.node_name or terminal(pod):
         return []
     cond = pod.condition("PodScheduled")
-    if cond is None or cond.is_true or cond.reason != "Unschedulable":
+    if cond is None or cond.is_true:
         return []
+    message = cond.message
     since = cond.last_transition_time or pod.creation_timestamp
+    if cond.reason != "Unschedulable":
+        # A fragment may keep the condition's status without its reason
+        # (``kubectl describe`` prints only Type and Status); the scheduler's
+        # FailedScheduling events then say the same.
+        failed = ctx.events(pod, reasons=frozenset({"FailedScheduling"}))
+        if cond.reason is not None or not pod.partial or not failed:
+            return []
+        message = message or failed[0].message
+        since = since or earliest_event(failed)
     severity: Severity = "warning"
     if since is not None and age(since, ctx.now) > ctx.th.unschedulable_error:
         severity = "error"
@@ -586,10 +597,16 @@ def unschedulable(ctx: Ctx) -> list[Finding]:
             summary=(
                 f"pod {ctx.where} cannot be scheduled"
                 + (f" (since {iso(since)})" if since else "")
-                + f": {cond.message or 'no node fits'}"
+                + f": {message or 'no node fits'}"
             ).replace("\n", " "),
-            evidence=(Evidence("api", "PodScheduled", f"False: {cond.reason}"),)
-            + ((Evidence("api", "scheduler message", cond.message),) if cond.message else ()),
+            evidence=(
+                Evidence(
+                    "api",
+                    "PodScheduled",
+                    f"False: {cond.reason}" if cond.reason else "False (no reason given)",
+                ),
+            )
+            + ((Evidence("api", "scheduler message", message),) if message else ()),
             cause=(
                 "No node satisfies the pod's requests, selectors, affinities and tolerations; "
                 "the scheduler's message counts the nodes rejected per reason."
