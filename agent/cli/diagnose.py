@@ -1,12 +1,20 @@
-"""Diagnose pods from saved documents, without a node: ``podlens diagnose -f pod.yaml``.
+"""Diagnose pods from what people paste, without a node: ``podlens diagnose -f FILE``.
 
-Input is what ``kubectl get pod NAME -o yaml`` (or ``-o json``) prints: one
-Pod, or a ``List`` of Pods (``kubectl get pods -o yaml``); several YAML
-documents separated by ``---`` work too. Events are optional and come from
-``kubectl get events -o yaml`` (a ``List``/``EventList`` of core/v1 Events, or
-events.k8s.io/v1 Events). Only the API's view is available here, so the rules
-that need the node (runtime mismatches, listening ports, image presence, OOM
-counters, Service lookups) have nothing to say or say "not checked".
+``-f`` takes a Pod or a List of Pods (``kubectl get pod -o yaml|json``,
+several ``---`` documents too), the pieces of one people paste instead (a
+``status:`` block, its fields alone, a ``containerStatuses`` list, one
+container status, a pod without spec or without a name), or ``kubectl
+describe pod`` text of one or many pods. ``--events`` adds events:
+``kubectl get events`` as a table (any layout), ``-o yaml`` or ``-o json``;
+they are matched to each pod by name, namespace and UID, as the API does.
+``--dump DIR`` reads a ``kubectl cluster-info dump`` and diagnoses every
+pod in it with its events (and its log), most severe first.
+
+Whatever the input, the rules are the same as on a node; a pod read from a
+fragment carries what its source lacked (``ApiPod.gaps``) and the answer
+says so (``input``, ``partial``). Only the API's view is available here,
+so the rules that need the node (runtime mismatches, listening ports,
+image presence, OOM counters, Service lookups) say nothing or "not checked".
 """
 
 from __future__ import annotations
@@ -19,162 +27,73 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-import yaml
-
-from agent.diagnose._engine import diagnose
-from agent.diagnose._types import DEFAULT_THRESHOLDS, DiagnosisInput, Thresholds
+from agent.cli._report import pod_report, severity_order
+from agent.cli.pastes import (
+    SHAPE_WORDS,
+    Assembled,
+    EventsInput,
+    PodInput,
+    assemble,
+    load_documents,
+    read_events,
+    read_pods,
+)
+from agent.cli.pastes._events import core_event
+from agent.cli.pastes.dump import (
+    DumpLayout,
+    find_dump,
+    namespace_events,
+    namespace_pods,
+    pod_logs,
+    stream_file,
+)
+from agent.diagnose._types import DEFAULT_THRESHOLDS, ContainerLogs, Thresholds
 from agent.domain.kubemodel import ApiEvent, ApiPod
-from agent.domain.podstatus import status_strings
+from agent.domain.severity import SEVERITY_RANK
 from agent.errors import InvalidInput
 from agent.kube.convert import event_from_dict, parse_time, pod_from_dict
 
-__all__ = ["diagnose_documents", "load_documents", "main"]
+__all__ = ["diagnose_documents", "diagnose_dump", "load_documents", "main"]
 
 _PROG = "podlens diagnose"
+# Log lines kept per container of a dumped pod with findings; the rules show fewer.
+_DUMP_LOG_LINES = 20
 
 
 # --------------------------------------------------------------------------
-# Reading documents
+# Pastes
 # --------------------------------------------------------------------------
 
 
-def load_documents(text: str, what: str) -> list[Any]:
-    """The documents in ``text`` (JSON, or YAML with one or more documents)."""
-    if not text.strip():
-        raise InvalidInput(f"{what}: the input is empty")
-    try:
-        return [json.loads(text)]
-    except ValueError:
-        pass
-    try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise InvalidInput(f"{what}: neither JSON nor YAML{where}: {problem}") from None
-    if not docs:
-        raise InvalidInput(f"{what}: the input holds no document")
-    return docs
+def _pod_input(a: Assembled) -> dict[str, Any] | None:
+    """What the answer says about how one pod was read; None for a whole object."""
+    gaps = a.pod.gaps
+    if gaps is None and not a.notes:
+        return None
+    out: dict[str, Any] = {"shape": a.source.shape}
+    if a.source.where:
+        out["where"] = a.source.where
+    out["partial"] = gaps is not None
+    if gaps is not None:
+        out["missing"] = list(gaps.missing)
+        out["inferred"] = [*gaps.inferred, *a.notes]
+    elif a.notes:
+        out["inferred"] = list(a.notes)
+    return out
 
 
-def _items(
-    docs: list[Any], what: str, kind: str
-) -> tuple[list[tuple[str, Mapping[str, Any]]], bool]:
-    """(path, object) of every ``kind`` object, and whether the input was a single object."""
-    out: list[tuple[str, Mapping[str, Any]]] = []
-    single = len(docs) == 1
-    for n, doc in enumerate(docs):
-        prefix = f"document {n + 1}: " if len(docs) > 1 else ""
-        if isinstance(doc, list):
-            items: Any = doc
-            single = False
-        elif not isinstance(doc, Mapping):
-            raise InvalidInput(
-                f"{what}: {prefix}expected a {kind} or a List, got {type(doc).__name__}"
-            )
-        elif isinstance(doc.get("items"), list) or str(doc.get("kind", "")).endswith("List"):
-            items = doc.get("items") or []
-            single = False
-            if not isinstance(items, list):
-                raise InvalidInput(f"{what}: {prefix}items is not a list")
-        else:
-            out.append((prefix.rstrip(": "), doc))
-            continue
-        for i, item in enumerate(items):
-            path = f"{prefix}items[{i}]"
-            if not isinstance(item, Mapping):
-                raise InvalidInput(f"{what}: {path} is not an object")
-            out.append((path, item))
-    return out, single
+def _summary(pods: PodInput, events: EventsInput | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"shape": pods.shape, "recognised": pods.recognised}
+    if events is not None:
+        out["events"] = events.recognised
+    notes = [*pods.notes, *(events.notes if events is not None else ())]
+    if notes:
+        out["notes"] = notes
+    return out
 
 
-def _pods(text: str) -> tuple[list[ApiPod], bool]:
-    docs = load_documents(text, "pod input")
-    items, single = _items(docs, "pod input", "Pod")
-    pods: list[ApiPod] = []
-    for path, item in items:
-        kind = item.get("kind")
-        if kind is not None and kind != "Pod":
-            where = f"{path} is" if path else "it is"
-            raise InvalidInput(
-                f"pod input: {where} a {kind}, not a Pod; give `kubectl get pod -o yaml` output"
-            )
-        try:
-            pods.append(pod_from_dict(item))
-        except InvalidInput as exc:
-            raise InvalidInput(f"pod input: {path + ': ' if path else ''}{exc.message}") from None
-    if not pods:
-        raise InvalidInput("pod input: the List holds no Pod")
-    return pods, single
-
-
-def _core_event(d: Mapping[str, Any]) -> Mapping[str, Any]:
-    """An events.k8s.io/v1 Event in core/v1 shape (``regarding`` -> ``involvedObject``...)."""
-    if not str(d.get("apiVersion", "")).startswith("events.k8s.io/"):
-        return d
-    series = d.get("series") if isinstance(d.get("series"), Mapping) else {}
-    source = d.get("deprecatedSource") if isinstance(d.get("deprecatedSource"), Mapping) else {}
-    return {
-        "kind": "Event",
-        "metadata": d.get("metadata") or {},
-        "involvedObject": d.get("regarding") or {},
-        "reason": d.get("reason"),
-        "message": d.get("note"),
-        "type": d.get("type"),
-        "count": d.get("deprecatedCount"),
-        "firstTimestamp": d.get("deprecatedFirstTimestamp"),
-        "lastTimestamp": d.get("deprecatedLastTimestamp"),
-        "eventTime": d.get("eventTime"),
-        "series": series,
-        "source": source,
-        "reportingComponent": d.get("reportingController"),
-        "reportingInstance": d.get("reportingInstance"),
-    }
-
-
-def _events(text: str) -> tuple[ApiEvent, ...]:
-    docs = load_documents(text, "events input")
-    items, _ = _items(docs, "events input", "Event")
-    out: list[ApiEvent] = []
-    for path, item in items:
-        kind = item.get("kind")
-        if kind is not None and kind != "Event":
-            raise InvalidInput(f"events input: {path or 'it'} is a {kind}, not an Event")
-        try:
-            out.append(event_from_dict(_core_event(item)))
-        except InvalidInput as exc:
-            raise InvalidInput(
-                f"events input: {path + ': ' if path else ''}{exc.message}"
-            ) from None
-    return tuple(out)
-
-
-# --------------------------------------------------------------------------
-# Diagnosing
-# --------------------------------------------------------------------------
-
-
-def _report(
-    pod: ApiPod, events: tuple[ApiEvent, ...], now: datetime, th: Thresholds
-) -> dict[str, Any]:
-    inp = DiagnosisInput(
-        pod=pod,
-        events=events,
-        node_name=pod.node_name or "",
-        now=now,
-        api_available=True,
-        agent_urls=False,
-    )
-    strings = status_strings(pod, now)
-    return {
-        "namespace": pod.namespace,
-        "name": pod.name,
-        "status": strings.status,
-        "ready": strings.ready,
-        "restarts": strings.restarts,
-        "findings": [f.to_dict() for f in diagnose(inp, thresholds=th)],
-    }
+def _aware(now: datetime) -> datetime:
+    return now if now.tzinfo is not None else now.replace(tzinfo=UTC)
 
 
 def diagnose_documents(
@@ -186,14 +105,192 @@ def diagnose_documents(
 ) -> dict[str, Any]:
     """Findings for the pods in ``pod_text``; ``InvalidInput`` when the input cannot be used.
 
-    One Pod gives ``{"namespace", "name", "status", "ready", "restarts",
-    "findings"}``; a List (or several documents) gives ``{"pods": [...]}``.
+    One pod gives ``{"namespace", "name", "status", "ready", "restarts",
+    "findings"}``; a List, several documents or several described pods give
+    ``{"pods": [...]}``. Anything but whole Pod objects and Event objects
+    adds ``input``: the shape recognised and, per pod read from a fragment,
+    ``partial``, what was missing and what was inferred.
     """
-    pods, single = _pods(pod_text)
-    events = _events(events_text) if events_text is not None and events_text.strip() else ()
-    when = now if now.tzinfo is not None else now.replace(tzinfo=UTC)
-    reports = [_report(pod, events, when, thresholds) for pod in pods]
-    return reports[0] if single and len(reports) == 1 else {"pods": reports}
+    when = _aware(now)
+    pods = read_pods(pod_text, when)
+    events = read_events(events_text, when) if events_text and events_text.strip() else None
+    assembled = assemble(pods.pods, events.events if events is not None else [])
+    classic = pods.classic and (events is None or events.classic)
+    reports: list[dict[str, Any]] = []
+    for a in assembled:
+        report = pod_report(a.pod, a.events, when, thresholds)
+        if a.pod.partial:
+            report["partial"] = True
+        if (read := _pod_input(a)) is not None:
+            report["input"] = read
+        reports.append(report)
+    if pods.single and len(reports) == 1:
+        result = reports[0]
+        if not classic or "input" in result:
+            result["input"] = {**_summary(pods, events), **result.get("input", {})}
+        return result
+    out: dict[str, Any] = {"pods": reports}
+    if not classic:
+        out["input"] = _summary(pods, events)
+    return out
+
+
+# --------------------------------------------------------------------------
+# Dumps
+# --------------------------------------------------------------------------
+
+
+def _container_logs(
+    pod: ApiPod, tails: Mapping[str, Sequence[str]], source: str
+) -> dict[str, ContainerLogs]:
+    """The dump's log of each container, as the current or the last attempt's.
+
+    ``kubectl logs`` (which the dump ran) shows a waiting container's last
+    attempt: while it backs off that is what ``--previous`` would show.
+    """
+    out: dict[str, ContainerLogs] = {}
+    for name, lines in tails.items():
+        status = pod.status_for(name)
+        if status is not None and status.state.is_waiting:
+            out[name] = ContainerLogs(previous=tuple(lines), previous_source=source)
+        else:
+            out[name] = ContainerLogs(current=tuple(lines), source=source)
+    return out
+
+
+class _DumpRun:
+    """The reports of one dump, built pod by pod; only reports are kept."""
+
+    def __init__(self, layout: DumpLayout, now: datetime, th: Thresholds) -> None:
+        self.layout = layout
+        self.now = now
+        self.th = th
+        self.reports: list[dict[str, Any]] = []
+        self.unreadable: list[dict[str, Any]] = []
+        self.namespaces: set[str] = set()
+
+    def event(self, item: Mapping[str, Any], where: str) -> ApiEvent | None:
+        try:
+            return event_from_dict(core_event(item))
+        except InvalidInput as exc:
+            self.unreadable.append({"where": where, "error": exc.message})
+            return None
+
+    def pod(self, item: Any, where: str) -> ApiPod | None:
+        try:
+            return pod_from_dict(item)
+        except InvalidInput as exc:
+            self.unreadable.append({"where": where, "error": exc.message})
+            return None
+
+    def report(
+        self, pod: ApiPod, events: tuple[ApiEvent, ...], logs: Mapping[str, Sequence[str]]
+    ) -> dict[str, Any]:
+        if self.layout.form == "directory":
+            source = f"{pod.namespace}/{pod.name}/logs.txt of the dump"
+        else:
+            source = f"the dump's log section for {pod.namespace}/{pod.name}"
+        by_container = _container_logs(pod, logs, source) if logs else None
+        return pod_report(pod, events, self.now, self.th, by_container)
+
+    def directory(self) -> None:
+        root = self.layout.root
+        for ns in self.layout.namespaces:
+            self.namespaces.add(ns.name)
+            by_pod: dict[str, list[ApiEvent]] = {}
+            for i, item in enumerate(namespace_events(ns)):
+                ev = self.event(item, f"{ns.events}: item {i}")
+                if ev is not None:
+                    by_pod.setdefault(ev.involved_name, []).append(ev)
+            for i, item in enumerate(namespace_pods(ns)):
+                pod = self.pod(item, f"{ns.pods}: item {i}")
+                if pod is None:
+                    continue
+                events = tuple(by_pod.get(pod.name, ()))
+                report = self.report(pod, events, {})
+                if report["findings"]:
+                    # Only a pod with something to explain is worth its log.
+                    tails = pod_logs(root, ns.name, pod.name, _DUMP_LOG_LINES)
+                    if tails:
+                        report = self.report(pod, events, tails)
+                self.reports.append(report)
+
+    def file(self) -> None:
+        events: dict[tuple[str, str], list[ApiEvent]] = {}
+        # Pods with findings wait for their log sections, which follow the PodList.
+        pending: dict[tuple[str, str], tuple[ApiPod, int]] = {}
+        tails: dict[tuple[str, str], dict[str, list[str]]] = {}
+
+        def flush() -> None:
+            for key, (pod, index) in pending.items():
+                logs = {c: lines[-_DUMP_LOG_LINES:] for c, lines in tails.get(key, {}).items()}
+                if logs:
+                    self.reports[index] = self.report(pod, tuple(events.get(key, ())), logs)
+            pending.clear()
+            tails.clear()
+
+        n = 0
+        for piece in stream_file(self.layout.root):
+            if piece.what == "list" and piece.kind == "EventList":
+                flush()
+                events.clear()
+            elif piece.what == "event":
+                ev = self.event(piece.value, f"{self.layout.root}: event {n}")
+                if ev is not None:
+                    key = (ev.involved_namespace or ev.namespace, ev.involved_name)
+                    events.setdefault(key, []).append(ev)
+            elif piece.what == "pod":
+                n += 1
+                pod = self.pod(piece.value, f"{self.layout.root}: pod {n}")
+                if pod is None:
+                    continue
+                self.namespaces.add(pod.namespace)
+                key = (pod.namespace, pod.name)
+                report = self.report(pod, tuple(events.get(key, ())), {})
+                if report["findings"]:
+                    pending[key] = (pod, len(self.reports))
+                self.reports.append(report)
+            elif piece.what == "log" and piece.log is not None:
+                ns, name, container, line = piece.log
+                if (ns, name) in pending:
+                    lines = tails.setdefault((ns, name), {}).setdefault(container, [])
+                    lines.append(line)
+                    if len(lines) > 2 * _DUMP_LOG_LINES:
+                        del lines[:-_DUMP_LOG_LINES]
+        flush()
+
+
+def diagnose_dump(
+    path: str | Path, now: datetime, *, thresholds: Thresholds = DEFAULT_THRESHOLDS
+) -> dict[str, Any]:
+    """Findings for every pod of a ``kubectl cluster-info dump``, the most severe pods first."""
+    layout = find_dump(Path(path))
+    run = _DumpRun(layout, _aware(now), thresholds)
+    if layout.form == "directory":
+        run.directory()
+    else:
+        run.file()
+    run.reports.sort(key=severity_order)
+    by_severity = dict.fromkeys(SEVERITY_RANK, 0)
+    for report in run.reports:
+        if report["findings"]:
+            by_severity[report["findings"][0]["severity"]] += 1
+    out: dict[str, Any] = {
+        "input": {
+            "shape": "dump",
+            "recognised": layout.recognised,
+            "namespaces": len(run.namespaces),
+        },
+        "summary": {
+            "pods": len(run.reports),
+            "with_findings": sum(1 for r in run.reports if r["findings"]),
+            "by_worst_severity": by_severity,
+        },
+        "pods": run.reports,
+    }
+    if run.unreadable:
+        out["unreadable"] = run.unreadable
+    return out
 
 
 # --------------------------------------------------------------------------
@@ -207,25 +304,40 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {message} (see --help)\n")
 
 
+def _shapes_help() -> str:
+    return "; ".join(
+        words for key, words in SHAPE_WORDS.items() if key not in ("pod-list", "mixed")
+    )
+
+
 def _parser() -> _Parser:
     p = _Parser(
         prog=_PROG,
-        description="Explain what is wrong with pods saved as YAML or JSON "
-        "(kubectl get pod NAME -o yaml), without a node. Prints JSON findings.",
+        description="Explain what is wrong with pods from what was saved or pasted, without "
+        "a node. Prints JSON findings. -f reads: " + _shapes_help() + ".",
     )
     p.add_argument(
         "-f",
         "--filename",
-        required=True,
-        help="a Pod or a List of Pods, YAML or JSON; - reads standard input",
+        help="a Pod or List of Pods (YAML or JSON), a piece of one (status:, "
+        "containerStatuses, a container status), or kubectl describe pod text; - reads stdin",
     )
     p.add_argument(
-        "--events", help="events for those pods (kubectl get events -o yaml); - reads stdin"
+        "--events",
+        help="events for those pods: kubectl get events (a table, -o yaml or -o json); "
+        "- reads stdin",
+    )
+    p.add_argument(
+        "--dump",
+        metavar="DIR",
+        help="a kubectl cluster-info dump (the --output-directory, JSON or YAML, or the "
+        "JSON it prints to stdout saved to a file): every pod with its events",
     )
     p.add_argument(
         "--now",
         help="the time to judge durations against, RFC 3339 (default: the current time); "
-        "useful for documents saved a while ago",
+        "for saved output, when it was saved: the ages in describe and event tables count "
+        "back from it",
     )
     return p
 
@@ -237,6 +349,10 @@ def _read(name: str) -> str:
         return Path(name).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InvalidInput(f"cannot read {name}: no such file") from None
+    except IsADirectoryError:
+        raise InvalidInput(
+            f"cannot read {name}: a directory (a cluster-info dump is read with --dump)"
+        ) from None
     except UnicodeDecodeError:
         raise InvalidInput(f"cannot read {name}: not UTF-8 text") from None
     except OSError as exc:
@@ -252,8 +368,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["diagnose"]:
         args_list = args_list[1:]
+    parser = _parser()
     try:
-        args = _parser().parse_args(args_list)
+        args = parser.parse_args(args_list)
+        if args.dump is None and args.filename is None:
+            parser.error("the following arguments are required: -f/--filename")
+        if args.dump is not None and (args.filename is not None or args.events is not None):
+            parser.error("--dump reads pods and events from the dump: no -f or --events with it")
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     try:
@@ -265,9 +386,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             if parsed is None:
                 raise InvalidInput("--now: empty time")
             now = parsed
-        pod_text = _read(args.filename)
-        events_text = _read(args.events) if args.events else None
-        result = diagnose_documents(pod_text, events_text, now)
+        if args.dump is not None:
+            result = diagnose_dump(args.dump, now)
+        else:
+            pod_text = _read(args.filename)
+            events_text = _read(args.events) if args.events else None
+            result = diagnose_documents(pod_text, events_text, now)
     except InvalidInput as exc:
         print(f"{_PROG}: {exc.message}".replace("\n", " "), file=sys.stderr)
         return 2
