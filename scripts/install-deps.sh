@@ -18,6 +18,8 @@ apt_packages=(
     gcc libc6-dev                # the pause image's static binary
     util-linux                   # nsenter, for checks inside a pod's network namespace
     nginx                        # the lab's nginx image is built from the distribution's nginx
+    buildah                      # builds the agent's image from the Dockerfile (lab up --real)
+    debootstrap                  # the Dockerfile's base, stood in for from Debian's packages
 )
 missing=()
 for package in "${apt_packages[@]}"; do

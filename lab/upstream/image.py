@@ -4,12 +4,14 @@ No registry is reachable and there is no Docker engine. The base image the
 Dockerfile names (``python:3.11.11-slim-bookworm``) is therefore made here as
 a stand-in: a Debian bookworm root filesystem (debootstrap, from the mirror
 apt already uses) with Debian's python3, which is 3.11.2, not 3.11.11. It is
-tagged with the Dockerfile's exact base name in a buildah storage of the
-lab's own under ``/var/cache/podlens/agent-image``, the Dockerfile is built on it as
-written (the builder stage installs the dependencies from PyPI), and the
-result leaves as a docker-archive tar that ``ctr -n k8s.io images import``
-takes. The stand-in is cached by a key of the Debian release and its package
-list; the build reuses buildah's layer cache; the tar is cached by image ID.
+tagged with the Dockerfile's base name in a buildah storage of the lab's own
+under ``/var/cache/podlens/agent-image``. The Dockerfile is built on it as
+written, except that a base pinned by digest is named by its tag in a copy
+(no stand-in can have the upstream digest); its builder stage installs the
+dependencies from PyPI. The result leaves as a docker-archive tar that
+``ctr -n k8s.io images import`` takes. The stand-in is cached by a key of the
+Debian release and its package list, the build by buildah's layer cache, the
+tar by image ID.
 
 Owns the stand-in base, the build, the archive and its import into a
 containerd. Imports ``lab.errors``, ``require_tool`` from ``lab.images`` and
@@ -79,6 +81,7 @@ class BaseImage:
 
     ref: str
     image_id: str
+    digest: str
     key: str
     python_version: str
     cached: bool
@@ -94,6 +97,9 @@ class AgentImage:
     image_id: str
     version: str
     base: BaseImage
+    # The upstream base digest the Dockerfile pins, which the stand-in
+    # replaced ("" when it pins none).
+    pinned_base_digest: str
     size_bytes: int
     build_seconds: float
     tar_cached: bool
@@ -153,6 +159,11 @@ class Buildah:
         proc = self.query("inspect", "--type", "image", "--format", "{{.FromImageID}}", ref)
         image_id = proc.stdout.strip()
         return image_id if proc.returncode == 0 and image_id else None
+
+    def image_digest(self, ref: str) -> str:
+        """The manifest digest of the image ``ref`` names in this storage ("" if unknown)."""
+        proc = self.query("inspect", "--type", "image", "--format", "{{.FromImageDigest}}", ref)
+        return proc.stdout.strip() if proc.returncode == 0 else ""
 
 
 # --------------------------------------------------------------------------
@@ -229,6 +240,13 @@ def _exclusive(lock_path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _rotate(log: Path, limit: int = 8 << 20) -> None:
+    """Keep the build log to this build and the last few: each appends to it."""
+    with contextlib.suppress(OSError):
+        if log.stat().st_size > limit:
+            os.replace(log, log.with_name(log.name + ".1"))
 
 
 def _require_root(why: str) -> None:
@@ -422,12 +440,25 @@ def ensure_base_image(
         if buildah.image_id(ref) != found:
             buildah.call("tag", key_ref, ref, what=f"tagging the stand-in as {ref}")
         python = _label(buildah, key_ref, "podlens.lab.stand-in.python")
-        return BaseImage(ref, found, key, python, cached=True, seconds=time.monotonic() - t0)
+        return BaseImage(
+            ref,
+            found,
+            buildah.image_digest(key_ref),
+            key,
+            python,
+            cached=True,
+            seconds=time.monotonic() - t0,
+        )
 
     _require_root("making the stand-in base image")
     source = mirror or debian_mirror(release)
-    container = buildah.call("from", "scratch", what="creating the stand-in's working container")
-    container = container.strip().splitlines()[-1]
+    # Named, so a container left by a run that was killed outright is found
+    # and removed here (the lock keeps any other build out meanwhile).
+    container = f"podlens-stand-in-{key[:12]}"
+    buildah.query("rm", container)
+    buildah.call(
+        "from", "--name", container, "scratch", what="creating the stand-in's working container"
+    )
     try:
         mountpoint = buildah.call(
             "mount", container, what="mounting the stand-in's root filesystem"
@@ -471,7 +502,15 @@ def ensure_base_image(
     image_id = buildah.image_id(key_ref)
     if image_id is None:
         raise LabError(f"the stand-in {key_ref} was committed but buildah does not list it")
-    return BaseImage(ref, image_id, key, python, cached=False, seconds=time.monotonic() - t0)
+    return BaseImage(
+        ref,
+        image_id,
+        buildah.image_digest(key_ref),
+        key,
+        python,
+        cached=False,
+        seconds=time.monotonic() - t0,
+    )
 
 
 def _label(buildah: Buildah, ref: str, name: str) -> str:
@@ -523,38 +562,61 @@ def normalize_ref(ref: str) -> str:
     return ref
 
 
+def _from_image(words: list[str]) -> tuple[str, str]:
+    """(image word, stage name or "") of a FROM line split into words."""
+    args = [w for w in words[1:] if not w.startswith("--")]
+    stage = args[2].lower() if len(args) >= 3 and args[1].upper() == "AS" else ""
+    return args[0], stage
+
+
 def dockerfile_bases(dockerfile: Path) -> list[str]:
     """The images the Dockerfile's FROM lines name, normalized (stage names left out)."""
-    stages: set[str] = set()
-    bases: list[str] = []
     try:
         text = dockerfile.read_text()
     except OSError as exc:
         raise LabError(f"cannot read {dockerfile}: {exc}") from exc
+    stages: set[str] = set()
+    bases: list[str] = []
     for line in text.splitlines():
         words = line.split()
         if len(words) < 2 or words[0].upper() != "FROM":
             continue
-        args = [w for w in words[1:] if not w.startswith("--")]
-        image = args[0]
-        if len(args) >= 3 and args[1].upper() == "AS":
-            stages.add(args[2].lower())
+        image, stage = _from_image(words)
         if image.lower() not in stages and image != "scratch":
             bases.append(normalize_ref(image))
+        if stage:
+            stages.add(stage)
     return bases
 
 
-def _check_dockerfile_base(dockerfile: Path, stand_in: str) -> None:
+def stand_in_dockerfile(dockerfile: Path, stand_in: str, dest: Path) -> tuple[Path, str]:
+    """The Dockerfile to build on the stand-in, and the base digest it pins ("" if none).
+
+    A pinned digest names the upstream image's bytes, which a locally made
+    stand-in cannot have: such FROM lines are written to ``dest`` with the
+    digest dropped, the rest of the file unchanged.
+    """
+    pinned = ""
     for base in dockerfile_bases(dockerfile):
-        if "@" in base:
-            raise LabError(
-                f"{dockerfile} pins its base by digest ({base}); a locally made stand-in "
-                "cannot have that digest, so this build needs the tag without it"
-            )
-        if base != stand_in:
+        name, _, digest = base.partition("@")
+        if name != stand_in:
             raise LabError(
                 f"{dockerfile} is based on {base}, but the lab can only stand in for {stand_in}"
             )
+        pinned = pinned or digest
+    if not pinned:
+        return dockerfile, ""
+    lines = []
+    for line in dockerfile.read_text().splitlines(keepends=True):
+        words = line.split()
+        if len(words) >= 2 and words[0].upper() == "FROM":
+            image, _stage = _from_image(words)
+            if "@" in image:
+                line = line.replace(image, image.split("@", 1)[0], 1)
+        lines.append(line)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text("".join(lines))
+    return dest, pinned
 
 
 def _read_tar_id(path: Path) -> str | None:
@@ -587,9 +649,6 @@ def build_agent_image(
     hybrid host); ``"chroot"`` needs no runtime at all.
     """
     _require_root("building the agent's image")
-    t0 = time.monotonic()
-    dockerfile = context / "Dockerfile"
-    _check_dockerfile_base(dockerfile, BASE_IMAGE)
     version = version or project_version(context)
     ref = f"{AGENT_REPOSITORY}:{version}"
     buildah = Buildah.at(cache_dir, storage_driver)
@@ -600,6 +659,12 @@ def build_agent_image(
     )
 
     with _exclusive(cache_dir / ".lock"):
+        # Timed from here: waiting for another build is not building.
+        t0 = time.monotonic()
+        _rotate(buildah.log)
+        dockerfile, pinned = stand_in_dockerfile(
+            context / "Dockerfile", BASE_IMAGE, cache_dir / "Dockerfile.stand-in"
+        )
         base = ensure_base_image(buildah, mirror=mirror)
         iid_file = cache_dir / f".image-id.{os.getpid()}"
         args = [
@@ -607,6 +672,8 @@ def build_agent_image(
             "--format",
             "docker",
             "--layers",
+            # A failed step must not leave its container (and its mount).
+            "--force-rm",
             "--pull=never",
             "--isolation",
             isolation,
@@ -622,14 +689,24 @@ def build_agent_image(
             "-f",
             str(dockerfile),
         ]
+        if pinned:
+            # The Dockerfile's label names the upstream digest; this image
+            # is built on the stand-in, and says so.
+            args += ["--label", f"org.opencontainers.image.base.digest={base.digest}"]
+        ignore = context / ".dockerignore"
+        if ignore.is_file():
+            # The Dockerfile may be a rewritten copy outside the context,
+            # beside which buildah would not look for the ignore file.
+            args += ["--ignorefile", str(ignore)]
         if isolation == "oci":
             # The host's network: no bridge, no firewall rules, nothing to
             # clean up afterwards (buildah's default makes a cni-podman0).
             args += ["--runtime", runc, "--network", "host"]
         if HOST_CA_BUNDLE.is_file():
             args += ["--volume", f"{HOST_CA_BUNDLE}:{HOST_CA_BUNDLE}:ro"]
+        started = time.time()
         try:
-            buildah.call(
+            output = buildah.call(
                 *args, str(context), what="building the agent's image", timeout=BUILD_TIMEOUT
             )
             image_id = iid_file.read_text().strip()
@@ -640,6 +717,7 @@ def build_agent_image(
         if not image_id.startswith("sha256:"):
             image_id = "sha256:" + image_id
         build_seconds = time.monotonic() - t0
+        _prune_stale(buildah, started, output)
 
         images = cache_dir / "images"
         images.mkdir(parents=True, exist_ok=True)
@@ -668,6 +746,7 @@ def build_agent_image(
         image_id=image_id,
         version=version,
         base=base,
+        pinned_base_digest=pinned,
         size_bytes=_image_size(dest),
         build_seconds=build_seconds,
         tar_cached=tar_cached,
@@ -686,6 +765,38 @@ def _image_size(tar: Path) -> int:
             return sum(archive.getmember(str(name)).size for name in layers)
     except (OSError, tarfile.TarError, ValueError, KeyError, IndexError):
         return tar.stat().st_size
+
+
+# buildah's progress lines name every step's image: "--> 1a2b3c4d5e6" for
+# one it made, "--> Using cache <full ID>" for one it reused.
+_STEP_IMAGE = re.compile(r"^--> (?:Using cache )?([0-9a-f]{11,64})\s*$", re.MULTILINE)
+
+
+def _prune_stale(buildah: Buildah, started: float, output: str) -> None:
+    """Remove untagged images no longer in any step's cache chain.
+
+    Every change to the sources leaves the previous build's steps behind
+    (a few hundred MB each time). Kept: tagged images, images this build
+    made (created since it started) and those it reused from the cache, so
+    the next build with the same inputs is still served from the cache.
+    """
+    used = _STEP_IMAGE.findall(output)
+    listing = buildah.query("images", "--all", "--json", "--no-trunc")
+    try:
+        images = json.loads(listing.stdout or "[]") if listing.returncode == 0 else []
+    except ValueError:
+        return
+    for image in images:
+        image_id = str(image.get("id", "")).removeprefix("sha256:")
+        if not image_id or image.get("names"):
+            continue
+        # Image times have whole-second resolution.
+        if int(image.get("created", 0)) >= int(started) - 1:
+            continue
+        # A new step's ID is printed shortened, a reused one in full.
+        if any(image_id.startswith(prefix) for prefix in used):
+            continue
+        buildah.query("rmi", image_id)
 
 
 def prune(cache_dir: Path = DEFAULT_CACHE_DIR, storage_driver: str = "overlay") -> None:
