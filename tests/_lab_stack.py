@@ -78,6 +78,7 @@ class AgentProcess:
         port: int | None = None,
         token: str | None = None,
         tls_files: tuple[Path, Path] | None = None,
+        log_roots: Sequence[Path] = (),
     ) -> None:
         self.port = port or free_port()
         # The certificate names localhost (and 127.0.0.1); the name is checked.
@@ -86,6 +87,8 @@ class AgentProcess:
         )
         self.tls_files = tls_files
         self.log_path = log_path
+        # The agent opens no log file outside its roots: the lab kubelet's.
+        self.env = {"PODLENS_LOG_ROOTS": ",".join(map(str, log_roots))} if log_roots else {}
         args = [
             sys.executable,
             "-m",
@@ -137,7 +140,7 @@ class AgentProcess:
             self.proc = subprocess.Popen(
                 self.args,
                 cwd=REPO_ROOT,
-                env=python_child_env(),
+                env={**python_child_env(), **self.env},
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -1,7 +1,11 @@
 """Fuzzing every endpoint of the agent's OpenAPI document, and hostile requests by hand.
 
 The agent runs as a subprocess against the lab: a real containerd, the lab
-kubelet and the fake API server, with a few pods. Kills are enabled but can
+kubelet and the fake API server, with a few pods. It runs as on a cluster:
+TLS (a certificate the client verifies) and every request's bearer token
+checked by the API server (TokenReview, then SubjectAccessReviews), so the
+fuzzing goes through the door; the same hostile requests without a token
+must all be refused with 401. Kills are enabled but can
 never succeed: they are allowed only in a namespace with no pods and in one
 whose only pod has ``restartPolicy: Never`` (every container and sandbox
 kill there is refused by the guards). The last test checks that nothing was
@@ -23,6 +27,7 @@ import os
 import random
 import re
 import socket
+import ssl
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -30,7 +35,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import requests
 import schemathesis
@@ -41,6 +45,8 @@ from schemathesis import GenerationMode
 from schemathesis.core import NOT_SET
 from schemathesis.core.result import Ok
 
+from agent.cli._server import self_signed_certificate
+from agent.settings import Settings
 from lab.containerd import PrivateContainerd
 from tests._lab_stack import BUSYBOX, SLEEP, AgentProcess, LabStack, wait_for
 
@@ -53,6 +59,8 @@ GUARDED_NS = "fuzz-guarded"
 # Kills are allowed here too, and no pod lives in it.
 EMPTY_NS = "fuzz-empty"
 SYSTEM_NS = "kube-system"
+# Minted for the agent's audience; the lab's API server allows its user everything.
+TOKEN = "fuzz-token-minted-for-podlens"
 
 SEED = int(os.environ.get("PODLENS_FUZZ_SEED") or random.randrange(2**32))
 SCALE = float(os.environ.get("PODLENS_FUZZ_EXAMPLES") or 1.0)
@@ -121,6 +129,7 @@ def stack(
     containerd: PrivateContainerd, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LabStack]:
     lab = LabStack(containerd.endpoint, tmp_path_factory.mktemp("fuzz-lab"), NODE).start()
+    lab.api.set_tokens({TOKEN: {"username": "fuzzer", "audiences": ["podlens"]}})
     try:
         sleeper = {"image": BUSYBOX, "command": SLEEP}
         lab.create_pod(
@@ -159,6 +168,7 @@ def agent(
     audit_path: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[AgentProcess]:
+    tls = self_signed_certificate(Settings(node_name=NODE), tmp_path_factory.mktemp("fuzz-tls"))
     proc = AgentProcess(
         cri_endpoint=containerd.endpoint,
         api_server=stack.api_url,
@@ -167,6 +177,9 @@ def agent(
         enable_kill=True,
         kill_namespaces=(GUARDED_NS, EMPTY_NS),
         audit_log=audit_path,
+        token=TOKEN,
+        tls_files=tls,
+        log_roots=(stack.root / "kubelet" / "log" / "pods",),
     )
     try:
         proc.start()
@@ -284,7 +297,10 @@ def run_cases(
         if case.body is not NOT_SET:
             what += f" body={str(case.body)[:200]!r}"
         try:
-            response = case.call(base_url=base_url, session=session, timeout=15)
+            # Passed again: a case's call would otherwise verify against the system CAs.
+            response = case.call(
+                base_url=base_url, session=session, timeout=15, verify=session.verify
+            )
         except requests.RequestException as exc:
             tally.record(what, 599, [f"no answer: {exc!r}"])
             return
@@ -352,7 +368,11 @@ def fuzz_kill_bodies(
 
 
 def test_every_operation_fuzzed(agent: AgentProcess, targets: Targets) -> None:
-    schema = schemathesis.openapi.from_url(f"{agent.url}/openapi.json")
+    assert agent.tls_files is not None
+    ca = str(agent.tls_files[0])
+    schema = schemathesis.openapi.from_url(
+        f"{agent.url}/openapi.json", headers=agent.headers, verify=ca
+    )
     loaded = list(schema.get_all_operations())
     operations = [op.ok() for op in loaded if isinstance(op, Ok)]
     assert len(operations) == len(loaded), [op for op in loaded if not isinstance(op, Ok)]
@@ -363,6 +383,10 @@ def test_every_operation_fuzzed(agent: AgentProcess, targets: Targets) -> None:
     tally = Tally()
     t0 = time.monotonic()
     with requests.Session() as session:
+        session.headers.update(agent.headers)
+        session.verify = ca
+        # Else REQUESTS_CA_BUNDLE, where set, would replace the agent's certificate.
+        session.trust_env = False
         for op in operations:
             for mode, examples in ((GenerationMode.POSITIVE, POSITIVE),
                                    (GenerationMode.NEGATIVE, NEGATIVE)):  # fmt: skip
@@ -398,9 +422,17 @@ class RawResponse:
     body: bytes
 
 
-def raw_request(port: int, head: bytes, body: bytes = b"", timeout: float = 15) -> RawResponse:
-    """Send bytes as they are (no client-side normalisation of the target); read one answer."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+def raw_request(
+    agent: AgentProcess, head: bytes, body: bytes = b"", timeout: float = 15
+) -> RawResponse:
+    """Send bytes as they are (no client-side normalisation of the target) over the
+    agent's TLS; read one answer."""
+    context = agent.verify()
+    assert isinstance(context, ssl.SSLContext)
+    with (
+        socket.create_connection(("127.0.0.1", agent.port), timeout=timeout) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as sock,
+    ):
         sock.sendall(head + body)
         data = b""
         deadline = time.monotonic() + timeout
@@ -441,13 +473,15 @@ def send(
     target: str | bytes,
     body: bytes = b"",
     headers: dict[str, str] | None = None,
+    *,
+    with_token: bool = True,
 ) -> RawResponse:
     raw_target = target.encode() if isinstance(target, str) else target
-    all_headers = dict(headers or {})
+    all_headers = {**(agent.headers if with_token else {}), **(headers or {})}
     if body or method in ("POST", "PUT", "PATCH"):
         all_headers.setdefault("Content-Type", "application/json")
         all_headers["Content-Length"] = str(len(body))
-    return raw_request(agent.port, request_head(method, raw_target, all_headers), body)
+    return raw_request(agent, request_head(method, raw_target, all_headers), body)
 
 
 KILL = f"/v1/pods/{GUARDED_NS}/never/kill-and-watch"
@@ -588,7 +622,7 @@ def test_hostile_requests(agent: AgentProcess) -> None:
     for label, head in protocol:
         tried += 1
         try:
-            answer = raw_request(agent.port, head)
+            answer = raw_request(agent, head)
         except (OSError, ValueError, IndexError):
             continue  # the server may close without an answer
         found = body_problems(
@@ -598,6 +632,23 @@ def test_hostile_requests(agent: AgentProcess) -> None:
     print(f"\nhostile requests tried: {tried}")
     assert agent.alive(), agent.log_tail()
     assert agent.get("/healthz").status_code == 200
+    assert not problems, "\n".join(problems)
+
+
+def test_hostile_requests_without_a_token_are_all_401(agent: AgentProcess) -> None:
+    problems: list[str] = []
+    for label, method, target, _, headers, _ in hostile_cases():
+        # No body: the door answers before reading one, and closes the
+        # connection on a client still sending a megabyte.
+        answer = send(agent, method, target, b"", headers, with_token=False)
+        if answer.status != 401:
+            problems.append(f"{label}: status {answer.status} [{answer.body[:160]!r}]")
+        problems.extend(
+            f"{label}: {p}"
+            for p in body_problems(
+                answer.status, answer.headers.get("content-type", ""), answer.body
+            )
+        )
     assert not problems, "\n".join(problems)
 
 
@@ -636,5 +687,4 @@ def test_nothing_was_killed_and_nothing_crashed(
     assert not raised, "\n".join(raised)
     unhandled = [line for line in log.splitlines() if "unhandled error serving" in line]
     assert not unhandled, unhandled
-    with httpx.Client(base_url=agent.url, timeout=10) as client:
-        assert client.get("/v1/node").status_code == 200
+    assert agent.get("/v1/node").status_code == 200
