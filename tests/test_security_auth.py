@@ -69,9 +69,7 @@ def client_from(host: str, config: AuthConfig, reviewer: Any, clock: FakeClock) 
 # -- H1: loopback -------------------------------------------------------------------
 
 
-def test_loopback_is_not_trusted_by_default(
-    reviewer: KubeAccessReviewer, clock: FakeClock
-) -> None:
+def test_loopback_is_not_trusted_by_default(reviewer: KubeAccessReviewer, clock: FakeClock) -> None:
     assert Settings(node_name=NODE).trust_loopback is False
     assert AuthConfig(mode="kubernetes", node_name=NODE).trust_loopback is False
     # What `kubectl port-forward` and a mesh sidecar look like to the agent.
