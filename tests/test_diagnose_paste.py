@@ -523,6 +523,23 @@ def test_dump_pods_are_streamed_one_at_a_time(monkeypatch: pytest.MonkeyPatch) -
     assert result["summary"]["with_findings"] == 2
 
 
+def test_yaml_items_are_read_without_their_managed_fields() -> None:
+    pod = yaml.safe_load(read("pod-o-yaml-managed-fields.yaml"))
+    items = [json.loads(json.dumps(pod)) for _ in range(2)]
+    text = yaml.safe_dump({"apiVersion": "v1", "items": items, "kind": "PodList"})
+    # kubectl's layout: items at the margin, a pod's keys two spaces in.
+    assert "\n    managedFields:\n    - apiVersion" in text
+    read_back = [v for _, v in _stream.yaml_list_items(io.StringIO(text), "pods.yaml")]
+    assert read_back[-1] == "PodList"
+    for item in read_back[:-1]:
+        assert "managedFields" not in item["metadata"]
+        assert {k: v for k, v in item.items() if k != "metadata"} == {
+            k: v for k, v in pod.items() if k != "metadata"
+        }
+        assert item["metadata"]["name"] == "probe-demo"
+        assert item["metadata"]["uid"] == pod["metadata"]["uid"]
+
+
 def test_a_bad_pod_in_a_dump_is_listed_not_fatal(tmp_path: Path) -> None:
     ns = tmp_path / "shop"
     ns.mkdir()

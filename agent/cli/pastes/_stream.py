@@ -223,8 +223,25 @@ def yaml_list_items(f: TextIO, what: str) -> Iterator[tuple[str, Any]]:
     yield ("kind", str(doc.get("kind", "")) if isinstance(doc, dict) else "")
 
 
+def _without_managed_fields(lines: list[str]) -> list[str]:
+    """An item's lines without ``metadata.managedFields``, which no rule reads.
+
+    It is often the larger part of a pod, and building Python objects is
+    what YAML costs. kubectl writes it under ``metadata:`` as a sequence at
+    the same indent as the key (``  managedFields:`` then ``  - ...``).
+    """
+    try:
+        start = lines.index("  managedFields:")
+    except ValueError:
+        return lines
+    end = start + 1
+    while end < len(lines) and (lines[end].startswith(("  - ", "   ")) or lines[end] == "  -"):
+        end += 1
+    return [*lines[:start], *lines[end:]]
+
+
 def _load_item(lines: list[str], what: str) -> Any:
     try:
-        return yaml.load("\n".join(lines), Loader=YamlLoader)
+        return yaml.load("\n".join(_without_managed_fields(lines)), Loader=YamlLoader)
     except yaml.YAMLError as exc:
         raise InvalidInput(f"{what}: an item is not YAML: {str(exc).splitlines()[0]}") from None
