@@ -170,6 +170,7 @@ class _DumpRun:
         self.namespaces: set[str] = set()
 
     def event(self, item: Mapping[str, Any], where: str) -> ApiEvent | None:
+        """One dumped event converted; None (and listed as unreadable) when it cannot be."""
         try:
             return event_from_dict(core_event(item))
         except InvalidInput as exc:
@@ -177,6 +178,7 @@ class _DumpRun:
             return None
 
     def pod(self, item: Any, where: str) -> ApiPod | None:
+        """One dumped pod converted; None (and listed as unreadable) when it cannot be."""
         try:
             return pod_from_dict(item)
         except InvalidInput as exc:
@@ -186,6 +188,7 @@ class _DumpRun:
     def report(
         self, pod: ApiPod, events: tuple[ApiEvent, ...], logs: Mapping[str, Sequence[str]]
     ) -> dict[str, Any]:
+        """The pod's answer, with the dump's log lines of its containers when there are some."""
         if self.layout.form == "directory":
             source = f"{pod.namespace}/{pod.name}/logs.txt of the dump"
         else:
@@ -194,6 +197,7 @@ class _DumpRun:
         return pod_report(pod, events, self.now, self.th, by_container)
 
     def directory(self) -> None:
+        """Every namespace of a dump directory: its pod events first, then its pods."""
         root = self.layout.root
         for ns in self.layout.namespaces:
             self.namespaces.add(ns.name)
@@ -216,12 +220,14 @@ class _DumpRun:
                 self.reports.append(report)
 
     def file(self) -> None:
+        """A dump saved from stdout, read in order: events, pods, then their log sections."""
         events: dict[tuple[str, str], list[ApiEvent]] = {}
         # Pods with findings wait for their log sections, which follow the PodList.
         pending: dict[tuple[str, str], tuple[ApiPod, int]] = {}
         tails: dict[tuple[str, str], dict[str, list[str]]] = {}
 
         def flush() -> None:
+            """Give the waiting pods their log lines and answer them again."""
             for key, (pod, index) in pending.items():
                 logs = {c: lines[-_DUMP_LOG_LINES:] for c, lines in tails.get(key, {}).items()}
                 if logs:
@@ -300,6 +306,7 @@ def diagnose_dump(
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
+        """Exit 2 with one line."""
         # One line, like the other input errors, instead of usage + message.
         self.exit(2, f"{self.prog}: {message} (see --help)\n")
 

@@ -20,6 +20,8 @@ StateKind = Literal["waiting", "running", "terminated"]
 
 
 class ContainerRole(enum.StrEnum):
+    """What part a container plays in its pod."""
+
     INIT = "init"
     # An init container with restartPolicy Always (a native sidecar, KEP-753):
     # it keeps running next to the app containers instead of completing.
@@ -30,6 +32,8 @@ class ContainerRole(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class ContainerPort:
+    """One declared port of a container."""
+
     container_port: int
     name: str | None = None
     protocol: str = "TCP"
@@ -37,6 +41,8 @@ class ContainerPort:
 
 @dataclass(frozen=True, slots=True)
 class VolumeMount:
+    """Where a container mounts one of the pod's volumes."""
+
     name: str
     mount_path: str
     read_only: bool = False
@@ -45,6 +51,8 @@ class VolumeMount:
 
 @dataclass(frozen=True, slots=True)
 class ContainerSpec:
+    """What the pod's spec says about one container (the parts troubleshooting reads)."""
+
     name: str
     image: str | None = None
     command: tuple[str, ...] = ()
@@ -73,6 +81,7 @@ class ContainerSpec:
 
     @property
     def is_restartable(self) -> bool:
+        """Whether an init container with this spec is a sidecar (restartPolicy Always)."""
         return self.restart_policy == "Always"
 
 
@@ -95,14 +104,17 @@ class ContainerStateInfo:
 
     @property
     def is_waiting(self) -> bool:
+        """Whether this is a waiting state."""
         return self.kind == "waiting"
 
     @property
     def is_running(self) -> bool:
+        """Whether this is a running state."""
         return self.kind == "running"
 
     @property
     def is_terminated(self) -> bool:
+        """Whether this is a terminated state."""
         return self.kind == "terminated"
 
 
@@ -111,6 +123,8 @@ NO_STATE = ContainerStateInfo()
 
 @dataclass(frozen=True, slots=True)
 class ContainerStatus:
+    """What kubelet last reported about one container."""
+
     name: str
     container_id: str | None = None  # as the API has it: "containerd://<id>"
     runtime_container_id: str | None = None  # the bare ID the runtime knows
@@ -127,6 +141,8 @@ class ContainerStatus:
 
 @dataclass(frozen=True, slots=True)
 class PodCondition:
+    """One of the pod's conditions (PodScheduled, Initialized, Ready...)."""
+
     type: str
     status: str  # "True", "False" or "Unknown", as the API spells them
     reason: str | None = None
@@ -135,6 +151,7 @@ class PodCondition:
 
     @property
     def is_true(self) -> bool:
+        """Whether the condition's status is "True"."""
         return self.status == "True"
 
 
@@ -155,6 +172,8 @@ VolumeKind = Literal[
 
 @dataclass(frozen=True, slots=True)
 class VolumeSpec:
+    """One volume of the pod and what it points at."""
+
     name: str
     kind: VolumeKind
     # What the volume points at: the ConfigMap/Secret/claim name, the host
@@ -165,6 +184,8 @@ class VolumeSpec:
 
 @dataclass(frozen=True, slots=True)
 class OwnerRef:
+    """One owner reference of the pod (its ReplicaSet, Job, ...)."""
+
     kind: str
     name: str
     uid: str = ""
@@ -198,6 +219,8 @@ class PodGaps:
 
 @dataclass(frozen=True, slots=True)
 class ApiPod:
+    """A pod as the API server serves it, or as much of one as a fragment held."""
+
     namespace: str
     name: str
     uid: str = ""
@@ -250,14 +273,17 @@ class ApiPod:
 
     @property
     def owner_kinds(self) -> tuple[str, ...]:
+        """The kinds of the pod's owners."""
         return tuple(o.kind for o in self.owners)
 
     @property
     def owner_names(self) -> tuple[str, ...]:
+        """The names of the pod's owners."""
         return tuple(o.name for o in self.owners)
 
     @property
     def controller(self) -> OwnerRef | None:
+        """The owner that controls the pod, if any."""
         for owner in self.owners:
             if owner.controller:
                 return owner
@@ -295,6 +321,7 @@ class ApiPod:
         return None
 
     def condition(self, type_: str) -> PodCondition | None:
+        """The pod's condition of type ``type_``, if it has one."""
         for cond in self.conditions:
             if cond.type == type_:
                 return cond
@@ -303,6 +330,8 @@ class ApiPod:
 
 @dataclass(frozen=True, slots=True)
 class ApiEvent:
+    """A core/v1 Event (events.k8s.io ones are brought to this shape)."""
+
     namespace: str
     name: str
     uid: str = ""

@@ -198,12 +198,14 @@ class _Reader:
     notes: list[str] = field(default_factory=list)
 
     def time(self, text: str) -> str | None:
+        """A describe time as RFC 3339, noting a zone that had to be guessed."""
         parsed, note = parse_go_time(text)
         if note and note not in self.notes:
             self.notes.append(note)
         return iso(parsed) if parsed is not None else None
 
     def ago(self, delta: timedelta | None) -> str | None:
+        """The time ``delta`` before now, as RFC 3339."""
         return iso(self.now - delta) if delta is not None else None
 
 
@@ -366,6 +368,7 @@ def _container(
     fields = {n.key: n for n in _fields(lines)}
 
     def value(key: str) -> str | None:
+        """The field's value, None when absent or <none>."""
         node = fields.get(key)
         return _value(node.value) if node is not None else None
 
@@ -617,6 +620,7 @@ def _pod(lines: list[str], now: datetime, index: int, total: int) -> PodDoc:
     top = {n.key: n for n in reversed(nodes)}  # the first of a key wins
 
     def value(key: str) -> str | None:
+        """The top-level field's value, None when absent or <none>."""
         node = top.get(key)
         return _value(node.value) if node is not None else None
 

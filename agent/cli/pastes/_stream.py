@@ -73,6 +73,7 @@ class _Reader:
                 return ""
 
     def expect(self, char: str) -> None:
+        """Step over ``char``, the next character that is not white space; refuse anything else."""
         if self.peek() != char:
             found = self.peek() or "the end of the file"
             raise InvalidInput(f"{self.what}: expected {char!r}, found {found!r}")
