@@ -7,6 +7,9 @@ passes with its control (daemonset/SECURITY.md names them by finding).
 from __future__ import annotations
 
 import inspect
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from agent.api.app import create_app
+from agent.api.auth import AuthConfig, install_auth
+from agent.kube import AccessDecision, ResourceAttributes, TokenReviewResult, UserInfo
 from agent.logs import AttemptKey, tail
 from agent.services.agent import Agent
 from tests.still_node import (
@@ -48,10 +53,16 @@ def container_dir(root: Path, container: str = "app") -> Path:
     return root / f"shop_web_{UID}" / container
 
 
-def client_for(root: Path, pod: StillPod, **settings: Any) -> Iterator[TestClient]:
+def client_for(
+    root: Path, pod: StillPod, *, reviewer: Any = None, **settings: Any
+) -> Iterator[TestClient]:
+    """A client of an agent holding ``pod``; with ``reviewer``, behind the token door."""
     cfg = still_settings(log_roots=(root,), **settings)
     app = create_app(cfg, still_node(cfg, [pod]), StillPods([pod.api]))
-    with TestClient(app, raise_server_exceptions=False) as client:
+    if reviewer is not None:
+        app.state.reviewer = reviewer
+        install_auth(app, AuthConfig(mode="kubernetes", node_name="n1"), reviewer)
+    with TestClient(app, raise_server_exceptions=False, client=("10.244.1.7", 51000)) as client:
         yield client
 
 
@@ -121,3 +132,165 @@ def test_last_words_are_not_kept_from_a_log_symlinked_out_of_the_roots(roots: Pa
     kept = agent.last_words.recall(UID, "app", 1)
     assert kept is not None
     assert [line.text for line in kept.lines] == ["bye"]
+
+
+# --------------------------------------------------------------------------
+# M5: the read tier shows no secrets
+# --------------------------------------------------------------------------
+
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+ANNOTATIONS = {
+    LAST_APPLIED: json.dumps(
+        {"spec": {"containers": [{"env": [{"name": "DB_PASSWORD", "value": "swordfish"}]}]}}
+    ),
+    "team": "shop",
+}
+ARGV = [
+    "--password=hunter2",
+    "--token",
+    "tok-abc123",
+    "DB_PASSWORD=swordfish",
+    "https://admin:letmein@db.example/x",
+    "--port=5432",
+]
+SECRETS = ("hunter2", "tok-abc123", "swordfish", "letmein")
+
+
+@pytest.fixture
+def secretive() -> Iterator[int]:
+    """A process whose command line carries secrets, as many real ones do."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", *ARGV])
+    try:
+        yield child.pid
+    finally:
+        child.kill()
+        child.wait()
+
+
+@pytest.fixture
+def stranger() -> Iterator[int]:
+    """A host process in no container."""
+    child = subprocess.Popen(["sleep", "600"])
+    try:
+        yield child.pid
+    finally:
+        child.kill()
+        child.wait()
+
+
+def secretive_pod(pid: int) -> StillPod:
+    return still_pod("web", [StillContainer("app", pid=pid)], annotations=ANNOTATIONS)
+
+
+def reads_of(pod: StillPod, pid: int) -> list[str]:
+    container, sandbox = pod.containers[0].id, pod.sandbox.id
+    return [
+        f"/v1/processes/{pid}",
+        f"/v1/containers/{container}",
+        f"/v1/sandboxes/{sandbox}",
+        "/v1/pods/shop/web",
+        "/v1/pods",
+        "/v1/containers",
+        "/v1/sandboxes",
+    ]
+
+
+def test_command_lines_are_redacted_in_every_read(roots: Path, secretive: int) -> None:
+    pod = secretive_pod(secretive)
+    for client in client_for(roots, pod):
+        for path in reads_of(pod, secretive):
+            for output in ("json", "text"):
+                answer = client.get(path, params={"output": output})
+                assert answer.status_code == 200, (path, answer.text)
+                leaked = [s for s in SECRETS if s in answer.text]
+                assert not leaked, (path, output, leaked)
+        process = client.get(f"/v1/processes/{secretive}").json()["process"]
+        assert process["cmdline"][3:] == [
+            "--password=***",
+            "--token",
+            "***",
+            "DB_PASSWORD=***",
+            "https://admin:***@db.example/x",
+            "--port=5432",
+        ]
+        assert process["cmdline_redacted"] is True
+
+
+def test_the_full_command_line_needs_the_logs_permission(roots: Path, secretive: int) -> None:
+    pod = secretive_pod(secretive)
+    # Authentication off: whoever reaches the port holds every tier.
+    for client in client_for(roots, pod):
+        full = client.get(f"/v1/processes/{secretive}", params={"full_cmdline": "true"})
+        assert full.status_code == 200
+        assert "--password=hunter2" in full.json()["process"]["cmdline"]
+        assert full.json()["process"]["cmdline_redacted"] is False
+    reviewer = FakeReviewer()
+    for client in client_for(roots, pod, reviewer=reviewer):
+        path = f"/v1/processes/{secretive}"
+        plain = client.get(path, headers=bearer("reader"))
+        assert plain.status_code == 200, plain.text
+        assert "hunter2" not in plain.text
+        for where in (path, f"/v1/containers/{pod.containers[0].id}", "/v1/pods/shop/web"):
+            refused = client.get(where, params={"full_cmdline": "true"}, headers=bearer("reader"))
+            assert refused.status_code == 403, (where, refused.text)
+            assert "podlens-logs" in refused.json()["message"]
+            assert "hunter2" not in refused.text
+            allowed = client.get(where, params={"full_cmdline": "true"}, headers=bearer("logs"))
+            assert allowed.status_code == 200, (where, allowed.text)
+            assert "hunter2" in allowed.text
+        assert ("system:serviceaccount:ops:logs", "podlens-logs") in reviewer.asked
+
+
+def test_last_applied_configuration_is_dropped_from_every_view(roots: Path, secretive: int) -> None:
+    pod = secretive_pod(secretive)
+    for client in client_for(roots, pod):
+        for path in (f"/v1/containers/{pod.containers[0].id}", f"/v1/sandboxes/{pod.sandbox.id}"):
+            body = client.get(path).json()
+            assert LAST_APPLIED not in body["annotations"], path
+            assert body["annotations"]["team"] == "shop"
+            assert "swordfish" not in client.get(path, params={"output": "text"}).text
+        for path in reads_of(pod, secretive):
+            assert "last-applied-configuration" not in client.get(path).text, path
+
+
+def test_a_404_names_nothing_about_a_process_outside_containers(
+    roots: Path, secretive: int, stranger: int
+) -> None:
+    for client in client_for(roots, secretive_pod(secretive)):
+        answer = client.get(f"/v1/processes/{stranger}")
+        assert answer.status_code == 404
+        body = answer.json()
+        assert body["message"] == f"PID {stranger} is not in a container"
+        assert "sleep" not in answer.text
+        assert "cgroup" not in answer.text
+        assert body.get("detail") in (None, {"pid": stranger})
+
+
+class FakeReviewer:
+    """The API server's answers: tokens "reader" (reads) and "logs" (reads and logs)."""
+
+    USERS = {"reader": "system:serviceaccount:ops:reader", "logs": "system:serviceaccount:ops:logs"}
+    GRANTS = {
+        "system:serviceaccount:ops:reader": {"podlens"},
+        "system:serviceaccount:ops:logs": {"podlens", "podlens-logs"},
+    }
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, str]] = []
+
+    def review_token(self, token: str) -> TokenReviewResult:
+        name = self.USERS.get(token)
+        return TokenReviewResult(UserInfo(name) if name else None, "" if name else "unknown")
+
+    def review_access(self, user: UserInfo, attributes: ResourceAttributes) -> AccessDecision:
+        self.asked.append((user.username, attributes.subresource))
+        if attributes.resource != "nodes" or attributes.name != "n1":
+            return AccessDecision(False)
+        return AccessDecision(attributes.subresource in self.GRANTS.get(user.username, set()))
+
+    def close(self) -> None:
+        return None
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}

@@ -2,7 +2,8 @@
 
 The patterns are collected, not listed: every compiled ``re.Pattern`` held by
 a module of ``agent.diagnose`` (or of ``agent.domain.backoff``, which the
-rules call), in module globals and the tuples and dicts there, plus every
+rules call, and ``agent.api.redact``, which masks command lines), in module
+globals and the tuples and dicts there, plus every
 pattern written inline as a string literal in a ``re.*`` call. A pattern
 added later is fuzzed without anyone remembering to list it.
 
@@ -59,7 +60,10 @@ HUGE = 120_000
 
 def _modules() -> list[ModuleType]:
     names = [f"agent.diagnose.{m.name}" for m in pkgutil.iter_modules(agent.diagnose.__path__)]
-    return [importlib.import_module(n) for n in ("agent.diagnose", *names)] + [backoff]
+    # The rules call backoff's patterns; the read tier's redaction runs on
+    # command lines as long as the kernel allows.
+    extra = ("agent.domain.backoff", "agent.api.redact")
+    return [importlib.import_module(n) for n in ("agent.diagnose", *names, *extra)]
 
 
 def _held(value: object, depth: int = 0) -> Iterator[re.Pattern[str]]:

@@ -11,6 +11,7 @@ from typing import Generic, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
+from agent.api.redact import redact_cmdline, visible_annotations
 from agent.domain.model import (
     Container,
     Mount,
@@ -50,7 +51,13 @@ class ProcessItem(BaseModel):
     pid: int
     ppid: int
     name: str
-    cmdline: list[str]
+    cmdline: list[str] = Field(
+        description="secret-looking values shown as ***, unless asked for with "
+        "?full_cmdline=true (needs get nodes/podlens-logs)"
+    )
+    cmdline_redacted: bool = Field(
+        default=False, description="whether values were masked in cmdline"
+    )
     state: str
     started_at: datetime
     user: str | None
@@ -62,12 +69,14 @@ class ProcessItem(BaseModel):
     container_id: str | None
 
     @classmethod
-    def from_info(cls, p: ProcessInfo) -> ProcessItem:
+    def from_info(cls, p: ProcessInfo, *, full_cmdline: bool = False) -> ProcessItem:
+        cmdline, redacted = (list(p.cmdline), False) if full_cmdline else redact_cmdline(p.cmdline)
         return cls(
             pid=p.pid,
             ppid=p.ppid,
             name=p.name,
-            cmdline=list(p.cmdline),
+            cmdline=cmdline,
+            cmdline_redacted=redacted,
             state=p.state,
             started_at=p.started_at,
             user=p.user,
@@ -89,15 +98,16 @@ class ProcessTreeItem(BaseModel):
     children: list[ProcessTreeItem] = []
 
     @classmethod
-    def from_node(cls, node: ProcessNode) -> ProcessTreeItem:
+    def from_node(cls, node: ProcessNode, *, full_cmdline: bool = False) -> ProcessTreeItem:
         p = node.process
+        cmdline = list(p.cmdline) if full_cmdline else redact_cmdline(p.cmdline)[0]
         return cls(
             pid=p.pid,
             name=p.name,
-            cmdline=list(p.cmdline),
+            cmdline=cmdline,
             state=p.state,
             rss_bytes=p.rss_bytes,
-            children=[cls.from_node(child) for child in node.children],
+            children=[cls.from_node(child, full_cmdline=full_cmdline) for child in node.children],
         )
 
 
@@ -168,17 +178,24 @@ class ContainerDetail(ContainerItem):
 
     @classmethod
     def build(
-        cls, c: Container, process: ProcessInfo | None, tree: ProcessNode | None
+        cls,
+        c: Container,
+        process: ProcessInfo | None,
+        tree: ProcessNode | None,
+        *,
+        full_cmdline: bool = False,
     ) -> ContainerDetail:
         base = ContainerItem.from_container(c).model_dump()
         return cls(
             **base,
             labels=dict(c.labels),
-            annotations=dict(c.annotations),
+            annotations=visible_annotations(c.annotations),
             namespaces=_namespaces(c.namespaces),
             mounts=_mounts(c.mounts),
-            process=ProcessItem.from_info(process) if process else None,
-            process_tree=ProcessTreeItem.from_node(tree) if tree else None,
+            process=ProcessItem.from_info(process, full_cmdline=full_cmdline) if process else None,
+            process_tree=(
+                ProcessTreeItem.from_node(tree, full_cmdline=full_cmdline) if tree else None
+            ),
         )
 
 
@@ -232,15 +249,22 @@ class SandboxDetail(SandboxItem):
 
     @classmethod
     def build(
-        cls, s: Sandbox, containers: list[Container], pause: ProcessInfo | None
+        cls,
+        s: Sandbox,
+        containers: list[Container],
+        pause: ProcessInfo | None,
+        *,
+        full_cmdline: bool = False,
     ) -> SandboxDetail:
         base = SandboxItem.from_sandbox(s, len(containers)).model_dump()
         return cls(
             **base,
             labels=dict(s.labels),
-            annotations=dict(s.annotations),
+            annotations=visible_annotations(s.annotations),
             namespaces=_namespaces(s.namespaces),
-            pause_process=ProcessItem.from_info(pause) if pause else None,
+            pause_process=(
+                ProcessItem.from_info(pause, full_cmdline=full_cmdline) if pause else None
+            ),
             containers=[ContainerItem.from_container(c) for c in containers],
         )
 

@@ -24,7 +24,7 @@ from agent.diagnose import DEFAULT_THRESHOLDS, SEVERITY_RANK, Finding, Threshold
 from agent.domain.kubemodel import ApiEvent, ApiPod
 from agent.domain.model import Container, ProcessInfo, ProcessNode, Sandbox
 from agent.domain.podview import PodView
-from agent.errors import AgentError, ApiServerError, ProcessGone
+from agent.errors import AgentError, ApiServerError, NotFound, ProcessGone
 from agent.kube import PodCacheLike, pod_cache_from_settings
 from agent.logs import AttemptKey, LastWords, TailMemo
 from agent.services import evidence
@@ -191,8 +191,15 @@ class Agent:
         return SandboxDetail(sandbox, tuple(containers), pause)
 
     def lookup_process(self, pid: int) -> ProcessOwner:
-        """Any host PID -> its container, sandbox and pod."""
-        return self.node.lookup_process(pid)
+        """Any host PID -> its container, sandbox and pod; NotFound naming only the PID."""
+        try:
+            return self.node.lookup_process(pid)
+        except ProcessGone:
+            raise
+        except NotFound:
+            # A host process outside every container is none of a reader's
+            # business: its name and cgroup stay out of the answer.
+            raise NotFound(f"PID {pid} is not in a container", pid=pid) from None
 
     # -- pods ----------------------------------------------------------------
 

@@ -5,11 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, TypeVar
 
-from fastapi import Query
+import anyio.to_thread
+from fastapi import Depends, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel
 
+from agent.api.auth import READ_LOGS, get_caller
 from agent.api.deps import OutputFormat
+from agent.errors import Forbidden
+from agent.kube import UserInfo
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -42,3 +46,45 @@ def respond(fmt: OutputFormat, model: M, render: Callable[[M], str]) -> Response
     if fmt is OutputFormat.TEXT:
         return PlainTextResponse(render(model))
     return Response(model.model_dump_json(), media_type="application/json")
+
+
+async def full_cmdline(
+    request: Request,
+    full_cmdline: Annotated[
+        bool,
+        Query(
+            description="whole command lines, secrets included (needs get nodes/podlens-logs); "
+            "without it, secret-looking values show as ***"
+        ),
+    ] = False,
+) -> bool:
+    """Whether to show whole command lines: asked for, and the caller may read logs.
+
+    Command lines hold what logs hold (passwords, tokens), so they take the
+    logs permission. The door checked the read permission for the path; the
+    logs permission is asked here, of the API server, only when a request
+    wants the whole lines. Refused with 403 rather than quietly masked, so
+    that no one takes a masked line for the real one.
+    """
+    if not full_cmdline:
+        return False
+    auth = getattr(request.app.state, "auth", None)
+    if auth is None or auth.mode == "none":
+        return True  # no door: whoever reaches the port holds every tier
+    caller = get_caller(request)
+    reviewer = getattr(request.app.state, "reviewer", None)
+    if caller.via == "token" and reviewer is not None:
+        user = UserInfo(caller.name, caller.uid, caller.groups)
+        attributes = READ_LOGS.attributes(auth.node_name)
+        decision = await anyio.to_thread.run_sync(reviewer.review_access, user, attributes)
+        if decision.allowed:
+            return True
+    raise Forbidden(
+        f"{caller.name} may not {READ_LOGS.describe()} on node {auth.node_name}, which whole "
+        "command lines need (they may hold passwords and tokens); without full_cmdline the "
+        "answer masks secret-looking values",
+        permission=READ_LOGS.describe(),
+    )
+
+
+FullCmdlineDep = Annotated[bool, Depends(full_cmdline)]

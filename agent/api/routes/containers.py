@@ -12,6 +12,7 @@ from agent.api.deps import AgentDep, OutputDep, SnapshotDep
 from agent.api.routes._common import (
     ID_PATTERN,
     ContainerNameFilter,
+    FullCmdlineDep,
     NamespaceFilter,
     PodFilter,
     respond,
@@ -59,10 +60,13 @@ def list_containers(
 def get_container(
     agent: AgentDep,
     fmt: OutputDep,
+    full: FullCmdlineDep,
     container_id: Annotated[str, Path(pattern=ID_PATTERN, description="full ID or unique prefix")],
 ) -> Response:
     """One container: state, attempt, PID, its process tree, namespaces and mounts."""
     found = agent.container_detail(container_id)
     tree = found.tree
-    body = ContainerDetail.build(found.container, tree.process if tree else None, tree)
+    body = ContainerDetail.build(
+        found.container, tree.process if tree else None, tree, full_cmdline=full
+    )
     return respond(fmt, body, render.container_detail)

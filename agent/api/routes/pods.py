@@ -9,7 +9,13 @@ from fastapi.responses import Response
 
 from agent.api import render
 from agent.api.deps import AgentDep, OutputDep, SnapshotDep
-from agent.api.routes._common import DNS1123_LABEL, DNS1123_SUBDOMAIN, NamespaceFilter, respond
+from agent.api.routes._common import (
+    DNS1123_LABEL,
+    DNS1123_SUBDOMAIN,
+    FullCmdlineDep,
+    NamespaceFilter,
+    respond,
+)
 from agent.api.schemas import (
     AttemptItem,
     ErrorBody,
@@ -135,6 +141,7 @@ def get_pod(
     agent: AgentDep,
     snap: SnapshotDep,
     fmt: OutputDep,
+    full: FullCmdlineDep,
     namespace: Annotated[str, Path(max_length=63, pattern=DNS1123_LABEL)],
     name: Annotated[str, Path(max_length=253, pattern=DNS1123_SUBDOMAIN)],
 ) -> Response:
@@ -147,7 +154,7 @@ def get_pod(
         tree = facts.trees.get(container.name)
         if tree is None:
             continue
-        container.process_tree = ProcessTreeItem.from_node(tree)
+        container.process_tree = ProcessTreeItem.from_node(tree, full_cmdline=full)
         shares = facts.shares_with_pause.get(container.name)
         if shares is not None:
             container.shares_with_pause = dict(shares)

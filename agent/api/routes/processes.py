@@ -9,7 +9,7 @@ from fastapi.responses import Response
 
 from agent.api import render
 from agent.api.deps import AgentDep, OutputDep
-from agent.api.routes._common import respond
+from agent.api.routes._common import FullCmdlineDep, respond
 from agent.api.schemas import ContainerItem, ErrorBody, ProcessItem, ProcessLookup, SandboxItem
 
 router = APIRouter(prefix="/v1/processes", tags=["runtime"])
@@ -22,6 +22,7 @@ _PID_MAX = 4_194_304
     "/{pid}",
     response_model=ProcessLookup,
     responses={
+        403: {"model": ErrorBody, "description": "full_cmdline without the logs permission"},
         404: {"model": ErrorBody, "description": "no such process, or not in any container"},
         503: {"model": ErrorBody, "description": "container runtime unavailable"},
     },
@@ -29,13 +30,14 @@ _PID_MAX = 4_194_304
 def get_process(
     agent: AgentDep,
     fmt: OutputDep,
+    full: FullCmdlineDep,
     pid: Annotated[int, Path(ge=1, le=_PID_MAX, description="host PID")],
 ) -> Response:
     """Any host PID -> container -> pod."""
     owner = agent.lookup_process(pid)
     sandbox = owner.sandbox
     body = ProcessLookup(
-        process=ProcessItem.from_info(owner.process),
+        process=ProcessItem.from_info(owner.process, full_cmdline=full),
         matched_by=owner.matched_by,  # type: ignore[arg-type]
         container=ContainerItem.from_container(owner.container) if owner.container else None,
         sandbox=(

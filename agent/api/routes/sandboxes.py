@@ -9,7 +9,13 @@ from fastapi.responses import Response
 
 from agent.api import render
 from agent.api.deps import AgentDep, OutputDep, SnapshotDep
-from agent.api.routes._common import ID_PATTERN, NamespaceFilter, PodFilter, respond
+from agent.api.routes._common import (
+    ID_PATTERN,
+    FullCmdlineDep,
+    NamespaceFilter,
+    PodFilter,
+    respond,
+)
 from agent.api.schemas import ErrorBody, ItemList, SandboxDetail, SandboxItem
 from agent.domain.model import SandboxState
 
@@ -49,9 +55,12 @@ def list_sandboxes(
 def get_sandbox(
     agent: AgentDep,
     fmt: OutputDep,
+    full: FullCmdlineDep,
     sandbox_id: Annotated[str, Path(pattern=ID_PATTERN, description="full ID or unique prefix")],
 ) -> Response:
     """One sandbox: its pause process, namespaces and containers."""
     found = agent.sandbox_detail(sandbox_id)
-    body = SandboxDetail.build(found.sandbox, list(found.containers), found.pause)
+    body = SandboxDetail.build(
+        found.sandbox, list(found.containers), found.pause, full_cmdline=full
+    )
     return respond(fmt, body, render.sandbox_detail)
