@@ -110,6 +110,8 @@ def write_bridge_conflist(
         gateway = str(subnet[1])
         ipam_range["gateway"] = gateway
         ipam["routes"] = [{"dst": service_cidr, "gw": gateway}]
+        # The host's address on the bridge (real mode): never handed to a pod.
+        ipam_range["rangeEnd"] = str(subnet[-3])
     conflist = {
         "cniVersion": "0.4.0",
         "name": network_name,

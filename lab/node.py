@@ -72,7 +72,7 @@ from lab.images import (
     require_tool,
 )
 from lab.processes import ProcessRef, log_tail, python_child_env, stop_process
-from lab.upstream import realnode
+from lab.upstream import deploy, realnode
 from lab.upstream.pki import SERVICE_CIDR
 from lab.upstream.realnode import REAL_COMPONENTS, RealState
 
@@ -193,8 +193,9 @@ class LabState:
 
     @property
     def agent_url(self) -> str:
-        """Where the lab's agent serves."""
-        return f"http://127.0.0.1:{self.port}"
+        """Where the lab's agent serves (in real mode: its pod, through kubectl port-forward)."""
+        scheme = "https" if self.mode == "real" else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     def to_json(self) -> dict[str, Any]:
         """As kept in ``state.json`` (and shown, with the pods, by ``status``)."""
@@ -681,6 +682,9 @@ class LabNode:
         report.timings["images"] = t_images - t0
         try:
             if self.real:
+                # Host paths the agent's pod mounts with propagation must be on
+                # a shared mount; the lab directory is made one.
+                realnode.share_mounts(self.lab_dir)
                 # The real kubelet pulls (busybox means busybox:latest, pulled
                 # Always); the lab's registry answers for docker.io and registry.k8s.io.
                 containerd.registry_mirror = realnode.start_registry(self, state, images)
@@ -704,10 +708,12 @@ class LabNode:
                 realnode.start_control_plane(self, state, real)
                 realnode.start_gateway(self, state, real)
                 realnode.start_kubelet(self, state, real)
+                # As users run it: the image, the DaemonSet, a port-forward.
+                deploy.deploy_agent(self, state, real)
             else:
                 self._start_apiserver(state)
                 self._start_kubelet(state)
-            self._start_agent(state)
+                self._start_agent(state)
             report.timings["control_plane"] = time.monotonic() - t_containerd
         except BaseException:
             problems = self._teardown(state)

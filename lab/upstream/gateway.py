@@ -63,6 +63,17 @@ class Gateway:
         """The subnet's first address: the pods' gateway to the service range."""
         return str(self.subnet[1])
 
+    @property
+    def host_address(self) -> str:
+        """The subnet's last address, on the bridge: the host's way to the pods.
+
+        The real kubelet probes pods from the host (httpGet, tcpSocket), as on
+        any node; without this address the host has no route to pod IPs and a
+        probe would follow the default route off the machine. Pods get no
+        route through it: theirs go to each other and to the service range.
+        """
+        return str(self.subnet[-2])
+
     def create(self) -> None:
         """Make the namespace, its veth on the bridge, and its two addresses."""
         peer = f"plnsq{self.token}"
@@ -92,6 +103,14 @@ class Gateway:
         steps += [
             ["ip", "link", "set", self.host_link, "master", self.bridge],
             ["ip", "link", "set", self.host_link, "up"],
+            [
+                "ip",
+                "addr",
+                "add",
+                f"{self.host_address}/{self.subnet.prefixlen}",
+                "dev",
+                self.bridge,
+            ],
         ]
         for argv in steps:
             _ip(argv)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lab.errors import LabError
 from lab.upstream import cluster
 from lab.upstream.gateway import Gateway
 from lab.upstream.pki import KUBERNETES_SERVICE_IP, Pki, make_pki
@@ -208,6 +209,23 @@ def start_control_plane(node: LabNode, state: LabState, real: RealState) -> None
         node.progress(f"kube-{name}: (pid {proc.pid})")
 
 
+def share_mounts(directory: Path) -> None:
+    """Make ``directory`` a shared mount of its own, as kubelet's host paths want it.
+
+    Volumes that ask for mount propagation (the agent's view of the runtime's
+    directory) need their host path on a shared or slave mount; a node booted
+    by systemd has / shared, this machine's / is private.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    for argv in (
+        ["mount", "--bind", str(directory), str(directory)],
+        ["mount", "--make-rshared", str(directory)],
+    ):
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+        if done.returncode != 0:
+            raise LabError(f"`{' '.join(argv)}` failed: {done.stderr.strip()}")
+
+
 def gateway_of(state: LabState) -> Gateway:
     """The gateway namespace of the lab described by ``state``."""
     return Gateway(
@@ -343,6 +361,16 @@ def delete_all_pods(real: RealState, timeout: float = 60.0) -> list[str]:
         return []
     client = admin_client(real)
     try:
+        # Controllers first, or they make the pods again (the agent's DaemonSet).
+        status, sets = client.request("GET", "/apis/apps/v1/daemonsets")
+        if status == 200 and isinstance(sets, dict):
+            for item in sets.get("items") or []:
+                meta = item.get("metadata") or {}
+                client.request(
+                    "DELETE",
+                    f"/apis/apps/v1/namespaces/{meta.get('namespace')}/daemonsets/"
+                    f"{meta.get('name')}?propagationPolicy=Background",
+                )
         status, pods = client.request("GET", "/api/v1/pods")
         if status != 200 or not isinstance(pods, dict):
             return [f"listing pods before teardown: HTTP {status}"]
