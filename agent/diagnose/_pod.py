@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 
+from agent.diagnose._bounds import bounded
 from agent.diagnose._common import (
     Ctx,
     Target,
@@ -232,7 +233,7 @@ def _creating_cause(events: list[ApiEvent], image: str | None) -> str:
                     f"A volume cannot be mounted because {missing.what} does not exist; kubelet "
                     "retries and the pod starts once it is created."
                 )
-            vol = re.search(r'volume "([^"]+)"', msg)
+            vol = re.search(r'volume "([^"]+)"', bounded(msg))
             named = f" {vol.group(1)}" if vol else ""
             return (
                 f"Volume{named} cannot be mounted (see the FailedMount event): a missing object, "
@@ -436,9 +437,9 @@ def evicted(ctx: Ctx) -> list[Finding]:
     ]
     if message:
         evidence.append(Evidence("api", "message", message))
-    low = _LOW_ON.search(message)
+    low = _LOW_ON.search(bounded(message))
     resource = low.group("resource").rstrip(".") if low else None
-    for m in _USAGE.finditer(message):
+    for m in _USAGE.finditer(bounded(message)):
         evidence.append(
             Evidence(
                 "api", f"usage of {m.group('c')}", f"{m.group('used')} (request {m.group('req')})"
