@@ -25,6 +25,7 @@ from agent.host import (
     PidWatcher,
     container_id_from_cgroup,
     find_container_for_pid,
+    has_capability,
     process_start_time,
     process_tree,
     read_process,
@@ -673,3 +674,27 @@ def test_signal_rejects_bad_input(sleeper: subprocess.Popen[bytes]) -> None:
     with pytest.raises(InvalidInput):
         signal_pid_checked(sleeper.pid, start, 1000)
     assert sleeper.poll() is None
+
+
+@pytest.mark.parametrize(
+    ("cap_eff", "name", "held"),
+    [
+        ("0000000000080000", "SYS_PTRACE", True),
+        ("0000000000000020", "SYS_PTRACE", False),
+        ("0000000000000020", "KILL", True),
+        ("000001ffffffffff", "KILL", True),
+        ("0000000000000000", "KILL", False),
+    ],
+)
+def test_has_capability_reads_the_effective_set(
+    tmp_path: Path, cap_eff: str, name: str, held: bool
+) -> None:
+    (tmp_path / "self").mkdir()
+    (tmp_path / "self" / "status").write_text(f"Name:\tpython3\nCapEff:\t{cap_eff}\n")
+    assert has_capability(name, tmp_path) is held
+
+
+def test_has_capability_is_unknown_without_a_status(tmp_path: Path) -> None:
+    assert has_capability("SYS_PTRACE", tmp_path) is None
+    with pytest.raises(InvalidInput):
+        has_capability("SYS_NOPE", tmp_path)

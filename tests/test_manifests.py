@@ -385,7 +385,7 @@ def test_base_holds_exactly_the_agents_objects(base: list[Doc]) -> None:
 
 
 def test_namespace_admits_the_agent(base: list[Doc]) -> None:
-    # hostPID, hostPath and SYS_PTRACE are refused by the "baseline" level.
+    # hostPID and hostPath are refused by the "baseline" level.
     labels = find(base, "Namespace", NAMESPACE)["metadata"]["labels"]
     assert labels["pod-security.kubernetes.io/enforce"] == "privileged"
 
@@ -526,7 +526,7 @@ def test_runs_on_every_node(base: list[Doc]) -> None:
     assert "affinity" not in pod
 
 
-def test_security_context_is_root_with_one_capability(base: list[Doc]) -> None:
+def test_security_context_is_root_without_capabilities(base: list[Doc]) -> None:
     sc = agent_container(base)["securityContext"]
     assert sc["runAsUser"] == 0
     assert not sc.get("privileged")
@@ -534,13 +534,14 @@ def test_security_context_is_root_with_one_capability(base: list[Doc]) -> None:
     assert sc["readOnlyRootFilesystem"] is True
     assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
     assert sc["capabilities"]["drop"] == ["ALL"]
-    assert sc["capabilities"]["add"] == ["SYS_PTRACE"]
+    # SYS_PTRACE is opt-in (components/ptrace; tests/test_security_node.py).
+    assert sc["capabilities"]["add"] == []
 
 
 def test_kill_capability_comes_only_with_the_component(overlay: list[Doc]) -> None:
     sc = agent_container(overlay)["securityContext"]
     assert sc["capabilities"]["drop"] == ["ALL"]
-    assert sc["capabilities"]["add"] == ["SYS_PTRACE", "KILL"]
+    assert sc["capabilities"]["add"] == ["KILL"]
     assert sc["readOnlyRootFilesystem"] is True
     assert sc["allowPrivilegeEscalation"] is False
 

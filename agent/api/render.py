@@ -305,6 +305,8 @@ def pod_detail(p: PodViewItem) -> str:
             "  (SHARES WITH PAUSE leaves out what the pause shares with the whole node: "
             f"{', '.join(p.pause_shares_with_host)})\n"
         )
+    if p.namespace_sharing_unknown:
+        out += f"  (SHARES WITH PAUSE not known: {p.namespace_sharing_unknown})\n"
     attempts = [(c.name, a) for c in p.containers for a in c.attempts]
     if attempts:
         out += "\nEarlier attempts the runtime still holds:\n" + table(

@@ -473,6 +473,11 @@ class PodViewItem(BaseModel):
         "namespaces; a container sharing these with the pause shares them with the whole "
         "node, not just the pod (detail view)",
     )
+    namespace_sharing_unknown: str | None = Field(
+        default=None,
+        description="why shares_with_pause or pause_shares_with_host is missing or null "
+        "(e.g. the agent runs without CAP_SYS_PTRACE); null when all is shown (detail view)",
+    )
 
     def pod_level_sharing(self, container: PodContainerItem) -> list[str]:
         """The namespaces a container shares with the pause process and not with the host."""

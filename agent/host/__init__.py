@@ -23,8 +23,8 @@ from agent.host._pidfd import (
     signal_pid_checked,
 )
 from agent.host._process import find_container_for_pid, process_tree, read_process
+from agent.host._procfs import has_capability, process_start_time
 from agent.host._procfs import ppid_map as parent_map
-from agent.host._procfs import process_start_time
 from agent.host._scan import main_pids_by_container
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "SignalledProcess",
     "container_id_from_cgroup",
     "find_container_for_pid",
+    "has_capability",
     "listening_tcp_ports",
     "main_pids_by_container",
     "oom_kill_count",

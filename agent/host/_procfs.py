@@ -218,6 +218,25 @@ def process_start_time(pid: int, proc_root: Path = Path("/proc")) -> datetime | 
     return start_time_from_ticks(stat.start_ticks, proc_root)
 
 
+# The capability numbers this package asks about (linux/capability.h).
+_CAPABILITIES = {"KILL": 5, "SYS_PTRACE": 19}
+
+
+def has_capability(name: str, proc_root: Path = Path("/proc")) -> bool | None:
+    """Whether this process holds capability ``name`` (e.g. "SYS_PTRACE"); None if unknown."""
+    bit = _CAPABILITIES.get(name)
+    if bit is None:
+        raise InvalidInput(f"unknown capability {name!r}", capability=name)
+    try:
+        with open(proc_root / "self" / "status", "rb") as f:
+            for line in f:
+                if line.startswith(b"CapEff:"):
+                    return bool(int(line.split()[1], 16) >> bit & 1)
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def ppid_map(proc_root: Path) -> dict[int, int]:
     """PID -> parent PID for every process visible under ``proc_root``."""
     result: dict[int, int] = {}

@@ -300,18 +300,47 @@ class ProcessFacts:
     shares_with_pause: Mapping[str, Mapping[str, bool]]
     # Namespaces the pause process shares with the whole node; None if unknown.
     pause_shares_with_host: list[str] | None
+    # Why some of the sharing above is unknown; None when all of it is shown.
+    sharing_unknown: str | None = None
+
+
+def _unreadable_namespaces(what: str, pids: str, proc_root: Path) -> str:
+    """Why the namespace links of ``what`` (PID ``pids``) could not be read, for a person."""
+    where = f"the namespaces of {what} (PID {pids}) are not readable"
+    if host.has_capability("SYS_PTRACE", proc_root) is False:
+        return (
+            f"{where} without CAP_SYS_PTRACE, which this agent runs without; add it with "
+            "the DaemonSet's components/ptrace to see which namespaces are shared"
+        )
+    return (
+        f"{where}: the kernel refused the ptrace read check (a process of another user, "
+        "or under an AppArmor profile that does not allow it)"
+    )
 
 
 def process_facts(view: PodView, proc_root: Path) -> ProcessFacts:
-    """Process trees, and which namespaces each container shares with the pause process."""
+    """Process trees, and which namespaces each container shares with the pause process.
+
+    What cannot be read (namespace links need ptrace read access) stays
+    unknown, and ``sharing_unknown`` says why.
+    """
     pause_ns: dict[str, int] | None = None
+    unknown: list[str] = []
     sandbox = view.current_sandbox
-    if sandbox is not None and sandbox.pause_pid is not None:
+    if sandbox is None or sandbox.pause_pid is None:
+        note = sandbox.pause_pid_note if sandbox is not None else None
+        unknown.append(f"no pause process to compare with ({note or 'no running sandbox'})")
+    else:
+        pause = str(sandbox.pause_pid)
         try:
             pause_ns = host.read_process(sandbox.pause_pid, proc_root).namespaces
         except ProcessGone:
-            pause_ns = None
+            unknown.append(f"the pause process (PID {pause}) has exited")
+        if pause_ns == {}:
+            unknown.append(_unreadable_namespaces("the pause process", pause, proc_root))
     with_host = _shared_with_host(pause_ns, proc_root) if pause_ns else None
+    if pause_ns and with_host is None:
+        unknown.append(_unreadable_namespaces("the node's own processes", "1 and 2", proc_root))
     parents = host.parent_map(proc_root)
     trees: dict[str, ProcessNode] = {}
     shares: dict[str, dict[str, bool]] = {}
@@ -325,12 +354,16 @@ def process_facts(view: PodView, proc_root: Path) -> ProcessFacts:
         trees[container.name] = tree
         if pause_ns:
             mine = tree.process.namespaces
+            if not mine:
+                what = f"container {container.name}"
+                unknown.append(_unreadable_namespaces(what, str(container.pid), proc_root))
+                continue
             shares[container.name] = {
                 kind: mine.get(kind) == inode
                 for kind, inode in sorted(pause_ns.items())
                 if kind in mine
             }
-    return ProcessFacts(trees, shares, with_host)
+    return ProcessFacts(trees, shares, with_host, "; ".join(unknown) or None)
 
 
 def _shared_with_host(namespaces: Mapping[str, int], root: Path) -> list[str] | None:

@@ -150,6 +150,7 @@ def get_pod(
     item = pod_item(detail.view, snap, agent.pods)
     facts = detail.processes
     item.pause_shares_with_host = facts.pause_shares_with_host
+    item.namespace_sharing_unknown = facts.sharing_unknown
     for container in item.containers:
         tree = facts.trees.get(container.name)
         if tree is None:
