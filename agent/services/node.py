@@ -49,7 +49,9 @@ from agent.settings import Settings
 log = logging.getLogger(__name__)
 
 # CRI-O keeps the PID of an exited container; a live process that started
-# before the container did cannot be it. Allow for clock granularity.
+# before the container was created cannot be it. Created, not started: the
+# OCI runtime forks the container's process at create, and a busy node can
+# take seconds from there to StartContainer. Allow for clock granularity.
 _START_TIME_SLACK = timedelta(seconds=1)
 # Relists after a watched process exits, in seconds after the pidfd fired.
 _EXIT_FOLLOW_UPS = (0.02, 0.06)
@@ -729,9 +731,8 @@ class NodeState:
     def _drop_stale_pid(self, container: Container) -> Container:
         assert container.pid is not None
         started = host.process_start_time(container.pid, self.settings.proc_root)
-        if started is None or (
-            container.started_at is not None and started + _START_TIME_SLACK < container.started_at
-        ):
+        born = container.created_at or container.started_at
+        if started is None or (born is not None and started + _START_TIME_SLACK < born):
             return dataclasses.replace(container, pid=None)
         return container
 
