@@ -770,12 +770,25 @@ class CriPodDriver:
         return resp
 
     def container_pid(self, container_id: str) -> int | None:
-        """The container's process as containerd's verbose status reports it (None if 0)."""
-        return _verbose_pid(self.container_status(container_id, verbose=True).info)
+        """The container's process as the verbose status reports it; None unless it runs.
+
+        CRI-O keeps reporting the PID after the process ended; by then the
+        number may name another process, so it is never given out.
+        """
+        response = self.container_status(container_id, verbose=True)
+        if response.status.state != api_pb2.CONTAINER_RUNNING:
+            return None
+        return _verbose_pid(response.info)
 
     def sandbox_pid(self, sandbox_id: str) -> int | None:
-        """The sandbox's pause PID from the verbose status; None without one."""
-        return _verbose_pid(self.sandbox_status(sandbox_id, verbose=True).info)
+        """The sandbox's pause PID from the verbose status; None without one or once stopped.
+
+        A CRI-O pod without an infra container (``drop_infra_ctr``) has none.
+        """
+        response = self.sandbox_status(sandbox_id, verbose=True)
+        if response.status.state != api_pb2.SANDBOX_READY:
+            return None
+        return _verbose_pid(response.info)
 
     def wait_container_state(
         self, container_id: str, state: api_pb2.ContainerState.ValueType, timeout: float = 10.0

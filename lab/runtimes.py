@@ -545,6 +545,8 @@ runtime_root = {_q(self.runtime_root)}
 monitor_path = {_q(require_tool("conmon", "conmon"))}
 # With cgroupfs conmon must live in the pod's cgroup.
 monitor_cgroup = "pod"
+# conmon writes the log timestamps, in its own local time.
+monitor_env = {json.dumps(self._monitor_env())}
 
 # CRI-O always knows a crun handler; keep even its state root in the base dir.
 [crio.runtime.runtimes.crun]
@@ -596,6 +598,13 @@ enable_metrics = false
         env = dict(os.environ)
         if self.tz is not None:
             env["TZ"] = self.tz
+        return env
+
+    def _monitor_env(self) -> list[str]:
+        # CRI-O gives conmon only this environment (upstream's default is PATH alone).
+        env = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+        if self.tz is not None:
+            env.append(f"TZ={self.tz}")
         return env
 
     def start(self) -> PrivateCrio:

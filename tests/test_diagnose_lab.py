@@ -1,4 +1,7 @@
-"""Diagnosis end to end on the lab: real containerd, the lab kubelet, the agent over HTTP.
+"""Diagnosis end to end on the lab: a real runtime, the lab kubelet, the agent over HTTP.
+
+Runs against containerd 1.6, containerd 2.x and CRI-O (the ``cri_runtime``
+matrix), the whole module once per runtime.
 
 Every pod is created at the start of the module so they age together: the
 init container that waits for a Service is only worth a finding after
@@ -22,8 +25,8 @@ import pytest
 from agent.diagnose import SEVERITY_RANK
 from agent.settings import Settings
 from lab.apiserver import FakeApiServer
-from lab.containerd import PrivateContainerd
 from lab.kubelet import LabKubelet
+from lab.runtimes import PrivateRuntime
 from tests.agent_server import RunningAgent, running_agent
 
 pytestmark = pytest.mark.containerd
@@ -129,8 +132,9 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def api() -> Iterator[FakeApiServer]:
-    # A fixed port, so the last test can stop the server and start it again.
+def api(cri_runtime: PrivateRuntime) -> Iterator[FakeApiServer]:
+    # One per runtime, so each runs the module from an empty cluster. A fixed
+    # port, so the last test can stop the server and start it again.
     server = FakeApiServer(port=_free_port(), bookmark_interval=0.5).start()
     yield server
     server.stop()
@@ -138,11 +142,11 @@ def api() -> Iterator[FakeApiServer]:
 
 @pytest.fixture(scope="module")
 def kubelet(
-    api: FakeApiServer, containerd: PrivateContainerd, tmp_path_factory: pytest.TempPathFactory
+    api: FakeApiServer, cri_runtime: PrivateRuntime, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LabKubelet]:
     root = tmp_path_factory.mktemp("diag-kubelet")
     instance = LabKubelet(
-        api.url, containerd.endpoint, NODE, root, time_scale=SCALE, sync_period=0.1
+        api.url, cri_runtime.endpoint, NODE, root, time_scale=SCALE, sync_period=0.1
     )
     instance.start()
     assert instance.wait_synced(10)
@@ -157,10 +161,10 @@ def kubelet(
 
 @pytest.fixture(scope="module")
 def agent(
-    containerd: PrivateContainerd, api: FakeApiServer, kubelet: LabKubelet
+    cri_runtime: PrivateRuntime, api: FakeApiServer, kubelet: LabKubelet
 ) -> Iterator[RunningAgent]:
     settings = Settings(
-        cri_endpoint=containerd.endpoint,
+        cri_endpoint=cri_runtime.endpoint,
         api_server=api.url,
         node_name=NODE,
         relist_interval_seconds=0.5,

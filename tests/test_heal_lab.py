@@ -1,4 +1,10 @@
-"""Kill-and-watch end to end on the lab: real containerd, the lab kubelet, the agent over HTTP."""
+"""Kill-and-watch end to end on the lab: a real runtime, the lab kubelet, the agent over HTTP.
+
+Runs against containerd 1.6, containerd 2.x and CRI-O (the ``cri_runtime``
+matrix), the whole module once per runtime. CRI-O runs ordinary pods without
+a pause process: a sandbox kill is refused there, saying why, and a pod that
+shares its process namespace (which gets an infra container) is killed instead.
+"""
 
 from __future__ import annotations
 
@@ -14,10 +20,11 @@ import httpx
 import pytest
 
 from agent import host
+from agent.cri.verbose import NO_INFRA_CONTAINER
 from agent.settings import Settings
 from lab.apiserver import FakeApiServer
-from lab.containerd import PrivateContainerd
 from lab.kubelet import LabKubelet
+from lab.runtimes import PrivateRuntime, RuntimeFacts
 from tests.agent_server import RunningAgent, running_agent
 
 pytestmark = pytest.mark.containerd
@@ -31,7 +38,8 @@ SCALE = 0.1
 
 
 @pytest.fixture(scope="module")
-def api() -> Iterator[FakeApiServer]:
+def api(cri_runtime: PrivateRuntime) -> Iterator[FakeApiServer]:
+    # One per runtime: each runs the module from an empty cluster.
     server = FakeApiServer(bookmark_interval=0.5).start()
     yield server
     server.stop()
@@ -39,11 +47,11 @@ def api() -> Iterator[FakeApiServer]:
 
 @pytest.fixture(scope="module")
 def kubelet(
-    api: FakeApiServer, containerd: PrivateContainerd, tmp_path_factory: pytest.TempPathFactory
+    api: FakeApiServer, cri_runtime: PrivateRuntime, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LabKubelet]:
     root = tmp_path_factory.mktemp("heal-kubelet")
     instance = LabKubelet(
-        api.url, containerd.endpoint, NODE, root, time_scale=SCALE, sync_period=0.1
+        api.url, cri_runtime.endpoint, NODE, root, time_scale=SCALE, sync_period=0.1
     )
     instance.start()
     assert instance.wait_synced(10)
@@ -57,16 +65,16 @@ def kubelet(
 
 
 @pytest.fixture(scope="module")
-def audit_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def audit_path(cri_runtime: PrivateRuntime, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("audit") / "audit.jsonl"
 
 
 @pytest.fixture(scope="module")
 def agent(
-    containerd: PrivateContainerd, api: FakeApiServer, kubelet: LabKubelet, audit_path: Path
+    cri_runtime: PrivateRuntime, api: FakeApiServer, kubelet: LabKubelet, audit_path: Path
 ) -> Iterator[RunningAgent]:
     settings = Settings(
-        cri_endpoint=containerd.endpoint,
+        cri_endpoint=cri_runtime.endpoint,
         api_server=api.url,
         node_name=NODE,
         relist_interval_seconds=1.0,
@@ -211,10 +219,32 @@ def test_second_kill_shows_the_backoff_delay(agent: RunningAgent, web: str) -> N
 
 
 def test_kill_the_pause_process_recreates_the_sandbox_and_reruns_init(
-    agent: RunningAgent, web: str
+    agent: RunningAgent, api: FakeApiServer, runtime_facts: RuntimeFacts, web: str
 ) -> None:
     before = wait_pod(agent, web, "Running", "2/2")
     sandbox = before["sandboxes"][0]
+    if not runtime_facts.pause_always:
+        # CRI-O without an infra container: nothing to kill, and the answer says why.
+        refused = kill(agent, web, sandbox=True)
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["detail"]["rule"] == "no-pause-process"
+        assert NO_INFRA_CONTAINER in refused.json()["message"]
+        # A pod sharing one process namespace gets an infra container on CRI-O too.
+        spec = agent.get(f"/v1/pods/{NS}/{web}").json()
+        assert spec["sandboxes"][0]["pause_pid"] is None
+        create(
+            api,
+            "shared",
+            {
+                "shareProcessNamespace": True,
+                "initContainers": [{"name": "prepare", "image": BUSYBOX, "command": ["true"]}],
+                "containers": [{"name": "app", "image": BUSYBOX, "command": SLEEP}],
+            },
+        )
+        web = "shared"
+        before = wait_pod(agent, web, "Running", "1/1")
+        sandbox = before["sandboxes"][0]
+        assert sandbox["pause_pid"] is not None
     response = kill(agent, web, sandbox=True, timeout_seconds=45)
     assert response.status_code == 202, response.text
     assert response.json()["plan"]["target"]["pid"] == sandbox["pause_pid"]
@@ -225,7 +255,7 @@ def test_kill_the_pause_process_recreates_the_sandbox_and_reruns_init(
             "runtime_init_rerun", "runtime_started", "api_ready"} <= names  # fmt: skip
     new = next(p for p in run["phases"] if p["name"] == "runtime_new_sandbox")
     assert new["detail"]["attempt"] == sandbox["attempt"] + 1
-    after = wait_pod(agent, web, "Running", "2/2")
+    after = wait_pod(agent, web, before["status"], before["ready"])
     assert after["sandboxes"][0]["attempt"] == sandbox["attempt"] + 1
     assert after["sandboxes"][0]["pause_pid"] != sandbox["pause_pid"]
 

@@ -1,8 +1,11 @@
-"""The agent's inventory against a real containerd: its view must equal the runtime's.
+"""The agent's inventory against each real runtime: its view must equal the runtime's.
 
-Pods are created through CRI exactly as kubelet creates them; the agent is the
-real app served over real HTTP. Every PID the agent reports is checked
-against /proc.
+Runs against containerd 1.6, containerd 2.x and CRI-O (the ``cri_runtime``
+matrix). Pods are created through CRI exactly as kubelet creates them; the
+agent is the real app served over real HTTP. Every PID the agent reports is
+checked against /proc. Where the runtimes differ (CRI-O runs ordinary pods
+without a pause process; containerd 1.6 has no event stream) the test says
+what each must show.
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ from pathlib import Path
 
 import pytest
 
+from agent.cri.verbose import NO_INFRA_CONTAINER
 from agent.settings import Settings
 from cri_proto import api_pb2
-from lab.containerd import PrivateContainerd
 from lab.cri_pods import ContainerDef, CriPodDriver, PodHandle
+from lab.runtimes import PrivateRuntime, RuntimeFacts
 from tests.agent_server import RunningAgent, running_agent
 
 pytestmark = pytest.mark.containerd
@@ -29,9 +33,9 @@ STATE_NAMES = {0: "created", 1: "running", 2: "exited", 3: "unknown"}
 
 
 @pytest.fixture(scope="module")
-def agent(containerd: PrivateContainerd) -> Iterator[RunningAgent]:
+def agent(cri_runtime: PrivateRuntime) -> Iterator[RunningAgent]:
     settings = Settings(
-        cri_endpoint=containerd.endpoint,
+        cri_endpoint=cri_runtime.endpoint,
         node_name="lab-node",
         relist_interval_seconds=0.5,
         reconnect_min_seconds=0.1,
@@ -43,8 +47,8 @@ def agent(containerd: PrivateContainerd) -> Iterator[RunningAgent]:
 
 
 @pytest.fixture
-def two_pods(lab_pod: Callable[..., PodHandle]) -> list[PodHandle]:
-    web = lab_pod(
+def two_pods(runtime_pod: Callable[..., PodHandle]) -> list[PodHandle]:
+    web = runtime_pod(
         "web",
         "shop",
         containers=[
@@ -53,7 +57,7 @@ def two_pods(lab_pod: Callable[..., PodHandle]) -> list[PodHandle]:
         ],
         labels={"app": "web"},
     )
-    hostnet = lab_pod(
+    hostnet = runtime_pod(
         "node-agent",
         "infra",
         containers=[ContainerDef("main", BUSYBOX, command=["sleep", "3600"])],
@@ -80,12 +84,23 @@ def wait_running(agent: RunningAgent, handle: PodHandle) -> list[dict[str, objec
     return agent.wait_for(ready)  # type: ignore[no-any-return]
 
 
-def netns(pid: int) -> str:
-    return os.readlink(f"/proc/{pid}/ns/net")
+def netns(pid: int) -> int:
+    """The inode of the process's network namespace."""
+    return os.stat(f"/proc/{pid}/ns/net").st_ino
+
+
+def pod_netns(sandbox: dict[str, object], pause_pid: int | None) -> int:
+    """The pod's network namespace: the pause process's, or the path CRI-O pinned it at."""
+    if pause_pid is not None:
+        return netns(pause_pid)
+    return os.stat(str(sandbox["network_namespace"])).st_ino
 
 
 def test_agent_view_equals_runtime_for_every_sandbox_and_container(
-    agent: RunningAgent, cri_driver: CriPodDriver, two_pods: list[PodHandle]
+    agent: RunningAgent,
+    runtime_driver: CriPodDriver,
+    runtime_facts: RuntimeFacts,
+    two_pods: list[PodHandle],
 ) -> None:
     for handle in two_pods:
         wait_running(agent, handle)
@@ -93,23 +108,32 @@ def test_agent_view_equals_runtime_for_every_sandbox_and_container(
     containers = {c["id"]: c for c in agent.get("/v1/containers").json()["items"]}
 
     for handle in two_pods:
-        runtime_sb = cri_driver.sandbox_status(handle.sandbox_id, verbose=True)
+        runtime_sb = runtime_driver.sandbox_status(handle.sandbox_id, verbose=True)
+        sandbox_info = json.loads(runtime_sb.info["info"])
         mine = sandboxes[handle.sandbox_id]
-        pause_pid = json.loads(runtime_sb.info["info"])["pid"]
         assert mine["pod"] == runtime_sb.status.metadata.name == handle.name
         assert mine["namespace"] == handle.namespace
         assert mine["pod_uid"] == handle.uid
         assert mine["attempt"] == runtime_sb.status.metadata.attempt
         assert mine["state"] == "ready"
-        assert mine["pause_pid"] == pause_pid
         assert mine["network_mode"] == ("node" if handle.host_network else "pod")
         assert mine["container_count"] == len(handle.containers)
-        # The pause PID really is the pause process of this sandbox.
-        assert Path(f"/proc/{pause_pid}/cmdline").read_bytes().split(b"\0")[0].endswith(b"pause")
-        assert handle.sandbox_id in Path(f"/proc/{pause_pid}/cgroup").read_text()
+        pause_pid: int | None = None
+        if runtime_facts.pause_always:
+            pause_pid = sandbox_info["pid"]
+            assert mine["pause_pid"] == pause_pid
+            # The pause PID really is the pause process of this sandbox.
+            cmdline = Path(f"/proc/{pause_pid}/cmdline").read_bytes()
+            assert cmdline.split(b"\0")[0].endswith(b"pause")
+            assert handle.sandbox_id in Path(f"/proc/{pause_pid}/cgroup").read_text()
+        else:
+            # CRI-O's drop_infra_ctr: no pause process, said so, not an error.
+            assert "pid" not in sandbox_info
+            assert mine["pause_pid"] is None
+            assert mine["pause_pid_note"] == NO_INFRA_CONTAINER
 
         for name, container_id in handle.container_ids.items():
-            runtime = cri_driver.container_status(container_id, verbose=True)
+            runtime = runtime_driver.container_status(container_id, verbose=True)
             status = runtime.status
             verbose_pid = json.loads(runtime.info["info"])["pid"]
             seen = containers[container_id]
@@ -122,18 +146,23 @@ def test_agent_view_equals_runtime_for_every_sandbox_and_container(
             assert seen["log_path"] == status.log_path
             assert seen["pid"] == verbose_pid
             # The PID checked against /proc: its cgroup names this container,
-            # and it shares the pause process's network namespace.
+            # and it is in the pod's network namespace.
             assert container_id in Path(f"/proc/{verbose_pid}/cgroup").read_text()
-            assert netns(verbose_pid) == netns(pause_pid)
+            if handle.host_network:
+                assert netns(verbose_pid) == netns(os.getpid())
+            else:
+                assert netns(verbose_pid) == pod_netns(mine, pause_pid)
         if handle.host_network:
-            assert netns(pause_pid) == netns(os.getpid())
+            assert mine["network_namespace"] is None
+            if pause_pid is not None:
+                assert netns(pause_pid) == netns(os.getpid())
         else:
-            assert netns(pause_pid) != netns(os.getpid())
             assert mine["network_namespace"]
+            assert pod_netns(mine, pause_pid) != netns(os.getpid())
 
 
 def test_container_and_sandbox_detail_show_processes_and_namespaces(
-    agent: RunningAgent, two_pods: list[PodHandle]
+    agent: RunningAgent, runtime_facts: RuntimeFacts, two_pods: list[PodHandle]
 ) -> None:
     web = two_pods[0]
     wait_running(agent, web)
@@ -148,12 +177,16 @@ def test_container_and_sandbox_detail_show_processes_and_namespaces(
 
     sandbox = agent.get(f"/v1/sandboxes/{web.sandbox_id[:10]}").json()
     assert sandbox["id"] == web.sandbox_id
-    assert sandbox["pause_process"]["pid"] == sandbox["pause_pid"]
+    if runtime_facts.pause_always:
+        assert sandbox["pause_process"]["pid"] == sandbox["pause_pid"]
+    else:
+        assert (sandbox["pause_pid"], sandbox["pause_process"]) == (None, None)
+        assert sandbox["pause_pid_note"] == NO_INFRA_CONTAINER
     assert sorted(c["name"] for c in sandbox["containers"]) == ["app", "sidecar"]
 
 
 def test_any_process_in_a_container_tree_maps_back_to_its_pod(
-    agent: RunningAgent, two_pods: list[PodHandle]
+    agent: RunningAgent, runtime_facts: RuntimeFacts, two_pods: list[PodHandle]
 ) -> None:
     web = two_pods[0]
     items = wait_running(agent, web)
@@ -170,10 +203,13 @@ def test_any_process_in_a_container_tree_maps_back_to_its_pod(
     assert child["matched_by"] == "cgroup"
 
     sandbox = agent.get(f"/v1/sandboxes/{web.sandbox_id}").json()
-    pause = agent.get(f"/v1/processes/{sandbox['pause_pid']}").json()
-    assert pause["matched_by"] == "pause"
-    assert pause["container"] is None
-    assert pause["sandbox"]["id"] == web.sandbox_id
+    if runtime_facts.pause_always:
+        pause = agent.get(f"/v1/processes/{sandbox['pause_pid']}").json()
+        assert pause["matched_by"] == "pause"
+        assert pause["container"] is None
+        assert pause["sandbox"]["id"] == web.sandbox_id
+    else:
+        assert sandbox["pause_pid"] is None
 
     mine = agent.get(f"/v1/processes/{os.getpid()}")
     assert mine.status_code == 404
@@ -181,7 +217,7 @@ def test_any_process_in_a_container_tree_maps_back_to_its_pod(
 
 
 def test_kill_shows_exit_137_error_within_moments_and_restart_adds_attempt(
-    agent: RunningAgent, cri_driver: CriPodDriver, two_pods: list[PodHandle]
+    agent: RunningAgent, runtime_driver: CriPodDriver, two_pods: list[PodHandle]
 ) -> None:
     web = two_pods[0]
     items = wait_running(agent, web)
@@ -196,7 +232,7 @@ def test_kill_shows_exit_137_error_within_moments_and_restart_adds_attempt(
 
     seen = agent.wait_for(exited, timeout=5, interval=0.005)
     latency = time.monotonic() - killed_at
-    runtime = cri_driver.container_status(str(sidecar["id"])).status
+    runtime = runtime_driver.container_status(str(sidecar["id"])).status
     assert (seen["exit_code"], seen["reason"]) == (runtime.exit_code, runtime.reason)
     assert (seen["exit_code"], seen["reason"]) == (137, "Error")
     assert seen["pid"] is None
@@ -204,7 +240,7 @@ def test_kill_shows_exit_137_error_within_moments_and_restart_adds_attempt(
     # pidfd exit notification: well under the 0.5 s relist interval.
     assert latency < 0.45, f"exit seen after {latency:.3f}s"
 
-    new = cri_driver.restart_container(web, "sidecar")
+    new = runtime_driver.restart_container(web, "sidecar")
     assert new.attempt == 1
 
     def both_attempts(a: RunningAgent) -> list[dict[str, object]] | None:
@@ -214,11 +250,13 @@ def test_kill_shows_exit_137_error_within_moments_and_restart_adds_attempt(
 
     agent.wait_for(both_attempts)
     current = agent.get(f"/v1/containers/{new.id}").json()
-    assert current["pid"] == cri_driver.container_pid(new.id)
+    assert current["pid"] == runtime_driver.container_pid(new.id)
     assert current["log_path"].endswith("sidecar/1.log")
 
 
-def test_filters_and_text_output(agent: RunningAgent, two_pods: list[PodHandle]) -> None:
+def test_filters_and_text_output(
+    agent: RunningAgent, runtime_facts: RuntimeFacts, two_pods: list[PodHandle]
+) -> None:
     for handle in two_pods:
         wait_running(agent, handle)
     shop = agent.get("/v1/containers", params={"namespace": "shop"}).json()["items"]
@@ -236,20 +274,32 @@ def test_filters_and_text_output(agent: RunningAgent, two_pods: list[PodHandle])
     by_accept = agent.get("/v1/sandboxes", headers={"Accept": "text/plain"})
     assert by_accept.text.startswith("POD ID")
     node = agent.get("/v1/node").json()
-    assert node["runtime"]["name"] == "containerd"
+    assert node["runtime"]["name"] == runtime_facts.runtime_name
     assert node["runtime"]["cri_api_version"] == "v1"
-    assert node["capabilities"]["pause_processes"] == "always"
-    # containerd 1.6 has no container event stream; the agent says it relists.
-    assert node["capabilities"]["change_source"] == "relist"
+    capabilities = node["capabilities"]
+    assert capabilities["pause_processes"] == (
+        "always" if runtime_facts.pause_always else "per-pod"
+    )
+    if runtime_facts.streams_events:
+        assert capabilities["change_source"] == "events"
+        assert capabilities["change_source_reason"] is None
+        assert (
+            capabilities["relist_interval_seconds"]
+            == agent.node.settings.events_relist_interval_seconds
+        )
+    else:
+        # containerd 1.6 has no container event stream; the agent says it relists, and why.
+        assert capabilities["change_source"] == "relist"
+        assert "does not implement GetContainerEvents" in capabilities["change_source_reason"]
     assert node["counts"]["sandboxes"] >= 2
 
 
 def test_runtime_down_gives_503_and_the_agent_recovers_by_itself(
-    agent: RunningAgent, containerd: PrivateContainerd, two_pods: list[PodHandle]
+    agent: RunningAgent, cri_runtime: PrivateRuntime, two_pods: list[PodHandle]
 ) -> None:
     web = two_pods[0]
     wait_running(agent, web)
-    containerd.kill()
+    cri_runtime.kill()
     try:
         agent.wait_for(lambda a: a.get("/readyz").status_code == 503, timeout=10)
         ready = agent.get("/readyz").json()
@@ -263,7 +313,7 @@ def test_runtime_down_gives_503_and_the_agent_recovers_by_itself(
         assert node["runtime"]["connected"] is False
         assert node["runtime"]["reason"]
     finally:
-        containerd.start()
+        cri_runtime.start()
     agent.wait_for(lambda a: a.get("/readyz").status_code == 200, timeout=20)
     # Same pods, same PIDs: the containers kept running while containerd was down.
     after = wait_running(agent, web)
@@ -271,11 +321,13 @@ def test_runtime_down_gives_503_and_the_agent_recovers_by_itself(
 
 
 def test_stale_state_is_dropped_when_a_pod_is_removed(
-    agent: RunningAgent, cri_driver: CriPodDriver, lab_pod: Callable[..., PodHandle]
+    agent: RunningAgent, runtime_driver: CriPodDriver, runtime_pod: Callable[..., PodHandle]
 ) -> None:
-    gone = lab_pod("short-lived", containers=[ContainerDef("c", BUSYBOX, command=["sleep", "60"])])
+    gone = runtime_pod(
+        "short-lived", containers=[ContainerDef("c", BUSYBOX, command=["sleep", "60"])]
+    )
     wait_running(agent, gone)
-    cri_driver.remove_pod(gone)
+    runtime_driver.remove_pod(gone)
     agent.wait_for(lambda a: not containers_of(a, "short-lived"))
     missing = agent.get(f"/v1/sandboxes/{gone.sandbox_id}")
     assert missing.status_code == 404
@@ -284,11 +336,11 @@ def test_stale_state_is_dropped_when_a_pod_is_removed(
 
 
 def test_bulk_start_takes_pids_from_proc_then_fills_in_verbose_details(
-    containerd: PrivateContainerd, cri_driver: CriPodDriver, two_pods: list[PodHandle]
+    cri_runtime: PrivateRuntime, runtime_driver: CriPodDriver, two_pods: list[PodHandle]
 ) -> None:
     # Every object counts as "many at once": plain status calls plus one /proc scan.
     settings = Settings(
-        cri_endpoint=containerd.endpoint,
+        cri_endpoint=cri_runtime.endpoint,
         node_name="lab-node",
         relist_interval_seconds=0.5,
         verbose_batch_limit=0,
@@ -297,10 +349,10 @@ def test_bulk_start_takes_pids_from_proc_then_fills_in_verbose_details(
         bulk.wait_for(lambda a: a.get("/readyz").status_code == 200)
         for handle in two_pods:
             sandbox = bulk.get(f"/v1/sandboxes/{handle.sandbox_id}").json()
-            assert sandbox["pause_pid"] == cri_driver.sandbox_pid(handle.sandbox_id)
+            assert sandbox["pause_pid"] == runtime_driver.sandbox_pid(handle.sandbox_id)
             for container_id in handle.container_ids.values():
                 seen = bulk.get(f"/v1/containers/{container_id}").json()
-                assert seen["pid"] == cri_driver.container_pid(container_id)
+                assert seen["pid"] == runtime_driver.container_pid(container_id)
 
         # The verbose details (namespaces, mounts) follow in the background.
         app_id = two_pods[0].container_id("app")

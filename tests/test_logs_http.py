@@ -1,10 +1,17 @@
-"""GET /v1/pods/{ns}/{name}/logs on a real containerd: current, previous, kept after exit."""
+"""GET /v1/pods/{ns}/{name}/logs on each real runtime: current, previous, kept after exit.
+
+Runs against containerd 1.6, containerd 2.x and CRI-O (the ``cri_runtime``
+matrix). containerd writes its timestamps in UTC with a ``Z``; CRI-O (its
+conmon) in local time with an offset, and the lab runs it in a zone that is
+not UTC so that an offset read wrongly shows.
+"""
 
 from __future__ import annotations
 
 import os
 import signal
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +19,8 @@ import pytest
 
 from agent.settings import Settings
 from cri_proto import api_pb2
-from lab.containerd import PrivateContainerd
 from lab.cri_pods import ContainerDef, CriPodDriver, PodHandle
+from lab.runtimes import PrivateRuntime, RuntimeFacts
 from tests.agent_server import RunningAgent, running_agent
 
 pytestmark = pytest.mark.containerd
@@ -26,12 +33,12 @@ COUNT = (
 
 
 @pytest.fixture(scope="module")
-def agent(containerd: PrivateContainerd, lab_dir: Path) -> Iterator[RunningAgent]:
+def agent(cri_runtime: PrivateRuntime, runtime_driver: CriPodDriver) -> Iterator[RunningAgent]:
     settings = Settings(
-        cri_endpoint=containerd.endpoint,
+        cri_endpoint=cri_runtime.endpoint,
         node_name="lab-node",
         relist_interval_seconds=0.5,
-        log_roots=(lab_dir / "pods",),
+        log_roots=(runtime_driver.log_root,),
     )
     with running_agent(settings) as running:
         running.wait_for(lambda a: a.get("/readyz").status_code == 200)
@@ -39,10 +46,10 @@ def agent(containerd: PrivateContainerd, lab_dir: Path) -> Iterator[RunningAgent
 
 
 @pytest.fixture
-def chatty(lab_pod: Callable[..., PodHandle], request: pytest.FixtureRequest) -> PodHandle:
+def chatty(runtime_pod: Callable[..., PodHandle], request: pytest.FixtureRequest) -> PodHandle:
     # A name per test: the pod of the test before may still be leaving the snapshot.
-    name = "chatty-" + request.node.name.removeprefix("test_").replace("_", "-")[:40]
-    return lab_pod(
+    name = "chatty-" + request.node.originalname.removeprefix("test_").replace("_", "-")[:40]
+    return runtime_pod(
         name,
         "logs",
         containers=[
@@ -70,7 +77,9 @@ def last_texts(agent: RunningAgent, pod: str, **params: Any) -> list[str] | None
     return [line["text"] for line in response.json()["lines"]]
 
 
-def test_tail_of_the_current_attempt(agent: RunningAgent, chatty: PodHandle) -> None:
+def test_tail_of_the_current_attempt(
+    agent: RunningAgent, chatty: PodHandle, runtime_facts: RuntimeFacts
+) -> None:
     pod = chatty.name
     agent.wait_for(lambda a: (last_texts(a, pod, container="talker", tail=5) or [""])[-1] == "oops")
     body = logs(agent, pod, container="talker", tail=5)
@@ -78,7 +87,15 @@ def test_tail_of_the_current_attempt(agent: RunningAgent, chatty: PodHandle) -> 
     assert texts == ["line-296", "line-297", "line-298", "line-299", "oops"]
     assert body["lines"][-1]["stream"] == "stderr"
     assert body["lines"][0]["stream"] == "stdout"
-    assert body["lines"][0]["at"]
+    # The runtime's own timestamp format, read as the moment it names.
+    raw_stamp = chatty.containers["talker"].log_path.read_text().split(" ", 1)[0]
+    if runtime_facts.runtime_name == "cri-o":
+        # conftest runs the test CRI-O in Asia/Kolkata.
+        assert raw_stamp.endswith("+05:30"), raw_stamp
+    else:
+        assert raw_stamp.endswith("Z"), raw_stamp
+    at = datetime.fromisoformat(body["lines"][0]["at"].replace("Z", "+00:00"))
+    assert abs(datetime.now(UTC) - at) < timedelta(minutes=2), (raw_stamp, at)
     assert body["source"] == "file"
     assert body["attempt"] == 0
     assert body["files"] == [str(chatty.containers["talker"].log_path)]
@@ -87,8 +104,9 @@ def test_tail_of_the_current_attempt(agent: RunningAgent, chatty: PodHandle) -> 
 
 
 def test_previous_attempt_and_lines_kept_after_the_file_is_gone(
-    agent: RunningAgent, cri_driver: CriPodDriver, chatty: PodHandle
+    agent: RunningAgent, runtime_driver: CriPodDriver, chatty: PodHandle
 ) -> None:
+    cri_driver = runtime_driver
     pod = chatty.name
     agent.wait_for(lambda a: last_texts(a, pod, container="talker", tail=1) == ["oops"])
     pid = cri_driver.container_pid(chatty.container_id("talker"))
