@@ -1201,6 +1201,11 @@ def build_parser(prog: str = "python -m lab") -> argparse.ArgumentParser:
     walk.add_argument(
         "--keep", action="store_true", help="leave the lab up at the end (stop it with `lab down`)"
     )
+    walk.add_argument(
+        "--real",
+        action="store_true",
+        help="on the upstream control plane and kubelet, the agent deployed by its DaemonSet",
+    )
     return parser
 
 
@@ -1222,7 +1227,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m lab") -> i
     """Run one ``lab`` command; the exit code says done (0), refused (1) or cannot (2)."""
     args = build_parser(prog).parse_args(argv)
     if args.lab_command == "walkthrough":
-        return _walkthrough(args.port, keep=args.keep, prog=prog)
+        return _walkthrough(args.port, keep=args.keep, real=args.real, prog=prog)
     lab_dir = args.dir or _default_dir()
 
     def say(message: str) -> None:
@@ -1286,13 +1291,13 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m lab") -> i
     raise AssertionError(f"unhandled command {args.lab_command!r}")
 
 
-def _walkthrough(port: int, *, keep: bool, prog: str) -> int:
+def _walkthrough(port: int, *, keep: bool, real: bool, prog: str) -> int:
     # Imported here: the walkthrough is a client of this module.
     from lab import walkthrough
 
     try:
         walkthrough.preflight(port)
-        return walkthrough.run(port=port, keep=keep)
+        return walkthrough.run(port=port, keep=keep, real=real)
     except LabError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return EXIT_LAB

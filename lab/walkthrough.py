@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,6 @@ from lab.node import (
     LAB_DIR_ENV,
     LabNode,
     PodRow,
-    http_json,
 )
 from lab.node import (
     preflight as node_preflight,
@@ -65,10 +66,42 @@ def note(text: str) -> None:
         print(f"   {line}", flush=True)
 
 
+@dataclass(slots=True)
+class _Door:
+    """How the walkthrough reaches the agent: plain on the stand-in lab; TLS and a token on
+    the real node, as through any ``kubectl port-forward``."""
+
+    token_file: str = ""
+    context: ssl.SSLContext | None = None
+
+    def headers(self) -> dict[str, str]:
+        """The Authorization header, where a token is needed."""
+        if not self.token_file:
+            return {}
+        return {"Authorization": "Bearer " + Path(self.token_file).read_text().strip()}
+
+    def curl(self) -> str:
+        """What a person adds to curl for it."""
+        if not self.token_file:
+            return "curl -s"
+        return f'curl -sk -H "Authorization: Bearer $(cat {self.token_file})"'
+
+
+# The real node's agent serves TLS with a certificate it made at start (its
+# fingerprint is in its log); the walkthrough, like `curl -k`, does not pin it.
+_DOOR = _Door()
+
+
+def _open(request: urllib.request.Request, timeout: float) -> Any:
+    for name, value in _DOOR.headers().items():
+        request.add_header(name, value)
+    return urllib.request.urlopen(request, timeout=timeout, context=_DOOR.context)
+
+
 def _get(url: str, *, text: bool) -> tuple[int, str]:
     request = urllib.request.Request(url, headers={"Accept": "text/plain" if text else "*/*"})
     try:
-        with urllib.request.urlopen(request, timeout=15) as response:
+        with _open(request, 15) as response:
             return int(response.status), response.read().decode(errors="replace")
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode(errors="replace")
@@ -80,7 +113,7 @@ def show(base: str, path: str) -> str:
     """Print the curl a person would type and the agent's text answer."""
     sep = "&" if "?" in path else "?"
     url = f"{base}{path}{sep}output=text"
-    print(f"$ curl -s '{url}'", flush=True)
+    print(f"$ {_DOOR.curl()} '{url}'", flush=True)
     code, body = _get(url, text=True)
     print(body.rstrip(), flush=True)
     if code != 200:
@@ -158,13 +191,22 @@ def _container(pod: dict[str, Any], name: str) -> dict[str, Any]:
     raise LabError(f"pod {pod.get('name')} has no container {name} in the agent's view")
 
 
-def run(port: int = 8470, keep: bool = False) -> int:
+def run(port: int = 8470, keep: bool = False, real: bool = False) -> int:
     """Bring the lab up, show each exercise through the agent, then take it down unless ``keep``."""
     directory = lab_dir()
-    lab = LabNode(directory, port=port, progress=note)
-    say("Bringing the lab node up: images, containerd, an API server, a kubelet, the agent")
-    print(f"$ python -m lab up --port {port}", flush=True)
+    lab = LabNode(directory, port=port, progress=note, real=real)
+    if real:
+        say(
+            "Bringing the real node up: images, containerd, etcd, kube-apiserver, "
+            "kube-controller-manager, kube-scheduler, kubelet, and the agent's DaemonSet"
+        )
+    else:
+        say("Bringing the lab node up: images, containerd, an API server, a kubelet, the agent")
+    print(f"$ python -m lab up --port {port}{' --real' if real else ''}", flush=True)
     report = lab.up()
+    if real:
+        _DOOR.token_file = str(lab.status().get("agent_token_file") or "")
+        _DOOR.context = ssl._create_unverified_context()
     parts = ", ".join(f"{k} {v:.1f}s" for k, v in report.timings.items())
     note(f"lab up in {report.total:.1f}s ({parts})")
     state = report.state
@@ -220,6 +262,16 @@ def _lesson(lab: LabNode, base: str) -> None:
     _self_healing(base)
 
     say("Where the lab differs from a cluster")
+    if lab.real:
+        note(
+            "- The control plane and the kubelet are upstream's, on one node; there is no\n"
+            "  kube-proxy and no cluster DNS: pods reach the API server through the lab's\n"
+            "  gateway namespace, and init-demo's `nslookup myservice` never succeeds.\n"
+            "- Pulls are answered by the lab's registry on loopback, from images built from\n"
+            "  this machine's packages; any other image fails to pull, as it would offline.\n"
+            "- The agent's image is built on a local stand-in for its Python base image."
+        )
+        return
     note(
         "- No cluster DNS and no Services: init-demo's `nslookup myservice` never succeeds,\n"
         "  so it waits at Init:0/2 forever, as it would on a cluster with no such Service.\n"
@@ -342,17 +394,30 @@ def _diagnosis(base: str) -> None:
 
 
 def _post(url: str, body: dict[str, Any]) -> tuple[int, Any]:
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
     try:
-        return http_json("POST", url, body, timeout=15)
+        with _open(request, 15) as response:
+            return int(response.status), json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        try:
+            return exc.code, json.loads(raw)
+        except ValueError:
+            return exc.code, raw.decode(errors="replace")
     except OSError as exc:
         raise LabError(f"the agent did not answer {url}: {exc}") from exc
 
 
 def _follow(base: str, events_url: str) -> None:
     """Print each phase as the agent streams it, as `curl -N` shows them."""
-    print(f"$ curl -N {base}{events_url}", flush=True)
+    print(f"$ {_DOOR.curl()} -N {base}{events_url}", flush=True)
     kind = ""
-    with urllib.request.urlopen(base + events_url, timeout=180) as stream:
+    with _open(urllib.request.Request(base + events_url), 180) as stream:
         for raw in stream:
             line = raw.decode(errors="replace").rstrip("\n")
             if line.startswith("event: "):
@@ -369,7 +434,7 @@ def _follow(base: str, events_url: str) -> None:
 
 def _kill_and_watch(base: str, name: str, target: dict[str, Any], what: str) -> None:
     path = f"/v1/pods/default/{name}/kill-and-watch"
-    print(f"$ curl -s -X POST {base}{path} -d '{json.dumps(target)}'", flush=True)
+    print(f"$ {_DOOR.curl()} -X POST {base}{path} -d '{json.dumps(target)}'", flush=True)
     code, body = _post(base + path, target)
     if code != 202:
         message = body.get("message") if isinstance(body, dict) else body

@@ -111,30 +111,40 @@ def overlay_text(
     return json.dumps(doc, indent=2) + "\n"
 
 
+def _binding(kind: str, name: str, role: str, namespace: str | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name}
+    if namespace is not None:
+        meta["namespace"] = namespace
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": kind,
+        "metadata": meta,
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+        "subjects": [
+            {"kind": "ServiceAccount", "name": OPERATOR_ACCOUNT, "namespace": OPERATOR_NAMESPACE}
+        ],
+    }
+
+
 def _operator_objects() -> list[dict[str, Any]]:
+    """The lab's operator: the node-wide operator role, logs everywhere, kills in default.
+
+    As daemonset/README.md sets up a person: the node permission
+    (``podlens-operator``) plus the per-namespace half (``podlens-pod-logs``
+    in every namespace, since the lab's diagnosis is node-wide, and
+    ``podlens-pod-kill`` only where the exercises run).
+    """
     return [
         {
             "apiVersion": "v1",
             "kind": "ServiceAccount",
             "metadata": {"name": OPERATOR_ACCOUNT, "namespace": OPERATOR_NAMESPACE},
         },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": {"name": f"{OPERATOR_ACCOUNT}-podlens-operator"},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": "podlens-operator",
-            },
-            "subjects": [
-                {
-                    "kind": "ServiceAccount",
-                    "name": OPERATOR_ACCOUNT,
-                    "namespace": OPERATOR_NAMESPACE,
-                }
-            ],
-        },
+        _binding("ClusterRoleBinding", f"{OPERATOR_ACCOUNT}-podlens-operator", "podlens-operator"),
+        _binding("ClusterRoleBinding", f"{OPERATOR_ACCOUNT}-podlens-pod-logs", "podlens-pod-logs"),
+        _binding(
+            "RoleBinding", f"{OPERATOR_ACCOUNT}-podlens-pod-kill", "podlens-pod-kill", "default"
+        ),
     ]
 
 
@@ -182,6 +192,8 @@ def deploy_agent(node: LabNode, state: LabState, real: RealState) -> None:
         str(examples / "clusterrole-operator.yaml"),
         "-f",
         str(examples / "clusterrole-viewer.yaml"),
+        "-f",
+        str(examples / "clusterrole-namespace.yaml"),
     )
     operators = {"apiVersion": "v1", "kind": "List", "items": _operator_objects()}
     kubectl(kubeconfig, "apply", "-f", "-", stdin=json.dumps(operators))
