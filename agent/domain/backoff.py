@@ -8,6 +8,8 @@ container=<c> pod=<pod>_<ns>(<uid>)``. The step is keyed on the container's
 spec hash and forgotten after 10 minutes without an exit. Nodes may set a
 different cap (KubeletCrashLoopBackOffMax), so the message is preferred over
 the computed value.
+
+Domain: imports the standard library and other domain modules only.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ def go_duration(d: timedelta) -> str:
 
 
 def backoff_from_message(message: str | None) -> timedelta | None:
+    """The step a CrashLoopBackOff waiting message names ("back-off 40s ..."); None without one."""
     if not message:
         return None
     m = _MESSAGE.search(message, 0, _MESSAGE_CHARS)
@@ -89,6 +92,8 @@ def backoff_for_restarts(restart_count: int) -> timedelta:
 
 @dataclass(frozen=True, slots=True)
 class Backoff:
+    """The step a crash-looping container waits, where it was read, and when it ends."""
+
     step: timedelta
     source: Literal["message", "restart-count"]
     # When kubelet will start the container again; None without an exit time.

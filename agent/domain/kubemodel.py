@@ -4,6 +4,8 @@
 a watch delivers and what ``kubectl get -o json`` prints); nothing here knows
 about the kubernetes client library. Only what troubleshooting needs is kept;
 the original document rides along in ``raw`` for anything else.
+
+Domain: imports the standard library only.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 Adapters (``agent.cri``, ``agent.kube``, ``agent.host``) turn library objects
 (protobuf messages, ``V1Pod``, ``psutil.Process``) into these frozen
 dataclasses; everything above the adapters sees only these.
+
+Domain: imports the standard library only.
 """
 
 from __future__ import annotations
@@ -17,11 +19,15 @@ from datetime import datetime
 
 
 class SandboxState(enum.StrEnum):
+    """A pod sandbox's state as the runtime reports it."""
+
     READY = "ready"
     NOTREADY = "notready"
 
 
 class ContainerState(enum.StrEnum):
+    """A container's state as the runtime reports it."""
+
     CREATED = "created"
     RUNNING = "running"
     EXITED = "exited"
@@ -37,6 +43,7 @@ class RuntimeKind(enum.StrEnum):
 
     @classmethod
     def from_runtime_name(cls, name: str) -> RuntimeKind:
+        """The dialect of the name a Version call answers; names it does not know are OTHER."""
         lowered = name.strip().lower()
         if lowered == "containerd":
             return cls.CONTAINERD
@@ -47,6 +54,8 @@ class RuntimeKind(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class RuntimeInfo:
+    """The runtime's Version answer, and the endpoint that gave it."""
+
     endpoint: str
     runtime_name: str
     runtime_version: str
@@ -64,6 +73,8 @@ class NamespacePath:
 
 @dataclass(frozen=True, slots=True)
 class Mount:
+    """One mount of a container as named in an OCI runtime spec."""
+
     destination: str
     source: str
     type: str | None = None
@@ -95,6 +106,8 @@ class VerboseInfo:
 
 @dataclass(frozen=True, slots=True)
 class PodRef:
+    """The pod a sandbox or container belongs to, by the metadata kubelet gave the runtime."""
+
     name: str
     namespace: str
     uid: str
@@ -102,6 +115,8 @@ class PodRef:
 
 @dataclass(frozen=True, slots=True)
 class Sandbox:
+    """A pod sandbox as the runtime holds it: one attempt at the pod's shared namespaces."""
+
     id: str
     pod: PodRef
     state: SandboxState
@@ -122,6 +137,8 @@ class Sandbox:
 
 @dataclass(frozen=True, slots=True)
 class Container:
+    """One attempt of a container as the runtime holds it, with its host PID while running."""
+
     id: str
     name: str
     sandbox_id: str
@@ -148,6 +165,8 @@ class Container:
 
 @dataclass(frozen=True, slots=True)
 class ContainerEvent:
+    """One change the runtime announced on its container event stream."""
+
     container_id: str
     type: str  # "created", "started", "stopped", "deleted"
     sandbox_id: str | None
@@ -161,6 +180,8 @@ class ContainerEvent:
 
 @dataclass(frozen=True, slots=True)
 class ProcessInfo:
+    """One host process at one moment: identity, command, resources, namespaces, cgroup."""
+
     pid: int
     ppid: int
     name: str

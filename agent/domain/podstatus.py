@@ -20,6 +20,8 @@ answer depends on time). A pod read from a fragment (``ApiPod.gaps``) gets
 the same rules over what it holds: without a spec its containers were taken
 from the statuses, so READY's denominator counts the containers that report
 a status, and the answer says it is partial.
+
+Domain: imports the standard library and other domain modules only.
 """
 
 from __future__ import annotations

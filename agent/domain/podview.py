@@ -14,6 +14,8 @@ them the way kubelet itself does:
 Where the two views disagree for longer than kubelet normally needs to catch
 up (``grace``), the view carries a ``Mismatch``. Everything here is a pure
 function of its arguments; ``now`` is passed in.
+
+Domain: imports the standard library and other domain modules only.
 """
 
 from __future__ import annotations
@@ -102,6 +104,8 @@ class Mismatch:
 
 
 class VolumeUser(NamedTuple):
+    """One container's mount of a pod volume, as its spec asks for it."""
+
     container: str
     mount_path: str
     read_only: bool
@@ -109,6 +113,8 @@ class VolumeUser(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class SharedVolume:
+    """A pod volume that containers mount, and whether the runtime gave them one host path."""
+
     name: str
     kind: VolumeKind
     mounted_by: tuple[VolumeUser, ...]
@@ -122,6 +128,8 @@ class SharedVolume:
 
 @dataclass(frozen=True, slots=True)
 class ContainerView:
+    """One container of a pod: its spec, the API's status and the runtime's attempts, joined."""
+
     name: str
     role: ContainerRole | None  # None: the runtime has it, the spec does not
     spec: ContainerSpec | None
@@ -145,6 +153,8 @@ class ContainerView:
 
 @dataclass(frozen=True, slots=True)
 class PodView:
+    """One pod joined: kubectl's columns, its sandboxes and containers, and the mismatches."""
+
     namespace: str
     name: str
     uid: str
@@ -166,6 +176,7 @@ class PodView:
     runtime_uid: str = ""
 
     def container(self, name: str) -> ContainerView | None:
+        """The container of that name, init and ephemeral ones included; None if absent."""
         for view in self.containers:
             if view.name == name:
                 return view
