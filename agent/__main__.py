@@ -1,3 +1,8 @@
+"""``python -m agent``: the command line, ending quietly when its reader goes away.
+
+The wiring layer: imports the command line (``agent.cli``) and the standard library only.
+"""
+
 import os
 import sys
 
