@@ -24,6 +24,8 @@ on the wire.
 
 The classes answering ``refused`` share that kind: to a client each is a
 refusal, told apart by its status and, for kill-and-watch, by ``detail.rule``.
+
+The bottom layer: imports the standard library only, no other part of the agent.
 """
 
 from __future__ import annotations

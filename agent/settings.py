@@ -2,6 +2,9 @@
 
 Built once at start-up (environment variables ``PODLENS_*``, then CLI flags
 on top) and passed down. Nothing reads the environment at import time.
+
+The bottom layer: imports pydantic, pydantic-settings and the standard library, no other
+part of the agent.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ def _default_node_name() -> str:
 
 
 class Settings(BaseSettings):
+    """Every knob of the agent, from ``PODLENS_*`` variables and flags; frozen once built."""
+
     model_config = SettingsConfigDict(env_prefix="PODLENS_", extra="ignore", frozen=True)
 
     # --- where the agent listens
@@ -131,10 +136,12 @@ class Settings(BaseSettings):
 
     @property
     def api_configured(self) -> bool:
+        """Whether an API server is named (server, kubeconfig, or in-cluster); else CRI-only."""
         return bool(self.api_server or self.kubeconfig or self.kubernetes_service_host)
 
     @property
     def resolved_auth_mode(self) -> Literal["kubernetes", "none"]:
+        """``auth_mode`` as set, or else "kubernetes" with an API server and "none" without."""
         if self.auth_mode is not None:
             return self.auth_mode
         return "kubernetes" if self.api_configured else "none"
