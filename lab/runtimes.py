@@ -874,15 +874,19 @@ def private_runtime(
     images: Sequence[ImageTar] = (),
     *,
     token: bytes | None = None,
-    **options: object,
+    tz: str | None = None,
 ) -> PrivateRuntime:
-    """A private instance of runtime ``name`` (one of ``RUNTIMES``) under ``base_dir``."""
+    """A private instance of runtime ``name`` (one of ``RUNTIMES``) under ``base_dir``.
+
+    ``tz`` is CRI-O's time zone (its log timestamps carry the offset); the
+    containerds write UTC whatever it is.
+    """
     if name == "containerd":
-        return PrivateContainerd(base_dir, images, token=token, **options)  # type: ignore[arg-type]
+        return PrivateContainerd(base_dir, images, token=token)
     if name == "containerd2":
-        return PrivateContainerd2(base_dir, images, token=token, **options)
+        return PrivateContainerd2(base_dir, images, token=token)
     if name == "crio":
-        return PrivateCrio(base_dir, images, token=token, **options)  # type: ignore[arg-type]
+        return PrivateCrio(base_dir, images, token=token, tz=tz)
     raise LabError(f"unknown runtime {name!r} (known: {', '.join(RUNTIMES)})")
 
 

@@ -101,8 +101,7 @@ def cri_runtime(
     if problem:
         lab_unavailable(f"{name}: {problem}")
     # CRI-O's log lines carry the local offset; outside UTC, a wrong reading shows.
-    options: dict[str, object] = {"tz": CRIO_TEST_TZ} if name == "crio" else {}
-    instance = private_runtime(name, lab_dir / name, lab_images, **options)
+    instance = private_runtime(name, lab_dir / name, lab_images, tz=CRIO_TEST_TZ)
     try:
         instance.start()
         yield instance
