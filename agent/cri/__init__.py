@@ -1,6 +1,8 @@
 """The container runtime adapter: CRI gRPC in, the agent's own types out.
 
 The only package that imports grpc and the generated CRI stubs.
+
+An adapter: besides those, it imports the domain and the errors; no other adapter.
 """
 
 from agent.cri._client import CriClient, RuntimeCondition, map_grpc_error

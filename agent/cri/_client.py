@@ -1,4 +1,8 @@
-"""The asyncio CRI client: one channel, a deadline on every call, errors mapped once."""
+"""The asyncio CRI client: one channel, a deadline on every call, errors mapped once.
+
+Part of the CRI adapter: imports its siblings, grpc, the CRI stubs, the domain model and
+the errors.
+"""
 
 from __future__ import annotations
 

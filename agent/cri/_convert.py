@@ -1,4 +1,7 @@
-"""Protobuf messages -> the agent's own types. Nothing above agent.cri sees a message."""
+"""Protobuf messages -> the agent's own types. Nothing above agent.cri sees a message.
+
+Part of the CRI adapter: imports ``verbose``, the CRI stubs and the domain model.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Where CRI runtimes listen, and how to pick one."""
+"""Where CRI runtimes listen, and how to pick one.
+
+Part of the CRI adapter: imports the errors and the standard library only.
+"""
 
 from __future__ import annotations
 

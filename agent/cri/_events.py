@@ -7,6 +7,8 @@ second subscriber takes events away from kubelet's evented PLEG. containerd
 2.0 and later fan each event out to every subscriber (internal/eventq), and
 CRI-O broadcasts to every stream (server/container_events.go) when
 ``enable_pod_events`` is on. containerd 1.6 does not implement the call.
+
+Part of the CRI adapter: imports the domain model and the standard library only.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ runtime that speaks it too. Every method answers in the agent's own types and
 raises the agent's own errors: ``RuntimeUnavailable`` when the runtime cannot be
 reached (including a deadline hit), ``RuntimeCallFailed`` when it answered with
 an error, ``NotFound`` for an object it no longer has.
+
+Part of the CRI adapter: imports the domain model and the standard library only.
 """
 
 from __future__ import annotations

@@ -21,6 +21,8 @@ Shapes understood (key names as the runtimes write them):
 Everything namespace-, mount- and cgroup-related comes from the OCI runtime
 spec (``runtimeSpec.linux.namespaces``, ``runtimeSpec.mounts``,
 ``runtimeSpec.linux.cgroupsPath``).
+
+Part of the CRI adapter: imports the domain model and the standard library only.
 """
 
 from __future__ import annotations
