@@ -5,6 +5,9 @@ this?" (TokenReview, SubjectAccessReview) for the agent's HTTP door.
 
 The only package that imports the ``kubernetes`` client. Objects leave it as
 the agent's own types (``agent.domain.kubemodel``).
+
+An adapter: besides the client, it imports the domain, the errors and the settings; no
+other adapter.
 """
 
 from agent.kube._auth import (

@@ -19,6 +19,9 @@ grants exactly that.
 Tokens are secrets: they go into the TokenReview body and nowhere else. The
 API server echoes the review's spec (token included) in its answer, so
 errors are built from the status code and reason only, never from a body.
+
+Part of the Kubernetes adapter: imports ``_source``, the kubernetes client, the errors and
+the settings.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""A pod's events, fetched on demand and cached briefly."""
+"""A pod's events, fetched on demand and cached briefly.
+
+Part of the Kubernetes adapter: imports ``_source``, ``convert`` and the domain's API types.
+"""
 
 from __future__ import annotations
 

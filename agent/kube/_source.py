@@ -4,6 +4,8 @@
 (``_preload_content=False``) so objects go straight to ``agent.kube.convert``
 without the client's slow model classes, and every call carries a deadline.
 Tests replace the whole seam with a scripted ``PodSource``.
+
+Part of the Kubernetes adapter: imports the kubernetes client, the errors and the settings.
 """
 
 from __future__ import annotations

@@ -11,6 +11,9 @@ The loop runs in its own thread because the official client blocks. It:
 - backs off (exponentially, capped) while the API server is unreachable, and
   reports itself unavailable since the first failure.
 Readers get an immutable mapping (copy-on-write), so they never lock.
+
+Part of the Kubernetes adapter: imports its siblings, the domain's API types, the errors
+and the settings.
 """
 
 from __future__ import annotations

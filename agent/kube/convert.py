@@ -10,6 +10,9 @@ Missing pieces are normal (a pod the scheduler has not placed has no
 and become empty values. Present pieces of the wrong type are not: they raise
 ``InvalidInput`` naming the field, so a bad fixture fails loudly instead of
 printing a wrong STATUS.
+
+Part of the Kubernetes adapter, and the one the offline ``diagnose`` uses too: imports the
+domain's API types, the errors and the standard library only.
 """
 
 from __future__ import annotations
