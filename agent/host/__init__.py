@@ -10,6 +10,8 @@ DaemonSet runs with ``hostPID`` so that this is the host's.
 Process identity is a PID plus its start time; the start times returned
 here come from one boot-time reading per procfs root, so values obtained at
 different moments compare equal for the same process.
+
+An adapter: imports psutil, the domain and the errors; no other adapter.
 """
 
 from agent.host._cgroup import container_id_from_cgroup, pod_uid_from_cgroup

@@ -22,6 +22,8 @@ Cgroup v1 writes one ``N:controllers:path`` line per hierarchy, v2 a single
 ``0::path`` line, hybrid hosts both. When the reader lives in a cgroup
 namespace, paths outside it are shown relative, with ``..`` components, so
 matching works on individual path components rather than on prefixes.
+
+Part of the host adapter: imports the standard library only.
 """
 
 from __future__ import annotations

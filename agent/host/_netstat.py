@@ -13,6 +13,8 @@ Line format (``net/ipv4/tcp_ipv4.c``, ``tcp4_seq_show``)::
 
 addresses are hex ``ADDR:PORT``; ``st`` is the kernel's TCP state, ``0A`` is
 ``TCP_LISTEN``.
+
+Part of the host adapter: imports ``_procfs``, the errors and the standard library only.
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ trace in the API; only the cgroup's counter remembers it:
 The cgroup comes from ``/proc/PID/cgroup``. Paths shown relative to a
 foreign cgroup namespace (``/../..``) cannot be placed under ``cgroup_root``
 and give None.
+
+Part of the host adapter: imports ``_procfs``, the errors and the standard library only.
 """
 
 from __future__ import annotations

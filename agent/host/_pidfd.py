@@ -7,6 +7,9 @@ opened first, then ``/proc/PID/stat`` is compared with the expected start
 time. If the PID was recycled before the pidfd was opened, the start time
 differs. If it was recycled after, the pidfd's own process is gone, which the
 liveness probe (watch) or the signal itself (signal_pid_checked) reports.
+
+Part of the host adapter: imports ``_cgroup``, ``_procfs``, the errors and the standard
+library only.
 """
 
 from __future__ import annotations

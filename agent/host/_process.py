@@ -1,4 +1,8 @@
-"""Process snapshots, trees and the PID -> container reverse lookup."""
+"""Process snapshots, trees and the PID -> container reverse lookup.
+
+Part of the host adapter, and the agent's one user of psutil: imports ``_cgroup``,
+``_procfs``, the domain model and the errors.
+"""
 
 from __future__ import annotations
 

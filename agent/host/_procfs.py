@@ -5,6 +5,8 @@ directory (:class:`ProcDir`). Such a descriptor stays bound to the process it
 was opened for: once that process is reaped, every read through it fails
 with ESRCH, even if the PID has been handed to a new process. Reading a
 process's files through one descriptor therefore never mixes two processes.
+
+Part of the host adapter: imports the errors and the standard library only.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 Used when many containers appear together (the agent's cold start): a single
 scan of each process's cgroup finds every container's processes far more
 cheaply than one verbose runtime call per container.
+
+Part of the host adapter: imports ``_cgroup``, ``_procfs`` and the standard library only.
 """
 
 from __future__ import annotations
