@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     # How long a request may wait for the refresh asked for when the API
     # server names a container or sandbox the snapshot does not hold yet.
     pod_view_wait_seconds: float = Field(default=0.5, ge=0)
+    # False: never subscribe to the runtime's container events, relist only
+    # (where another subscriber must not be added, or to compare the two).
+    follow_container_events: bool = True
 
     # --- the host
     proc_root: Path = Path("/proc")

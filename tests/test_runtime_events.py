@@ -241,3 +241,14 @@ async def test_a_sandbox_the_api_implies_is_looked_for() -> None:
         await node.settle(2.0)
         assert sb.id in node.snapshot.sandboxes
         assert node.snapshot.sandboxes[sb.id].pause_pid == sb.pause_pid
+
+
+async def test_events_can_be_turned_off_and_the_node_says_so() -> None:
+    runtime = FakeRuntime(runtime_version="v2.4.2")
+    runtime.run_sandbox("web", "shop")
+    node = new_node(runtime, follow_container_events=False)
+    async with running(node):
+        await until(lambda: node.health.synced, what="first sync")
+        assert node.health.change_source == "relist"
+        assert "off by configuration" in (node.health.change_source_reason or "")
+    assert runtime.count("GetContainerEvents") == 0

@@ -480,6 +480,12 @@ class NodeState:
     async def _follow_events(self, client: RuntimeClient, info: RuntimeInfo) -> None:
         """Follow container events where the runtime broadcasts them; resubscribe when cut."""
         policy = event_policy(info)
+        if not self.settings.follow_container_events:
+            policy = dataclasses.replace(
+                policy,
+                subscribe=False,
+                reason="container events are off by configuration (follow_container_events)",
+            )
         if not policy.subscribe:
             log.info("not following container events: %s", policy.reason)
             self._set_source("relist", policy.reason)
