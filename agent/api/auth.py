@@ -82,6 +82,9 @@ with its details; without one (the kubelet's probes), with the verdict only.
 
 Tokens never appear in logs or answers; logs name a token by the first
 twelve hex digits of its SHA-256.
+
+Part of the HTTP edge: imports ``agent.kube`` (the reviews), the audit context of
+``agent.services.heal``, the errors, and starlette, fastapi and anyio.
 """
 
 from __future__ import annotations
@@ -173,9 +176,11 @@ class Permission:
     group: str = ""
 
     def describe(self) -> str:
+        """The permission as logs and refusals name it: "get nodes/podlens"."""
         return f"{self.verb} {self.resource}/{self.subresource}"
 
     def attributes(self, node_name: str) -> ResourceAttributes:
+        """The SubjectAccessReview's resource attributes for this node."""
         return ResourceAttributes(
             verb=self.verb,
             group=self.group,
@@ -197,12 +202,14 @@ class PodAccess:
     name: str = ""
 
     def describe(self) -> str:
+        """The access as logs and refusals name it: "get pods/log in namespace web (pod api)"."""
         what = f"{self.verb} pods/{self.subresource}" if self.subresource else f"{self.verb} pods"
         if not self.namespace:
             return f"{what} in every namespace"
         return f"{what} in namespace {self.namespace} (pod {self.name})"
 
     def attributes(self) -> ResourceAttributes:
+        """The SubjectAccessReview's resource attributes for the target pods."""
         return ResourceAttributes(
             verb=self.verb,
             group="",
@@ -537,6 +544,7 @@ class AuthMiddleware:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on with its caller in ``scope["state"]``, or answer the refusal."""
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return

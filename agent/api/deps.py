@@ -2,6 +2,8 @@
 
 They are coroutines because they never block: FastAPI would otherwise run
 each in the worker threads, which slow routes may all be holding.
+
+Part of the HTTP edge: imports the Agent and its snapshot type, and fastapi.
 """
 
 from __future__ import annotations

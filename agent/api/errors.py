@@ -4,6 +4,8 @@ Every error body is JSON with ``error`` (a stable kind), ``message`` (what is
 wrong, for a person) and, where there is more, ``detail``. Nothing below
 sends a traceback: unexpected errors are logged here and answered 500 with
 the exception's type only.
+
+Part of the HTTP edge: imports the errors, fastapi and starlette only.
 """
 
 from __future__ import annotations

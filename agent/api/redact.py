@@ -14,6 +14,8 @@ sandbox and the runtime onto each container. No view shows it.
 What counts as secret errs on the side of hiding: ``--tls-key-file=/etc/x``
 loses its path too. The patterns are linear (each starts only where a word
 starts), since a command line may be as long as the kernel allows.
+
+Part of the HTTP edge: imports the standard library only.
 """
 
 from __future__ import annotations

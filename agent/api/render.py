@@ -1,4 +1,7 @@
-"""Plain-text renderings for people reading curl output in a terminal."""
+"""Plain-text renderings for people reading curl output in a terminal.
+
+Part of the HTTP edge: imports the wire schemas and the standard library only.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ SHORT_ID = 13  # as crictl prints IDs
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """Columns padded to their widest cell, as kubectl prints them; None is "-", a time an age."""
     cells = [[_cell(v) for v in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in cells:
@@ -59,6 +63,7 @@ def age(at: datetime, now: datetime | None = None) -> str:
 
 
 def sandboxes(items: Sequence[SandboxItem]) -> str:
+    """The ``/v1/sandboxes`` table, like ``crictl pods`` plus pause PID, network and IP."""
     return table(
         ["POD ID", "POD", "NAMESPACE", "STATE", "ATTEMPT", "PAUSE PID", "NETWORK", "IP", "AGE"],
         (
@@ -79,6 +84,7 @@ def sandboxes(items: Sequence[SandboxItem]) -> str:
 
 
 def containers(items: Sequence[ContainerItem]) -> str:
+    """The ``/v1/containers`` table, like ``crictl ps -a`` plus PID, exit code and reason."""
     return table(
         [
             "CONTAINER",
@@ -116,6 +122,7 @@ def _fields(pairs: Sequence[tuple[str, object]]) -> str:
 
 
 def sandbox_detail(s: SandboxDetail) -> str:
+    """One sandbox: its fields, its namespaces, then its containers' table."""
     out = _fields(
         [
             ("Sandbox", s.id),
@@ -137,6 +144,7 @@ def sandbox_detail(s: SandboxDetail) -> str:
 
 
 def container_detail(c: ContainerDetail) -> str:
+    """One container: its fields, its main process and the tree under it, its mounts."""
     out = _fields(
         [
             ("Container", c.id),
@@ -178,6 +186,7 @@ def _tree(node: ProcessTreeItem, indent: str) -> str:
 
 
 def process_lookup(p: ProcessLookup) -> str:
+    """A host PID and the pod, container and sandbox it belongs to."""
     pairs: list[tuple[str, object]] = [
         ("PID", p.process.pid),
         ("Command", " ".join(p.process.cmdline) or p.process.name),
@@ -196,6 +205,7 @@ def process_lookup(p: ProcessLookup) -> str:
 
 
 def node(n: NodeInfo) -> str:
+    """This node: the runtime and its connection, the API server, capabilities and counts."""
     r = n.runtime
     pairs: list[tuple[str, object]] = [
         ("Node", n.node_name),
@@ -226,6 +236,7 @@ def node(n: NodeInfo) -> str:
 
 
 def pods(items: Sequence[PodViewItem]) -> str:
+    """The ``/v1/pods`` table: kubectl's columns, then pause PID, sandboxes and problems."""
     rows = []
     for p in items:
         current = p.sandboxes[0] if p.sandboxes else None
@@ -259,6 +270,7 @@ def pods(items: Sequence[PodViewItem]) -> str:
 
 
 def pod_detail(p: PodViewItem) -> str:
+    """One pod: sandboxes, containers, earlier attempts, shared volumes, events, mismatches."""
     out = _fields(
         [
             ("Pod", f"{p.namespace}/{p.name}"),
@@ -338,6 +350,7 @@ def pod_detail(p: PodViewItem) -> str:
 
 
 def runs(items: Sequence[HealRunSummary]) -> str:
+    """The ``/v1/heal/runs`` table: each kill-and-watch run, its target and recovery time."""
     return table(
         ["RUN", "STATE", "NAMESPACE", "POD", "TARGET", "RECOVERED IN", "REQUESTED"],
         (
@@ -356,6 +369,7 @@ def runs(items: Sequence[HealRunSummary]) -> str:
 
 
 def run_detail(r: HealRunItem) -> str:
+    """One kill-and-watch run: target, signal, who asked, the timeline and the verdict."""
     t = r.target
     what = f"container {t.container}" if t.container else "pause process (sandbox)"
     out = _fields(
@@ -398,6 +412,7 @@ def _finding(f: FindingItem) -> str:
 
 
 def diagnosis(d: PodDiagnosis) -> str:
+    """One pod's kubectl columns, then each finding with its cause, evidence and next steps."""
     head = (
         f"Pod {d.namespace}/{d.name}: {d.status}  READY {d.ready}  RESTARTS {d.restarts}"
         f"  (api: {d.api})\n"
@@ -408,6 +423,7 @@ def diagnosis(d: PodDiagnosis) -> str:
 
 
 def diagnostics(d: NodeDiagnostics) -> str:
+    """The node-wide findings under a count of the pods checked and those with findings."""
     head = (
         f"Node {d.node_name}: {d.pods_checked} pods checked, {d.pods_with_findings} with findings\n"
     )

@@ -1,4 +1,7 @@
-"""One module per resource; ``ROUTERS`` is the order they are mounted in."""
+"""One module per resource; ``ROUTERS`` is the order they are mounted in.
+
+Part of the HTTP edge: imports the route modules only.
+"""
 
 from agent.api.routes import (
     containers,

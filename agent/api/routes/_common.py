@@ -1,4 +1,8 @@
-"""Pieces the route modules share: filter parameters and the JSON/text switch."""
+"""Pieces the route modules share: filter parameters and the JSON/text switch.
+
+Part of the HTTP edge: imports auth and deps, the errors, ``agent.kube``'s caller type,
+and fastapi, pydantic and anyio.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Containers as the runtime holds them, every attempt, with their host PIDs."""
+"""Containers as the runtime holds them, every attempt, with their host PIDs.
+
+A route module: imports the HTTP edge's deps, schemas and renderings, and the domain model.
+"""
 
 from __future__ import annotations
 
@@ -41,6 +44,7 @@ def list_containers(
         str | None, Query(pattern=ID_PATTERN, description="sandbox ID or prefix")
     ] = None,
 ) -> Response:
+    """Every container the runtime holds, each container's newest attempt first."""
     items = [
         ContainerItem.from_container(c)
         for c in sorted(

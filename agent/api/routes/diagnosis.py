@@ -1,4 +1,8 @@
-"""Why pods are stuck or crashing: the rules over evidence gathered on the node."""
+"""Why pods are stuck or crashing: the rules over evidence gathered on the node.
+
+A route module: imports the HTTP edge's deps, schemas and renderings, the rules' findings
+and the pod view.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""Kill-and-watch: start a guarded run, list runs, follow one live."""
+"""Kill-and-watch: start a guarded run, list runs, follow one live.
+
+A route module: imports the HTTP edge's deps, schemas and renderings, the Agent, the
+heal service and the errors.
+"""
 
 from __future__ import annotations
 
@@ -70,6 +74,7 @@ def _target(plan: Plan) -> TargetItem:
 
 
 def plan_item(plan: Plan) -> PlanItem:
+    """The plan on the wire: target, signal, timeout, the attempt and delay expected, steps."""
     return PlanItem(
         target=_target(plan),
         signal=plan.signal_name,
@@ -83,6 +88,7 @@ def plan_item(plan: Plan) -> PlanItem:
 
 
 def run_item(run: HealRun) -> HealRunItem:
+    """The run on the wire, each phase also timed from the signal."""
     signal_at = run.phases[0].at if run.phases else None
     return HealRunItem(
         id=run.id,
@@ -122,6 +128,7 @@ async def kill_and_watch(
     namespace: Annotated[str, Path(max_length=63, pattern=DNS1123_LABEL)],
     name: Annotated[str, Path(max_length=253, pattern=DNS1123_SUBDOMAIN)],
 ) -> KillAccepted | JSONResponse:
+    """Kill a container's process or the pause once every guard allows it, and watch recovery."""
     if (body.container is None) == (not body.sandbox):
         raise InvalidInput('give exactly one target: {"container": "<name>"} or {"sandbox": true}')
     kill = KillRequest(

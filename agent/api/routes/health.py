@@ -1,4 +1,7 @@
-"""Liveness and readiness, for probes and for people."""
+"""Liveness and readiness, for probes and for people.
+
+A route module: imports the HTTP edge's auth, deps and schemas only.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Prometheus exposition."""
+"""Prometheus exposition.
+
+A route module: imports the HTTP edge's deps and prometheus_client only.
+"""
 
 from __future__ import annotations
 

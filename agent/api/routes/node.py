@@ -1,4 +1,7 @@
-"""What this node is: runtime identity, capabilities, counts."""
+"""What this node is: runtime identity, capabilities, counts.
+
+A route module: imports the HTTP edge's deps, schemas and renderings, and the domain model.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""Pods: the runtime's view joined with the API server's, as kubectl would name it."""
+"""Pods: the runtime's view joined with the API server's, as kubectl would name it.
+
+A route module: imports the HTTP edge's deps, schemas and renderings, the pod view, the
+pod cache's type and the node snapshot.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Host PID -> container -> pod."""
+"""Host PID -> container -> pod.
+
+A route module: imports the HTTP edge's deps, schemas and renderings only.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Pod sandboxes as the runtime holds them, with their pause processes."""
+"""Pod sandboxes as the runtime holds them, with their pause processes.
+
+A route module: imports the HTTP edge's deps, schemas and renderings, and the domain model.
+"""
 
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ def list_sandboxes(
     pod: PodFilter = None,
     state: Annotated[SandboxState | None, Query()] = None,
 ) -> Response:
+    """Every pod sandbox the runtime holds, newest attempt first, with its container count."""
     counts: dict[str, int] = {}
     for c in snap.containers.values():
         counts[c.sandbox_id] = counts.get(c.sandbox_id, 0) + 1
