@@ -8,6 +8,9 @@ was kept at their exit), whether the node holds an image that fails to pull
 and the cgroup's OOM kill count. Every fact that cannot be had stays
 ``None`` ("unknown"), never a guess; a failing source never fails the
 diagnosis.
+
+A services module: imports every adapter, the rules' input types, the domain, the errors,
+the settings and ``pods``.
 """
 
 from __future__ import annotations

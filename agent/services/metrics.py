@@ -1,4 +1,8 @@
-"""Prometheus metrics: kill-and-watch phase durations, and the node's state at scrape time."""
+"""Prometheus metrics: kill-and-watch phase durations, and the node's state at scrape time.
+
+A services module: imports prometheus_client, the node state, the heal runs, the pod
+cache's type and the domain model.
+"""
 
 from __future__ import annotations
 
@@ -51,6 +55,8 @@ class _NodeCollector(Collector):
 
 
 class Metrics:
+    """The agent's one registry: kill-and-watch histograms and counters, the node's gauges."""
+
     def __init__(self, node: NodeState, pods: PodCacheLike) -> None:
         self.registry = CollectorRegistry()
         self.phase_seconds = Histogram(
@@ -79,6 +85,7 @@ class Metrics:
         self.registry.register(_NodeCollector(node, pods))
 
     def observe_run(self, run: HealRun) -> None:
+        """Count a finished run, and time each of its phases (and its recovery) from the signal."""
         kind = run.plan.target.kind
         self.runs.labels(run.state.value).inc()
         if not run.phases:
@@ -91,7 +98,9 @@ class Metrics:
             self.recover_seconds.labels(kind).observe(run.time_to_recover_seconds)
 
     def refused(self, rule: str) -> None:
+        """Count a kill-and-watch request refused by ``rule``."""
         self.refusals.labels(rule).inc()
 
     def render(self) -> bytes:
+        """The Prometheus text exposition, the node's gauges read now."""
         return generate_latest(self.registry)

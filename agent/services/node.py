@@ -11,6 +11,9 @@ change shows up within milliseconds rather than at the next relist.
 Where the runtime broadcasts container events (containerd 2.x, CRI-O with
 ``enable_pod_events``) they are the change source and the relist slows to a
 safety net; a broken stream is resubscribed, with a relist once it is back.
+
+A services module: imports the CRI and host adapters, the domain, the errors and the
+settings.
 """
 
 from __future__ import annotations
@@ -72,6 +75,8 @@ def _now() -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
+    """The runtime's sandboxes and containers at one moment, by ID; replaced, never changed."""
+
     version: int
     taken_at: datetime | None
     sandboxes: Mapping[str, Sandbox] = field(default_factory=dict)
@@ -82,6 +87,7 @@ class Snapshot:
     )
 
     def containers_in(self, sandbox_id: str) -> list[Container]:
+        """Every container the snapshot holds in that sandbox, every attempt."""
         index = self._by_sandbox
         if index is None:
             index = {}
@@ -93,6 +99,8 @@ class Snapshot:
 
 @dataclass(frozen=True, slots=True)
 class RuntimeHealth:
+    """Whether the runtime is reachable and synced, since when, and how changes are learnt."""
+
     connected: bool
     since: datetime
     reason: str | None = None
@@ -199,10 +207,12 @@ class NodeState:
 
     @property
     def snapshot(self) -> Snapshot:
+        """The latest snapshot, however stale; ``live_snapshot`` refuses one not current."""
         return self._snapshot
 
     @property
     def health(self) -> RuntimeHealth:
+        """The runtime connection as last seen by the refresh loop."""
         return self._health
 
     @property
@@ -222,10 +232,12 @@ class NodeState:
         return self._snapshot
 
     def find_sandbox(self, prefix: str) -> Sandbox:
+        """The sandbox with that ID or unique ID prefix, as crictl finds one."""
         snap = self.live_snapshot()
         return snap.sandboxes[resolve_prefix("sandbox", prefix, snap.sandboxes)]
 
     def find_container(self, prefix: str) -> Container:
+        """The container with that ID or unique ID prefix, as crictl finds one."""
         snap = self.live_snapshot()
         return snap.containers[resolve_prefix("container", prefix, snap.containers)]
 

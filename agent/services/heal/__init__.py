@@ -7,6 +7,9 @@ system or static pods unless allowed, running target, restart policy, one run
 per pod, a rate limit). The kill goes through a pidfd after checking the
 process's start time and cgroup, so a recycled PID is never signalled. Every
 kill and refusal is audited.
+
+A services package: it may import the other services, the adapters, the domain, the errors
+and the settings, never the HTTP layer.
 """
 
 from agent.services.heal._audit import AuditLog, audit_caller

@@ -11,6 +11,8 @@ name, uid, groups, client address and token fingerprint land in every record
 written while a request runs, and in the records of the run it starts (an
 asyncio task copies the context it was started in). The edge sets it for
 every request, so no route can forget to.
+
+Part of the heal service: imports the errors and the standard library only.
 """
 
 from __future__ import annotations

@@ -2,6 +2,9 @@
 
 Pure over what it is given (settings, the joined pod view, the agent's own
 identity, the clock), so every guard is table-testable.
+
+Part of the heal service: imports ``_run``, the domain, the errors and the settings; no
+adapter.
 """
 
 from __future__ import annotations

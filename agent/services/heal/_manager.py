@@ -1,4 +1,8 @@
-"""Runs kill-and-watch: preflight, the race-free kill, and the watch until healed or not."""
+"""Runs kill-and-watch: preflight, the race-free kill, and the watch until healed or not.
+
+Part of the heal service: imports its siblings, the node state and ``pods``, the host and
+kube adapters, the domain, the errors and the settings.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""A kill-and-watch run: what was asked, the plan, and the timeline as it unfolds."""
+"""A kill-and-watch run: what was asked, the plan, and the timeline as it unfolds.
+
+Part of the heal service: imports the standard library only.
+"""
 
 from __future__ import annotations
 
