@@ -20,6 +20,8 @@ apt_packages=(
     nginx                        # the lab's nginx image is built from the distribution's nginx
     buildah                      # builds the agent's image from the Dockerfile (lab up --real)
     debootstrap                  # the Dockerfile's base, stood in for from Debian's packages
+    skopeo                       # the lab's images into CRI-O's storage (nothing is pulled)
+    conmon                       # CRI-O's container monitor (the tests' and the lab's CRI-O)
 )
 missing=()
 for package in "${apt_packages[@]}"; do
