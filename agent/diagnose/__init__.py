@@ -60,6 +60,9 @@ Rule ids (stable; clients may match on them):
     disagreements come out as ``volume-not-shared``
 ``api-unavailable``
     only the runtime's view could be checked
+
+The rules' layer: imports the domain and the standard library only; no adapter, no errors,
+no settings.
 """
 
 from agent.diagnose._config import MissingConfig, classify_start, missing_config

@@ -4,6 +4,8 @@ Kubelet's and the runtime's messages are a few hundred characters; the
 API server accepts events and statuses far longer than that, and a long
 message is the easiest way to make a pattern work hard. What a rule looks
 for (an executable, a Secret's name, a failure class) sits at the start.
+
+Part of the rules: imports the standard library only.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Helpers every rule uses: times, the pod's containers in order, events, logs, next steps."""
+"""Helpers every rule uses: times, the pod's containers in order, events, logs, next steps.
+
+Part of the rules: imports ``_types``, the domain and the standard library only.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Containers kubelet cannot create or start: missing configuration, bad commands."""
+"""Containers kubelet cannot create or start: missing configuration, bad commands.
+
+Part of the rules: imports other rule modules, the domain and the standard library only.
+"""
 
 from __future__ import annotations
 

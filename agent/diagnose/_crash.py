@@ -1,4 +1,7 @@
-"""Containers that exit: crash loops, OOM kills, containers that failed for good."""
+"""Containers that exit: crash loops, OOM kills, containers that failed for good.
+
+Part of the rules: imports other rule modules, the domain and the standard library only.
+"""
 
 from __future__ import annotations
 

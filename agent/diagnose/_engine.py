@@ -1,4 +1,7 @@
-"""The catalogue: every rule, run in a fixed order, findings sorted most severe first."""
+"""The catalogue: every rule, run in a fixed order, findings sorted most severe first.
+
+Part of the rules: imports the rule modules, the domain and the standard library only.
+"""
 
 from __future__ import annotations
 

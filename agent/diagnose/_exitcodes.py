@@ -4,6 +4,8 @@ Shells and container runtimes report a process killed by signal ``n`` as
 ``128 + n``; containerd reports a process it could not start at all as 128
 with reason ``StartError``. Signal numbers are Linux's (x86 and arm share
 them for everything listed here).
+
+Part of the rules: imports the standard library only.
 """
 
 from __future__ import annotations

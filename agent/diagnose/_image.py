@@ -1,4 +1,7 @@
-"""Images that cannot be pulled, classified from the runtime's own words."""
+"""Images that cannot be pulled, classified from the runtime's own words.
+
+Part of the rules: imports other rule modules, the domain and the standard library only.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Init containers that hold the pod back: waiting, crash-looping, failed."""
+"""Init containers that hold the pod back: waiting, crash-looping, failed.
+
+Part of the rules: imports other rule modules, the domain and the standard library only.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Pod-level states: not ready, stuck creating, stuck terminating, evicted, unknown, unscheduled."""
+"""Pod-level states: not ready, stuck creating, stuck terminating, evicted, unknown, unscheduled.
+
+Part of the rules: imports other rule modules, the domain and the standard library only.
+"""
 
 from __future__ import annotations
 

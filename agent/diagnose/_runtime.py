@@ -1,4 +1,7 @@
-"""Findings that need the node's view: API/runtime mismatches, ports, shared volumes."""
+"""Findings that need the node's view: API/runtime mismatches, ports, shared volumes.
+
+Part of the rules: imports other rule modules, the domain and the standard library only.
+"""
 
 from __future__ import annotations
 

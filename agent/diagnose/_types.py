@@ -1,4 +1,7 @@
-"""What the rules read and what they answer."""
+"""What the rules read and what they answer.
+
+Part of the rules: imports the domain and the standard library only.
+"""
 
 from __future__ import annotations
 

@@ -12,6 +12,8 @@ This module finds those probes (names, URLs, host:port pairs, files) in
 ``command`` + ``args`` and maps a name to the Service it would resolve to
 through the pod's DNS search path (``<ns>.svc.<domain>``, ``svc.<domain>``).
 It reads text only; nothing is resolved here.
+
+Part of the rules: imports the standard library only.
 """
 
 from __future__ import annotations
