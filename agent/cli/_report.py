@@ -1,4 +1,7 @@
-"""One pod's offline answer: kubectl's columns and the findings, most severe first."""
+"""One pod's offline answer: kubectl's columns and the findings, most severe first.
+
+The wiring layer: imports the rules and the domain only.
+"""
 
 from __future__ import annotations
 

@@ -14,6 +14,8 @@ connections and requests served at once (more are answered 503), the size
 of a request head, the idle time between requests, and (added here, as
 uvicorn has none) the time to send a request head, so a client that
 connects and trickles cannot keep a slot.
+
+The wiring layer: imports the settings, uvicorn and cryptography only.
 """
 
 from __future__ import annotations

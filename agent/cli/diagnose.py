@@ -15,6 +15,9 @@ fragment carries what its source lacked (``ApiPod.gaps``) and the answer
 says so (``input``, ``partial``). Only the API's view is available here,
 so the rules that need the node (runtime mismatches, listening ports,
 image presence, OOM counters, Service lookups) say nothing or "not checked".
+
+The wiring layer: imports ``_report``, ``pastes``, the rules, the domain, the errors and
+``agent.kube.convert``; nothing that reaches a node or a cluster.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 The wiring layer: settings from flags and the environment, then the app.
 The node lab is a separate program (``python -m lab``): the agent's image
 cannot run it, so its CLI does not offer it.
+
+It imports the settings and pydantic's error type, and, once a command is chosen, the
+app factory and ``_server`` or the offline ``diagnose``.
 """
 
 from __future__ import annotations
@@ -117,6 +120,7 @@ def _diagnose_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """``podlens`` with its two subcommands; ``diagnose`` is listed here, parsed by its own."""
     parser = argparse.ArgumentParser(
         prog="podlens", description="Node-level pod troubleshooting agent."
     )
@@ -127,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
+    """The settings from the environment, with every flag given on the command line on top."""
     fields = set(Settings.model_fields)
     overrides = {k: v for k, v in vars(args).items() if k in fields and v is not None}
     return Settings(**overrides)
@@ -156,6 +161,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``podlens`` with these arguments (``sys.argv`` by default); the exit status."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["diagnose"]:
         from agent.cli.diagnose import main as diagnose_main

@@ -12,6 +12,9 @@ streams a ``kubectl cluster-info dump``.
 
 Everything that is recognised but cannot be used is refused with one
 ``InvalidInput`` that names what was recognised and what is missing.
+
+Part of the wiring layer: its modules import each other, the domain, the errors,
+``agent.kube.convert`` and PyYAML; nothing that reaches a node or a cluster.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ A fragment's pod is converted like a whole one, then ``fill_gaps`` takes
 its containers from the statuses and infers what the fragment does not say.
 A pod whose name the fragment lacks takes it from the events when they name
 exactly one pod; printed events get their container from their message.
+
+Part of the wiring layer: imports its siblings, the domain's API types, the errors and
+``agent.kube.convert``.
 """
 
 from __future__ import annotations

@@ -26,6 +26,8 @@ What describe never prints is missing from the result and listed as such:
 the UID, creationTimestamp, the pod's restartPolicy, a waiting state's
 message, conditions' reasons and times, ``started``. Ages are relative to
 when describe ran, which is taken to be ``now``.
+
+Part of the wiring layer: imports ``_text``, ``_types`` and the domain only.
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ Tables are read by their header, so every layout kubectl has printed works:
 Ages are relative to when the command ran (``--now``). A table row rarely
 says which container it is about; ``infer_field_path`` reads that from the
 message once the pod's containers are known.
+
+Part of the wiring layer: imports its siblings, the domain and the errors only.
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ would have written, so the converters see one shape. Tabs used for
 indentation (YAML forbids them) are read as spaces when that is the only
 problem, and the answer says so. Anchors, aliases, folded and literal
 strings and non-ASCII text need nothing special.
+
+Part of the wiring layer: imports PyYAML, the domain's times and the errors only.
 """
 
 from __future__ import annotations

@@ -19,6 +19,8 @@ Recognised, item by item (documents, List items, sequence entries):
     one container status (``state``, ``lastState``, ``restartCount``...)
 
 Anything else is refused with what was recognised and what a pod needs.
+
+Part of the wiring layer: imports ``_text``, ``_types``, the domain and the errors only.
 """
 
 from __future__ import annotations

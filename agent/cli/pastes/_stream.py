@@ -12,6 +12,8 @@ only one item is held at a time:
 * YAML: kubectl writes a List with its keys sorted and ``items`` as a
   sequence at the left margin (``- `` then two-space continuation lines),
   so each item is cut out by its lines and loaded alone.
+
+Part of the wiring layer: imports ``_load``, PyYAML and the errors only.
 """
 
 from __future__ import annotations

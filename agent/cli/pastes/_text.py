@@ -6,6 +6,8 @@ supplies (``--now``). Times in ``kubectl describe`` are Go's RFC1123Z
 ("Mon, 02 Jan 2006 15:04:05 -0700"), or RFC1123 with a zone name in old
 releases. Tables are aligned by Go's tabwriter, so a header's words start
 where their cells start.
+
+Part of the wiring layer: imports the standard library only.
 """
 
 from __future__ import annotations

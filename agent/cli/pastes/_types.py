@@ -1,4 +1,7 @@
-"""What reading a paste gives: API-shaped documents, and what they lack."""
+"""What reading a paste gives: API-shaped documents, and what they lack.
+
+Part of the wiring layer: imports the standard library only.
+"""
 
 from __future__ import annotations
 

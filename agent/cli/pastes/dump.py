@@ -15,6 +15,8 @@ pkg/cmd/clusterinfo, ``clusterinfo_dump.go``)::
 Lists and log sections follow each other on standard output; saved to a
 file, that is read too (JSON only). A namespace's pods are streamed item by
 item (``_stream``); only the events about pods are kept, per namespace.
+
+Part of the wiring layer: imports ``_stream`` and the errors only.
 """
 
 from __future__ import annotations
