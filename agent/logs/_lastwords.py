@@ -4,6 +4,8 @@ Kubelet removes a dead container and its log once a newer attempt has
 replaced it (its GC keeps one dead instance per container), so the lines a
 crash-looping container printed before dying are gone a few restarts later.
 The agent captures them when it sees the exit, and keeps a bounded number.
+
+Part of the log adapter: imports ``_tail``, the errors and the standard library only.
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ Kubelet's layout is ``<root>/<namespace>_<pod>_<uid>/<container>/<restartCount>.
 ``...<YYYYMMDD-HHMMSS>.gz``. Names are checked against the Kubernetes name
 rules before they become path components; ``_`` is not allowed in any of
 them, which is what keeps ``<ns>_<pod>_<uid>`` unambiguous.
+
+Part of the log adapter: imports the errors and the standard library only.
 """
 
 from __future__ import annotations
