@@ -1,6 +1,7 @@
-"""The lab node: containerd, an API server, a kubelet and the agent on this machine.
+"""The lab node: a container runtime, an API server, a kubelet and the agent on this machine.
 
-``up`` builds the images, starts a private containerd, the lab API server,
+``up`` builds the images, starts a private container runtime (containerd 1.6
+by default; ``--runtime containerd2|crio`` for the upstream builds), the lab API server,
 the lab kubelet and the agent as detached processes (each in its own
 session, logging into the lab directory) and returns once the agent serves.
 They outlive the command that started them; what later commands need to
@@ -72,6 +73,7 @@ from lab.images import (
     require_tool,
 )
 from lab.processes import ProcessRef, log_tail, python_child_env, stop_process
+from lab.runtimes import RUNTIMES, PrivateCrio, PrivateRuntime, private_runtime, runtime_problem
 from lab.upstream import deploy, realnode
 from lab.upstream.pki import SERVICE_CIDR
 from lab.upstream.realnode import REAL_COMPONENTS, RealState
@@ -90,6 +92,8 @@ _OWN_ENTRIES = (
     "state.tmp",
     ".lock",
     "containerd",
+    "containerd2",
+    "crio",
     "kubelet",
     "apiserver.log",
     "kubelet.log",
@@ -106,6 +110,17 @@ _OWN_ENTRIES = (
 STATE_VERSION = 1
 # Stopped in this order: nothing must act on pods while they are removed.
 COMPONENTS = ("agent", "kubelet", "apiserver", "containerd")
+# The container runtime `up` starts unless told (lab.runtimes.RUNTIMES), and
+# for CRI-O whether every pod gets an infra (pause) process; the walkthrough
+# passes them on through these.
+RUNTIME_ENV = "PODLENS_LAB_RUNTIME"
+CRIO_INFRA_ENV = "PODLENS_LAB_CRIO_INFRA"
+
+
+def daemon_component(runtime: str) -> str:
+    """The runtime daemon's name among the lab's components."""
+    return "crio" if runtime == "crio" else "containerd"
+
 
 EXIT_REFUSED = 1
 EXIT_LAB = 2
@@ -190,6 +205,9 @@ class LabState:
     mode: str = "lab"
     # Real mode's own state (lab.upstream.realnode.RealState as JSON).
     real: dict[str, Any] = field(default_factory=dict)
+    # Which container runtime runs the pods (lab.runtimes.RUNTIMES); its
+    # directory and token are containerd_dir and containerd_token.
+    runtime: str = "containerd"
 
     @property
     def agent_url(self) -> str:
@@ -217,6 +235,7 @@ class LabState:
             "components": {k: v.to_json() for k, v in self.components.items()},
             "mode": self.mode,
             "real": self.real,
+            "runtime": self.runtime,
         }
 
     @classmethod
@@ -243,6 +262,7 @@ class LabState:
             },
             mode=str(d.get("mode") or "lab"),
             real=dict(d.get("real") or {}),
+            runtime=str(d.get("runtime") or "containerd"),
         )
 
 
@@ -487,10 +507,22 @@ class LabNode:
         ready_timeout: float = 60.0,
         progress: Callable[[str], None] | None = None,
         real: bool = False,
+        runtime: str | None = None,
+        crio_infra: bool | None = None,
     ) -> None:
         self.lab_dir = Path(lab_dir).absolute()
         # Upstream control plane and kubelet (lab.upstream) instead of the stand-ins.
         self.real = real
+        self.runtime = runtime or os.environ.get(RUNTIME_ENV) or "containerd"
+        if self.runtime not in RUNTIMES:
+            raise RequestRefused(
+                f"unknown runtime {self.runtime!r}; the lab runs {', '.join(RUNTIMES)}"
+            )
+        # CRI-O only: an infra (pause) process for every pod (drop_infra_ctr = false)
+        # rather than upstream's default of one only where a pod needs it.
+        self.crio_infra = (
+            crio_infra if crio_infra is not None else os.environ.get(CRIO_INFRA_ENV) == "1"
+        )
         self.port = port
         self.time_scale = time_scale
         self.image_cache = image_cache
@@ -620,8 +652,18 @@ class LabNode:
     # ------------------------------------------------------------ up
 
     def up(self) -> UpReport:
-        """Build the images and start containerd, the API server, the kubelet and the agent."""
+        """Build the images and start the runtime, the API server, the kubelet and the agent."""
         _require_root()
+        if self.real and self.runtime != "containerd":
+            raise RequestRefused(
+                f"--real runs on containerd 1.6 only for now (its registry mirror, image import "
+                f"and kubelet config are containerd's); --runtime {self.runtime} runs with the "
+                "stand-in API server and kubelet"
+            )
+        if self.runtime != "containerd":
+            problem = runtime_problem(self.runtime)
+            if problem:
+                raise LabError(f"{self.runtime} cannot run here: {problem}")
         with self._locked():
             existing = self.load_state()
             if existing is not None:
@@ -657,11 +699,18 @@ class LabNode:
         if self.real:
             # Before anything starts: no binaries, nothing to tear down.
             realnode.binaries()
-        containerd = PrivateContainerd(
-            self.lab_dir / "containerd",
-            images,
-            service_cidr=SERVICE_CIDR if self.real else None,
-        )
+        containerd: PrivateRuntime
+        if self.runtime == "containerd":
+            containerd = PrivateContainerd(
+                self.lab_dir / "containerd",
+                images,
+                service_cidr=SERVICE_CIDR if self.real else None,
+            )
+        elif self.runtime == "crio":
+            containerd = PrivateCrio(self.lab_dir / "crio", images, drop_infra=not self.crio_infra)
+        else:
+            containerd = private_runtime(self.runtime, self.lab_dir / self.runtime, images)
+        daemon_name = daemon_component(self.runtime)
         state = LabState(
             lab_dir=str(self.lab_dir),
             node_name=self.node_name,
@@ -674,6 +723,7 @@ class LabNode:
             bridge=containerd.bridge_name,
             images=[t for i in images for t in i.tags],
             mode="real" if self.real else "lab",
+            runtime=self.runtime,
         )
         # Saved before anything starts, so a `down` after a crash here still
         # knows which bridge and directories are the lab's.
@@ -687,21 +737,22 @@ class LabNode:
                 realnode.share_mounts(self.lab_dir)
                 # The real kubelet pulls (busybox means busybox:latest, pulled
                 # Always); the lab's registry answers for docker.io and registry.k8s.io.
+                assert isinstance(containerd, PrivateContainerd)
                 containerd.registry_mirror = realnode.start_registry(self, state, images)
             containerd.start()
             ref = ProcessRef.of(containerd.pid) if containerd.pid is not None else None
             if ref is None:
                 raise ContainerdFailed(
-                    f"containerd exited right after starting; see {containerd.log_path}"
+                    f"{daemon_name} exited right after starting; see {containerd.log_path}"
                 )
-            state.components["containerd"] = Component(
+            state.components[daemon_name] = Component(
                 ref.pid, ref.start_ticks, str(containerd.log_path)
             )
-            state.subnet = str(containerd.subnet or "")
+            state.subnet = containerd.subnet_text
             self._save(state)
             t_containerd = time.monotonic()
-            report.timings["containerd"] = t_containerd - t_images
-            self._progress(f"containerd: {containerd.endpoint} (pid {ref.pid})")
+            report.timings[self.runtime] = t_containerd - t_images
+            self._progress(f"{self.runtime}: {containerd.endpoint} (pid {ref.pid})")
 
             if self.real:
                 real = RealState()
@@ -887,10 +938,8 @@ class LabNode:
             component = state.components.get(name)
             if component is not None and not stop_process(component.ref, grace):
                 problems.append(f"{name} (pid {component.pid}) did not exit")
-        containerd = PrivateContainerd(
-            Path(state.containerd_dir), token=bytes.fromhex(state.containerd_token)
-        )
-        daemon = state.components.get("containerd")
+        containerd = _runtime_of(state)
+        daemon = state.components.get(daemon_component(state.runtime))
         if daemon is not None and daemon.ref.alive():
             try:
                 containerd.adopt(daemon.ref)
@@ -925,10 +974,7 @@ class LabNode:
 
     def leftovers(self, state: LabState) -> dict[str, list[str]]:
         """What of a lab described by ``state`` is still on the machine."""
-        containerd = PrivateContainerd(
-            Path(state.containerd_dir), token=bytes.fromhex(state.containerd_token)
-        )
-        found = containerd.leftovers()
+        found = _runtime_of(state).leftovers()
         found["components"] = [
             f"{n} (pid {c.pid})" for n, c in state.components.items() if c.ref.alive()
         ]
@@ -963,9 +1009,11 @@ class LabNode:
             "time_scale": state.time_scale,
             "healthy": bool(components)
             and all(c["running"] for c in components.values())
-            and set(components) == set(REAL_COMPONENTS if state.mode == "real" else COMPONENTS),
+            and set(components)
+            == set(REAL_COMPONENTS if state.mode == "real" else _expected(state)),
             "components": components,
             "mode": state.mode,
+            "runtime": state.runtime,
         }
         if state.mode == "real":
             real = RealState.from_json(state.real)
@@ -1140,6 +1188,18 @@ class LabNode:
         return f'pod "{name}" deleted'
 
 
+def _runtime_of(state: LabState) -> PrivateRuntime:
+    """The lab's runtime instance as ``state`` names it, to adopt, stop or inspect."""
+    return private_runtime(
+        state.runtime, Path(state.containerd_dir), token=bytes.fromhex(state.containerd_token)
+    )
+
+
+def _expected(state: LabState) -> set[str]:
+    """The components of a healthy stand-in lab on ``state``'s runtime."""
+    return {*COMPONENTS[:-1], daemon_component(state.runtime)}
+
+
 def _q(part: str) -> str:
     return urllib.parse.quote(part, safe="")
 
@@ -1185,6 +1245,7 @@ def build_parser(prog: str = "python -m lab") -> argparse.ArgumentParser:
         help="upstream etcd, kube-apiserver, kube-controller-manager, kube-scheduler and "
         "kubelet (built once by scripts/upstream/build.sh) instead of the stand-ins",
     )
+    _runtime_options(up)
     apply = sub.add_parser("apply", parents=[common], help="create the Pods in a YAML file")
     apply.add_argument("-f", "--filename", required=True, help="a YAML file, or - for stdin")
     apply.add_argument("-n", "--namespace", help="namespace (default: the manifest's, or default)")
@@ -1206,7 +1267,30 @@ def build_parser(prog: str = "python -m lab") -> argparse.ArgumentParser:
         action="store_true",
         help="on the upstream control plane and kubelet, the agent deployed by its DaemonSet",
     )
+    walk.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default="containerd",
+        help="the container runtime (default containerd); on crio every pod gets an infra "
+        "process, since the walkthrough shows pause processes",
+    )
     return parser
+
+
+def _runtime_options(up: argparse.ArgumentParser) -> None:
+    up.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default=None,
+        help="the container runtime: containerd (Debian's 1.6, the default), containerd2 or "
+        "crio (both built once by scripts/upstream/build.sh)",
+    )
+    up.add_argument(
+        "--crio-infra",
+        action="store_true",
+        help="CRI-O only: an infra (pause) process for every pod (drop_infra_ctr = false); "
+        "upstream's default gives one only to pods that share their PID namespace",
+    )
 
 
 def _read_manifest(filename: str, stdin: TextIO) -> tuple[str, str]:
@@ -1227,6 +1311,10 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m lab") -> i
     """Run one ``lab`` command; the exit code says done (0), refused (1) or cannot (2)."""
     args = build_parser(prog).parse_args(argv)
     if args.lab_command == "walkthrough":
+        if args.runtime != "containerd":
+            # The walkthrough makes its own LabNode; it takes the runtime from here.
+            os.environ[RUNTIME_ENV] = args.runtime
+            os.environ[CRIO_INFRA_ENV] = "1"
         return _walkthrough(args.port, keep=args.keep, real=args.real, prog=prog)
     lab_dir = args.dir or _default_dir()
 
@@ -1244,6 +1332,8 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m lab") -> i
                 image_cache=args.image_cache,
                 progress=say,
                 real=args.real,
+                runtime=args.runtime,
+                crio_infra=True if args.crio_infra else None,
             )
             try:
                 report = node.up()

@@ -704,6 +704,20 @@ enable_metrics = false
                 sandboxes = stub.ListPodSandbox(api_pb2.ListPodSandboxRequest(), timeout=10).items
             except grpc.RpcError:
                 return ["<list failed>"]
+            try:
+                containers = stub.ListContainers(api_pb2.ListContainersRequest(), timeout=10)
+            except grpc.RpcError:
+                return ["<list failed>"]
+            # CRI-O's StopPodSandbox gives each container its whole grace
+            # period (30 s by default); kubelet stops them first, and so do we,
+            # at once.
+            for container in containers.containers:
+                if container.state == api_pb2.CONTAINER_RUNNING:
+                    with contextlib.suppress(grpc.RpcError):
+                        stub.StopContainer(
+                            api_pb2.StopContainerRequest(container_id=container.id, timeout=0),
+                            timeout=15,
+                        )
             for sb in sandboxes:
                 self._known_ids.add(sb.id)
                 left = deadline - time.monotonic()
