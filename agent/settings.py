@@ -84,6 +84,14 @@ class Settings(BaseSettings):
     log_roots: Annotated[tuple[Path, ...], NoDecode] = (Path("/var/log/pods"),)
     # Lines kept per dead attempt, so a crash's output outlives kubelet's GC.
     last_words_lines: int = Field(default=50, ge=0, le=1000)
+    # Memory bounds, so that no mix of requests outgrows the pod's limit:
+    # log reads and diagnoses (which read logs) served at once (more wait
+    # their turn), the size of one logs answer (older lines are left out
+    # past it, and the answer says so), and the log lines the diagnosis
+    # keeps between requests.
+    log_reads_concurrent: int = Field(default=4, ge=1, le=64)
+    log_response_max_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024)
+    log_memo_max_bytes: int = Field(default=8 * 1024 * 1024, ge=0)
 
     @field_validator("log_roots", mode="before")
     @classmethod

@@ -15,6 +15,7 @@ import pytest
 import agent.logs._tail as tail_module
 from agent.errors import InvalidInput, NotFound
 from agent.logs import (
+    MAX_LINE_BYTES,
     AttemptKey,
     LastWords,
     LogLine,
@@ -878,3 +879,45 @@ def test_tail_memo_reads_a_file_again_only_when_it_changed(
     rotated.unlink()
     with pytest.raises(NotFound):
         memo.lines(log, 1)
+
+
+# ------------------------------------------------------------------ line cap
+
+
+def test_a_line_longer_than_the_cap_is_cut_to_its_beginning_and_marked(pod_dir: Path) -> None:
+    path = pod_dir / "0.log"
+    long = "".join(f"{i:08d}" for i in range(100_000 // 8))
+    path.write_bytes(rec("before") + rec(long) + rec("after"))
+    lines = tail(path, 3, allowed_roots=[pod_dir]).lines
+    assert [line.cut for line in lines] == [False, True, False]
+    assert lines[1].text == long[:MAX_LINE_BYTES]
+    assert parse_log(path.read_bytes()) == list(lines)
+
+
+def test_a_long_line_of_partial_records_keeps_only_its_first_bytes(pod_dir: Path) -> None:
+    path = pod_dir / "0.log"
+    pieces = [f"<{i:05d}>" + "x" * (16 * 1024 - 7) for i in range(12)]  # 192 KiB, P records
+    path.write_bytes(b"".join(rec(p, tag="P") for p in pieces) + rec("!") + rec("next"))
+    for block in (4096, 64 * 1024):
+        lines = tail(path, 2, allowed_roots=[pod_dir], block_size=block).lines
+        kept = [(len(line.text), line.cut) for line in lines]
+        assert kept == [(MAX_LINE_BYTES, True), (4, False)]
+        assert lines[0].text.startswith("<00000>")
+    assert parse_log(path.read_bytes()) == list(lines)
+
+
+def test_the_cut_never_splits_a_character(pod_dir: Path) -> None:
+    path = pod_dir / "0.log"
+    text = "x" * (MAX_LINE_BYTES - 1) + "€" * 10  # the cut falls inside the first euro sign
+    path.write_bytes(rec(text))
+    (line,) = tail(path, 1, allowed_roots=[pod_dir]).lines
+    assert line.cut
+    assert line.text == "x" * (MAX_LINE_BYTES - 1)
+
+
+def test_a_long_malformed_line_is_cut_too(pod_dir: Path) -> None:
+    path = pod_dir / "0.log"
+    path.write_bytes(b"\x01" * 200_000 + b"\n" + rec("ok"))
+    first, second = tail(path, 2, allowed_roots=[pod_dir]).lines
+    assert (first.stream, len(first.text), first.cut) == ("unknown", MAX_LINE_BYTES, True)
+    assert (second.text, second.cut) == ("ok", False)

@@ -6,21 +6,27 @@ passes with its control (daemonset/SECURITY.md names them by finding).
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from agent.api.app import create_app
 from agent.api.auth import AuthConfig, install_auth
 from agent.kube import AccessDecision, ResourceAttributes, TokenReviewResult, UserInfo
-from agent.logs import AttemptKey, tail
+from agent.logs import AttemptKey, TailMemo, tail
+from agent.logs._memo import CUT_MARK
+from agent.services import evidence
 from agent.services.agent import Agent
 from tests.still_node import (
     StillContainer,
@@ -294,3 +300,106 @@ class FakeReviewer:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+# --------------------------------------------------------------------------
+# M2: memory bounds (the cgroup test is tests/test_security_memory.py)
+# --------------------------------------------------------------------------
+
+CONTROL = "".join(chr(c) for c in range(1, 32) if c != 10)
+
+
+def control_log(path: Path, lines: int, width: int = 800) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = (CONTROL * (width // len(CONTROL) + 1))[:width]
+    record = f"2026-11-21T12:00:00.000000001Z stdout F {text}\n".encode()
+    path.write_bytes(record * lines)
+
+
+def test_a_logs_answer_is_capped_and_says_what_it_left_out(roots: Path) -> None:
+    log = container_dir(roots) / "0.log"
+    control_log(log, 10_000)
+    pod = still_pod("web", [StillContainer("app", pid=None, log_path=str(log))])
+    cap = 256 * 1024
+    for client in client_for(roots, pod, log_response_max_bytes=cap):
+        answer = client.get("/v1/pods/shop/web/logs", params={"tail": 10_000})
+        assert answer.status_code == 200
+        assert len(answer.content) <= cap + 2048
+        body = answer.json()
+        assert body["truncated"] is True
+        assert "capped at 256 KiB" in body["note"]
+        assert 0 < len(body["lines"]) < 10_000
+        text = client.get("/v1/pods/shop/web/logs", params={"tail": 10_000, "output": "text"})
+        assert len(text.content) <= cap
+
+
+def test_long_lines_are_cut_and_marked_in_both_outputs(roots: Path) -> None:
+    log = container_dir(roots) / "0.log"
+    log.parent.mkdir(parents=True)
+    long = "y" * 100_000
+    log.write_bytes(f"2026-11-21T12:00:00Z stdout F {long}\n".encode())
+    pod = still_pod("web", [StillContainer("app", pid=None, log_path=str(log))])
+    for client in client_for(roots, pod):
+        (line,) = client.get("/v1/pods/shop/web/logs").json()["lines"]
+        assert line["cut"] is True
+        assert line["text"] == "y" * 16 * 1024
+        text = client.get("/v1/pods/shop/web/logs", params={"output": "text"}).text
+        assert text == "y" * 16 * 1024 + " [line cut at 16 KiB]\n"
+
+
+async def test_log_reads_and_diagnoses_run_a_bounded_number_at_once(
+    roots: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = container_dir(roots) / "0.log"
+    control_log(log, 10)
+    pod = still_pod("web", [StillContainer("app", exit_code=1, log_path=str(log))])
+    cfg = still_settings(log_roots=(roots,), log_reads_concurrent=2)
+    app = create_app(cfg, still_node(cfg, [pod]), StillPods([pod.api]))
+    agent: Agent = app.state.agent
+    inside = 0
+    most = 0
+    lock = threading.Lock()
+    real_read, real_gather = agent.read_log, evidence.gather_many
+
+    def counted(enter: bool) -> None:
+        nonlocal inside, most
+        with lock:
+            inside += 1 if enter else -1
+            most = max(most, inside)
+
+    def slow_read(*args: Any, **kwargs: Any) -> Any:
+        counted(True)
+        try:
+            time.sleep(0.1)
+            return real_read(*args, **kwargs)
+        finally:
+            counted(False)
+
+    async def slow_gather(*args: Any, **kwargs: Any) -> Any:
+        counted(True)
+        try:
+            await asyncio.sleep(0.1)
+            return await real_gather(*args, **kwargs)
+        finally:
+            counted(False)
+
+    monkeypatch.setattr(agent, "read_log", slow_read)
+    monkeypatch.setattr(evidence, "gather_many", slow_gather)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://agent") as client:
+        paths = ["/v1/pods/shop/web/logs", "/v1/pods/shop/web/diagnosis", "/v1/diagnostics"]
+        answers = await asyncio.gather(*(client.get(paths[i % 3]) for i in range(12)))
+    assert [a.status_code for a in answers] == [200] * 12
+    assert most == 2
+
+
+def test_the_diagnosis_memo_is_bounded_by_bytes(roots: Path) -> None:
+    memo = TailMemo([roots], max_total_bytes=64 * 1024, max_line_chars=100)
+    for i in range(50):
+        log = roots / f"p{i}" / "0.log"
+        control_log(log, 20, width=4000)
+        (first, *_) = memo.lines(log, 10)
+        assert first.endswith(CUT_MARK)
+        assert len(first) == 100 + len(CUT_MARK)
+    assert 0 < memo.approx_bytes <= 64 * 1024
+    assert len(memo) < 50

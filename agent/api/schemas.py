@@ -587,6 +587,9 @@ class LogLineItem(BaseModel):
     stream: str
     text: str
     partial: bool
+    cut: bool = Field(
+        default=False, description="the line was longer than 16 KiB: text is its beginning"
+    )
 
 
 class LogsItem(BaseModel):
@@ -600,7 +603,9 @@ class LogsItem(BaseModel):
         "saw the attempt exit (the file is gone)"
     )
     files: list[str]
-    truncated: bool
+    truncated: bool = Field(
+        description="older lines exist that are not shown (the read or the answer was capped)"
+    )
     note: str | None
     tail: int
     lines: list[LogLineItem]

@@ -8,7 +8,9 @@ under ``/var/log/pods`` are the source. What this package offers:
   and continues into kubelet's rotated files (plain, then gzipped) when the
   live file is too short; results are oldest first. Malformed lines are kept
   as text. Every reader here names the log directories it may read
-  (``allowed_roots``, no default): nothing outside them is opened.
+  (``allowed_roots``, no default): nothing outside them is opened. A line
+  longer than ``MAX_LINE_BYTES`` (16 KiB) keeps its beginning and is marked
+  ``cut``.
 * ``container_log_dir``, ``log_path_for``, ``previous_log_path`` build the
   kubelet paths from names that are checked first, and ``safe_open_log``
   opens only files that resolve under the allowed roots.
@@ -20,9 +22,11 @@ under ``/var/log/pods`` are the source. What this package offers:
 Nothing here raises anything but ``agent.errors`` types: ``InvalidInput``
 for bad names or paths outside the roots, ``NotFound`` naming the file when
 nothing could be read, ``Forbidden`` when the agent may not read it.
+
+An adapter: imports the errors and the standard library only; no other adapter.
 """
 
-from agent.logs._cri import LogLine, Stream, parse_log
+from agent.logs._cri import MAX_LINE_BYTES, LogLine, Stream, parse_log
 from agent.logs._lastwords import AttemptKey, LastWords
 from agent.logs._memo import TailMemo
 from agent.logs._paths import (
@@ -37,6 +41,7 @@ from agent.logs._tail import DEFAULT_MAX_BYTES, MAX_LINES, TailResult, tail
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "MAX_LINES",
+    "MAX_LINE_BYTES",
     "AttemptKey",
     "LastWords",
     "LogLine",

@@ -9,6 +9,8 @@ line was longer than the runtime's buffer and continues in the next record of
 the same stream); further tags may follow after ``:``. containerd writes UTC
 with a ``Z`` and trailing zeros of the fraction dropped; CRI-O writes local
 time with nine fraction digits and a numeric offset.
+
+Part of the log adapter: imports the standard library only.
 """
 
 from __future__ import annotations
@@ -19,6 +21,12 @@ from datetime import datetime
 from typing import Literal, NamedTuple
 
 Stream = Literal["stdout", "stderr", "unknown"]
+
+# How much of one output line is kept: its first 16 KiB. A line is a unit
+# an application prints; one of megabytes (a dump of binary data, a line
+# never ended) would otherwise be held, decoded and escaped whole (six bytes
+# per control character in JSON) for every request that shows it.
+MAX_LINE_BYTES = 16 * 1024
 
 # Strict on purpose: anything else is kept as a malformed line with its text,
 # so a stricter parser loses nothing and never guesses.
@@ -37,13 +45,15 @@ class LogLine:
     ``at`` is the time of the line's first record (None for a malformed
     line); ``partial`` is True when the line has not been finished yet: its
     last record is a ``P`` at the end of the log, or the file ends without a
-    newline while the runtime is still writing it.
+    newline while the runtime is still writing it. ``cut`` is True when the
+    line was longer than ``MAX_LINE_BYTES`` and ``text`` is its beginning.
     """
 
     at: datetime | None
     stream: Stream
     text: str
     partial: bool = False
+    cut: bool = False
 
 
 class Record(NamedTuple):
@@ -100,8 +110,30 @@ def decode(content: bytes) -> str:
     return content.decode("utf-8", errors="replace")
 
 
+def head(content: bytes, limit: int = MAX_LINE_BYTES) -> tuple[bytes, bool]:
+    """The first ``limit`` bytes of a line, not splitting a UTF-8 character; and whether cut."""
+    if len(content) <= limit:
+        return content, False
+    end = limit
+    # Back up to the start of the character the cut falls in, if it does.
+    for back in range(1, 4):
+        byte = content[end - back]
+        if byte & 0xC0 != 0x80:  # ASCII or the lead byte of a sequence
+            size = 2 if byte >> 5 == 0b110 else 3 if byte >> 4 == 0b1110 else 4
+            if byte >= 0xC0 and size > back:
+                end -= back
+            break
+    return content[:end], True
+
+
+def line_of(at: datetime | None, stream: Stream, content: bytes, partial: bool) -> LogLine:
+    """One output line from its joined content, cut to ``MAX_LINE_BYTES``."""
+    kept, cut = head(content)
+    return LogLine(at, stream, decode(kept), partial, cut)
+
+
 def malformed(raw: bytes, *, partial: bool = False) -> LogLine:
-    return LogLine(at=None, stream="unknown", text=decode(raw), partial=partial)
+    return line_of(None, "unknown", raw, partial)
 
 
 def parse_log(data: bytes) -> list[LogLine]:
@@ -139,14 +171,14 @@ def parse_log(data: bytes) -> list[LogLine]:
             held.last_record = index
             continue
         if held is None:
-            out.append(LogLine(rec.at, rec.stream, decode(rec.content), unfinished))
+            out.append(line_of(rec.at, rec.stream, rec.content, unfinished))
         else:
             del pending[rec.stream]
             held.chunks.append(rec.content)
-            out.append(LogLine(held.at, rec.stream, decode(b"".join(held.chunks)), unfinished))
+            out.append(line_of(held.at, rec.stream, b"".join(held.chunks), unfinished))
     still_open = sorted(pending.values(), key=lambda o: o.last_record)
     for inserted, held in enumerate(still_open):
-        line = LogLine(held.at, held.stream, decode(b"".join(held.chunks)), True)
+        line = line_of(held.at, held.stream, b"".join(held.chunks), True)
         out.insert(held.slot + inserted, line)
     return out
 

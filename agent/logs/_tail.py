@@ -5,10 +5,14 @@ and often raised), so it is read backwards in blocks with ``pread`` until
 enough lines are complete; older rotated files are read only when the live
 one does not hold enough. Records are fed newest-first to an assembler that
 joins ``P`` records into lines per stream.
+
+Part of the log adapter: imports ``_cri``, ``_paths``, the errors and the standard library
+only.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import os
 import zlib
@@ -19,7 +23,15 @@ from datetime import datetime
 from pathlib import Path
 
 from agent.errors import AgentError, InvalidInput, NotFound
-from agent.logs._cri import LogLine, Stream, decode, malformed, parse_record
+from agent.logs._cri import (
+    MAX_LINE_BYTES,
+    LogLine,
+    Stream,
+    head,
+    line_of,
+    malformed,
+    parse_record,
+)
 from agent.logs._paths import RotatedFile, real_path, rotated_files, safe_open_log
 
 MIB = 1024 * 1024
@@ -80,7 +92,24 @@ class _Line:
     at: datetime | None
     chunks: list[bytes]  # newest first
     partial: bool
-    text: str | None = None  # set for malformed lines
+    malformed: LogLine | None = None  # the whole line, for one that is not CRI
+    held: int = 0
+    cut: bool = False
+
+    def add(self, chunk: bytes) -> None:
+        """Take the next older chunk; keep no more than the line's first ``MAX_LINE_BYTES``.
+
+        Chunks come newest first, so the line's beginning is whatever comes
+        last: newer chunks are dropped once the older ones fill the limit.
+        """
+        # What lies past the chunk's first MAX_LINE_BYTES is past the line's too.
+        chunk, cut = head(chunk)
+        self.cut = self.cut or cut
+        self.chunks.append(chunk)
+        self.held += len(chunk)
+        while len(self.chunks) > 1 and self.held - len(self.chunks[0]) >= MAX_LINE_BYTES:
+            self.held -= len(self.chunks.pop(0))
+            self.cut = True
 
 
 @dataclass(slots=True)
@@ -111,19 +140,20 @@ class _Assembler:
         if rec is None:
             if not self.discovering:
                 return False
-            text = malformed(raw).text
-            self.lines.append(_Line("unknown", None, [], not terminated, text))
+            whole = malformed(raw, partial=not terminated)
+            self.lines.append(_Line("unknown", None, [], whole.partial, whole))
             return True
         held = self.open.get(rec.stream)
         if rec.partial:
             if held is not None:
-                held.chunks.append(rec.content)
+                held.add(rec.content)
                 held.at = rec.at
                 return True
             if not self.discovering:
                 return False
             # No F of this stream after it: the line is still being written.
-            line = _Line(rec.stream, rec.at, [rec.content], partial=True)
+            line = _Line(rec.stream, rec.at, [], partial=True)
+            line.add(rec.content)
             self.lines.append(line)
             self.open[rec.stream] = line
             return True
@@ -131,7 +161,8 @@ class _Assembler:
             del self.open[rec.stream]
         if not self.discovering:
             return False
-        line = _Line(rec.stream, rec.at, [rec.content], partial=not terminated)
+        line = _Line(rec.stream, rec.at, [], partial=not terminated)
+        line.add(rec.content)
         self.lines.append(line)
         self.open[rec.stream] = line
         return True
@@ -139,11 +170,12 @@ class _Assembler:
     def result(self) -> tuple[LogLine, ...]:
         out = []
         for line in reversed(self.lines):
-            if line.text is not None:
-                out.append(LogLine(None, "unknown", line.text, line.partial))
-            else:
-                text = decode(b"".join(reversed(line.chunks)))
-                out.append(LogLine(line.at, line.stream, text, line.partial))
+            if line.malformed is not None:
+                out.append(line.malformed)
+                continue
+            joined = line_of(line.at, line.stream, b"".join(reversed(line.chunks)), line.partial)
+            out.append(joined if not line.cut else dataclasses.replace(joined, cut=True))
+            line.chunks.clear()  # the bytes go as soon as their text exists
         return tuple(out)
 
 

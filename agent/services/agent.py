@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -107,7 +108,8 @@ class Agent:
         self.last_words = LastWords(
             allowed_roots=settings.log_roots, lines=settings.last_words_lines
         )
-        self.tails = TailMemo(settings.log_roots)
+        self.tails = TailMemo(settings.log_roots, max_total_bytes=settings.log_memo_max_bytes)
+        self._log_slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
         self.metrics = Metrics(self.node, self.pods)
         self.heal = HealManager(
             settings,
@@ -272,6 +274,8 @@ class Agent:
             lines=lines,
             log_roots=tuple(self.settings.log_roots),
             last_words=self.last_words,
+            # Reading more than an answer may hold would only be thrown away.
+            max_bytes=self.settings.log_response_max_bytes,
         )
 
     # -- diagnosis -----------------------------------------------------------
@@ -287,7 +291,29 @@ class Agent:
             port_grace=timedelta(seconds=s.diagnosis_port_grace_seconds),
         )
 
+    @contextlib.asynccontextmanager
+    async def log_slot(self) -> AsyncIterator[None]:
+        """A turn at reading logs (``log_reads_concurrent`` at once); waits while all are taken.
+
+        A logs answer or a diagnosis holds a few MiB while it is built (the
+        bytes read, their text, the answer); bounding how many are built at
+        once bounds the agent's memory whatever the requests, while waiting
+        requests cost next to nothing. The semaphore is taken on the event
+        loop, so waiting takes no worker thread.
+        """
+        loop = asyncio.get_running_loop()
+        slots = self._log_slots
+        if slots is None or slots[0] is not loop:
+            # One per event loop: an asyncio semaphore belongs to the loop it ran on.
+            slots = self._log_slots = (loop, asyncio.Semaphore(self.settings.log_reads_concurrent))
+        async with slots[1]:
+            yield
+
     async def _diagnose(self, views: list[PodView], now: datetime) -> list[tuple[Finding, ...]]:
+        async with self.log_slot():
+            return await self._diagnose_now(views, now)
+
+    async def _diagnose_now(self, views: list[PodView], now: datetime) -> list[tuple[Finding, ...]]:
         inputs = await evidence.gather_many(
             views, self.pods, self.node.client, self.settings, self.last_words, now, self.tails
         )

@@ -13,7 +13,9 @@ A services module: it may import the domain, the adapters and the settings.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,7 +30,7 @@ from agent.domain.podview import ContainerView, PodView, build_pod_view, build_p
 from agent.domain.times import aware
 from agent.errors import InvalidInput, NotFound, ProcessGone
 from agent.kube import PodCacheLike
-from agent.logs import LastWords, TailResult, previous_log_path, tail
+from agent.logs import DEFAULT_MAX_BYTES, LastWords, TailResult, previous_log_path, tail
 from agent.services.node import Snapshot
 from agent.settings import Settings
 
@@ -83,6 +85,7 @@ class PodViewMemo:
     def lookup(
         self, snap: Snapshot, pods: Mapping[str, ApiPod], api_synced: bool, second: int
     ) -> tuple[PodView, ...] | None:
+        """The kept join if these very inputs, in this second, made it; else None."""
         entry = self._entry
         if entry is None:
             return None
@@ -99,6 +102,7 @@ class PodViewMemo:
         second: int,
         views: list[PodView],
     ) -> None:
+        """Keep this join and its inputs, replacing the last."""
         self._entry = (snap, pods, api_synced, second, tuple(views))
 
 
@@ -252,19 +256,21 @@ def read_log(
     lines: int,
     log_roots: tuple[Path, ...],
     last_words: LastWords,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> LogRead:
     """The last ``lines`` of a container's log: from its file, else from the lines kept at exit.
 
     Only files under ``log_roots`` are read, wherever the runtime says the
-    log is: a path that resolves elsewhere is refused (InvalidInput).
-    Blocking (file reads): call it from a worker thread.
+    log is: a path that resolves elsewhere is refused (InvalidInput). At most
+    ``max_bytes`` of the files are read. Blocking (file reads): call it from
+    a worker thread.
     """
     chosen = choose_container(view, container)
     located = attempt_log(chosen, previous=previous, log_roots=log_roots)
     result: TailResult | None = None
     if located.path is not None:
         try:
-            result = tail(located.path, lines, allowed_roots=log_roots)
+            result = tail(located.path, lines, allowed_roots=log_roots, max_bytes=max_bytes)
         except NotFound:
             result = None
     if result is not None:
@@ -327,7 +333,15 @@ def process_facts(view: PodView, proc_root: Path) -> ProcessFacts:
     pause_ns: dict[str, int] | None = None
     unknown: list[str] = []
     sandbox = view.current_sandbox
-    if sandbox is None or sandbox.pause_pid is None:
+    pinned: dict[str, int] = {}
+    if sandbox is not None and sandbox.pause_pid is None:
+        pinned = _pinned_namespaces(view)
+    if pinned:
+        # CRI-O without an infra container: the pod's namespaces are pinned
+        # files the runtime names in each container's spec; a namespace no
+        # spec names is each container's own.
+        pause_ns = pinned
+    elif sandbox is None or sandbox.pause_pid is None:
         note = sandbox.pause_pid_note if sandbox is not None else None
         unknown.append(f"no pause process to compare with ({note or 'no running sandbox'})")
     else:
@@ -338,8 +352,8 @@ def process_facts(view: PodView, proc_root: Path) -> ProcessFacts:
             unknown.append(f"the pause process (PID {pause}) has exited")
         if pause_ns == {}:
             unknown.append(_unreadable_namespaces("the pause process", pause, proc_root))
-    with_host = _shared_with_host(pause_ns, proc_root) if pause_ns else None
-    if pause_ns and with_host is None:
+    with_host = _shared_with_host(pause_ns, proc_root) if pause_ns and not pinned else None
+    if pause_ns and not pinned and with_host is None:
         unknown.append(_unreadable_namespaces("the node's own processes", "1 and 2", proc_root))
     parents = host.parent_map(proc_root)
     trees: dict[str, ProcessNode] = {}
@@ -358,12 +372,31 @@ def process_facts(view: PodView, proc_root: Path) -> ProcessFacts:
                 what = f"container {container.name}"
                 unknown.append(_unreadable_namespaces(what, str(container.pid), proc_root))
                 continue
+            kinds = sorted(mine) if pinned else sorted(pause_ns)
             shares[container.name] = {
-                kind: mine.get(kind) == inode
-                for kind, inode in sorted(pause_ns.items())
-                if kind in mine
+                kind: mine.get(kind) == pause_ns.get(kind) for kind in kinds if kind in mine
             }
     return ProcessFacts(trees, shares, with_host, "; ".join(unknown) or None)
+
+
+# OCI runtime-spec namespace types -> the names of /proc/<pid>/ns links.
+_SPEC_TO_PROC = {"network": "net", "mount": "mnt"}
+
+
+def _pinned_namespaces(view: PodView) -> dict[str, int]:
+    """The pod's namespaces as pinned files the containers' specs name: kind -> inode."""
+    found: dict[str, int] = {}
+    for container in view.containers:
+        current = container.current
+        if current is None:
+            continue
+        for ns in current.namespaces:
+            kind = _SPEC_TO_PROC.get(ns.type, ns.type)
+            if ns.path is None or kind in found or ns.path.startswith("/proc/"):
+                continue
+            with contextlib.suppress(OSError):
+                found[kind] = os.stat(ns.path).st_ino
+    return found
 
 
 def _shared_with_host(namespaces: Mapping[str, int], root: Path) -> list[str] | None:
