@@ -1,4 +1,4 @@
-"""Verbose CRI status parsing, over the payload fixtures and hand-made bad input."""
+"""Verbose CRI status parsing, over payloads captured live and hand-made bad input."""
 
 from __future__ import annotations
 
@@ -21,15 +21,13 @@ from agent.cri.verbose import (
 from agent.domain.model import ContainerState, Mount, NamespacePath, RuntimeKind, VerboseInfo
 
 FIXTURES = Path(__file__).parent / "fixtures" / "cri"
-
-UID = "5f1c7d2e-9a43-4b8e-a2d6-3c1f0e8b7a21"
-UID_ = UID.replace("-", "_")
+# The capture's directory, as tests/_cri_capture.py writes it into each fixture.
+CAPTURED = "/run/podlens-capture"
+CD_NETNS = f"{CAPTURED}/containerd/state/io.containerd.grpc.v1.cri/netns"
+CD2_NETNS = f"{CAPTURED}/containerd2/state/io.containerd.grpc.v1.cri/netns"
+CRIO_PINS = f"{CAPTURED}/crio/netns"
+# An ID of anything else, for the hand-made input below.
 SB = "9b2e4c1d7a5f3e8b6c0d2a4f1e7b9c3d5a8f0e2b4d6c1a3f5e7b9d0c2a4e6f8b"
-CT = "3f7a1c9e5b2d8f4a6c0e1b3d5f7a9c2e4b6d8f0a1c3e5b7d9f2a4c6e8b0d1f3a"
-PAUSE_NETNS = "/var/run/netns/cni-2d0b6a1e-8f3c-4e5d-9a7b-1c2d3e4f5a6b"
-CRIO_NETNS = "/var/run/netns/8d3e1f0a-6b2c-4d9e-a7f5-1b3c5d7e9f02"
-SA_SOURCE = f"/var/lib/kubelet/pods/{UID}/volumes/kubernetes.io~projected/kube-api-access-h7x2q"
-SA_DEST = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 CD = RuntimeKind.CONTAINERD
 CRIO = RuntimeKind.CRIO
@@ -46,6 +44,12 @@ def load_info(name: str) -> dict[str, str]:
     }
 
 
+def ids(name: str) -> tuple[str, str]:
+    """The sandbox and container IDs the capture made (from the CRI calls, not the info)."""
+    data = json.loads((FIXTURES / name).read_text())
+    return str(data["sandbox_id"]), str(data["container_id"] or "")
+
+
 @dataclass(frozen=True)
 class Case:
     fixture: str
@@ -54,6 +58,7 @@ class Case:
     status: ContainerState | bool
     pid: int | None
     netns: str | None
+    # The fixture's own IDs are filled in: "sandbox" / "container" name them.
     sandbox_id: str | None
     cgroups_path: str | None
     note: str | None = None  # exact note, or a fragment when note_contains
@@ -71,6 +76,13 @@ class Case:
         )
         return f"{self.fixture.removesuffix('.json')}[{status}]"
 
+    def resolved(self, text: str | None) -> str | None:
+        """``text`` with {sandbox} and {container} replaced by the fixture's IDs."""
+        if text is None:
+            return None
+        sandbox, container = ids(self.fixture)
+        return text.format(sandbox=sandbox, container=container)
+
 
 def _parse(case: Case) -> VerboseInfo:
     info = load_info(case.fixture)
@@ -79,122 +91,115 @@ def _parse(case: Case) -> VerboseInfo:
     return parse_sandbox_info(case.kind, info, case.status)
 
 
-CD_CT_CGROUPFS = f"/kubepods/besteffort/pod{UID}/{CT}"
-CD_SB_CGROUPFS = f"/kubepods/besteffort/pod{UID}/{SB}"
-CD_CT_SYSTEMD = f"kubepods-besteffort-pod{UID_}.slice:cri-containerd:{CT}"
-CD_SB_SYSTEMD = f"kubepods-besteffort-pod{UID_}.slice:cri-containerd:{SB}"
-CRIO_CT_SYSTEMD = f"kubepods-besteffort-pod{UID_}.slice:crio:{CT}"
-CRIO_SB_SYSTEMD = f"kubepods-besteffort-pod{UID_}.slice:crio:{SB}"
-SA_MOUNT = Mount(destination=SA_DEST, source=SA_SOURCE, type="bind", readonly=True)
-HOSTS_MOUNT = Mount(
-    destination="/etc/hosts",
-    source=f"/var/lib/kubelet/pods/{UID}/etc-hosts",
-    type="bind",
-    readonly=False,
-)
 CD_APP_NS = ("pid", "ipc", "uts", "mount", "network")
+CD_POD_NS = ("pid", "ipc", "uts", "mount", "network")
+CRIO_NS = ("pid", "network", "ipc", "uts", "mount")
+SYS = Mount(destination="/sys", source="sysfs", type="sysfs", readonly=True)
 
+# Each fixture is captured live (tests/_cri_capture.py) and checked against a
+# fresh capture of the same runtime version by tests/test_runtime_payloads.py.
+# The PIDs and netns paths are the ones the capture's runtime had.
 CASES = [
     # ---- containerd 1.6
     Case(
         "containerd-1.6-container-running.json", CD, RUNNING,
-        pid=4387, netns="/proc/4212/ns/net", sandbox_id=SB, cgroups_path=CD_CT_CGROUPFS,
-        mount=SA_MOUNT, namespace_types=CD_APP_NS,
+        pid=10362, netns="/proc/10326/ns/net", sandbox_id="{sandbox}",
+        cgroups_path="/k8s.io/{container}", mount=SYS, namespace_types=CD_APP_NS,
     ),
     Case(
         "containerd-1.6-container-exited.json", CD, EXITED,
-        pid=None, netns="/proc/4212/ns/net", sandbox_id=SB, cgroups_path=CD_CT_CGROUPFS,
-        mount=HOSTS_MOUNT,
+        pid=None, netns="/proc/10326/ns/net", sandbox_id="{sandbox}",
+        cgroups_path="/k8s.io/{container}",
     ),
     Case(
         "containerd-1.6-sandbox-ready.json", CD, True,
-        pid=4212, netns=PAUSE_NETNS, sandbox_id=None, cgroups_path=CD_SB_CGROUPFS,
-        mount=Mount(
-            destination="/dev/shm",
-            source=f"/run/containerd/io.containerd.grpc.v1.cri/sandboxes/{SB}/shm",
-            type="bind",
-            readonly=True,
-        ),
-        namespace_types=("pid", "ipc", "uts", "mount", "network"),
-    ),
-    # ---- containerd 1.7
-    Case(
-        "containerd-1.7-container-running.json", CD, RUNNING,
-        pid=4387, netns="/proc/4212/ns/net", sandbox_id=SB, cgroups_path=CD_CT_SYSTEMD,
-        mount=SA_MOUNT, namespace_types=(*CD_APP_NS, "cgroup"),
+        pid=10326, netns=f"{CD_NETNS}/cni-27c269a9-ac0d-250c-e000-cdf335f8db54",
+        sandbox_id=None, cgroups_path="/k8s.io/{sandbox}", namespace_types=CD_POD_NS,
     ),
     Case(
-        "containerd-1.7-sandbox-stopped.json", CD, False,
-        pid=None, netns=PAUSE_NETNS, sandbox_id=None, cgroups_path=CD_SB_SYSTEMD,
+        "containerd-1.6-sandbox-stopped.json", CD, False,
+        pid=None, netns=f"{CD_NETNS}/cni-e220124a-a084-5dcc-f4d8-7084173d752f",
+        sandbox_id=None, cgroups_path="/k8s.io/{sandbox}",
     ),
     Case(
-        "containerd-1.7-sandbox-hostnetwork.json", CD, True,
-        pid=5120, netns=None, sandbox_id=None, cgroups_path=CD_SB_SYSTEMD,
-        namespace_types=("pid", "ipc", "uts", "mount", "cgroup"),
+        "containerd-1.6-sandbox-hostnetwork.json", CD, True,
+        pid=10433, netns=None, sandbox_id=None, cgroups_path="/k8s.io/{sandbox}",
+        namespace_types=("pid", "ipc", "mount"),
     ),
-    # ---- containerd 2.0
+    # ---- containerd 2.4 (sandboxMetadata names the sandbox and its netns)
     Case(
-        "containerd-2.0-container-running.json", CD, RUNNING,
-        pid=4387, netns="/proc/4212/ns/net", sandbox_id=SB, cgroups_path=CD_CT_SYSTEMD,
-        mount=SA_MOUNT, namespace_types=(*CD_APP_NS, "cgroup"),
-    ),
-    Case(
-        "containerd-2.0-container-exited.json", CD, EXITED,
-        pid=None, netns="/proc/4212/ns/net", sandbox_id=SB, cgroups_path=CD_CT_SYSTEMD,
+        "containerd-2.4-container-running.json", CD, RUNNING,
+        pid=11065, netns="/proc/11042/ns/net", sandbox_id="{sandbox}",
+        cgroups_path="/k8s.io/{container}", mount=SYS, namespace_types=CD_APP_NS,
     ),
     Case(
-        "containerd-2.0-sandbox-ready.json", CD, True,
-        pid=4212, netns=PAUSE_NETNS, sandbox_id=SB, cgroups_path=CD_SB_SYSTEMD,
+        "containerd-2.4-container-exited.json", CD, EXITED,
+        pid=None, netns="/proc/11042/ns/net", sandbox_id="{sandbox}",
+        cgroups_path="/k8s.io/{container}",
     ),
     Case(
-        # No runtimeSpec: the netns comes from sandboxMetadata.Metadata.NetNSPath.
-        "containerd-2.0-sandbox-no-spec.json", CD, False,
-        pid=None, netns=PAUSE_NETNS, sandbox_id=SB, cgroups_path=None,
-        namespace_types=("network",),
-    ),
-    # ---- CRI-O
-    Case(
-        "crio-1.29-container-running.json", CRIO, RUNNING,
-        pid=18733, netns=CRIO_NETNS, sandbox_id=SB, cgroups_path=CRIO_CT_SYSTEMD,
-        needs_start_check=True, mount=SA_MOUNT,
-        namespace_types=("pid", "network", "ipc", "uts", "mount", "cgroup"),
+        "containerd-2.4-sandbox-ready.json", CD, True,
+        pid=11042, netns=f"{CD2_NETNS}/cni-20e6a55e-572b-8509-abba-0d2043b57094",
+        sandbox_id="{sandbox}", cgroups_path="/k8s.io/{sandbox}", namespace_types=CD_POD_NS,
     ),
     Case(
-        "crio-1.29-container-exited-stale-pid.json", CRIO, EXITED,
-        pid=None, netns=CRIO_NETNS, sandbox_id=SB, cgroups_path=CRIO_CT_SYSTEMD,
-        note="CRI-O keeps reporting pid 18733", note_contains=True, mount=HOSTS_MOUNT,
+        # processStatus "deleted", pid 0: the pause task is gone.
+        "containerd-2.4-sandbox-stopped.json", CD, False,
+        pid=None, netns=f"{CD2_NETNS}/cni-9591df09-5de0-7d8e-201a-95bcb087c32f",
+        sandbox_id="{sandbox}", cgroups_path="/k8s.io/{sandbox}",
     ),
     Case(
-        "crio-1.29-sandbox-infra.json", CRIO, True,
-        pid=18602, netns=CRIO_NETNS, sandbox_id=None, cgroups_path=CRIO_SB_SYSTEMD,
-        needs_start_check=True,
+        # runtimeSpec null: the netns comes from sandboxMetadata.Metadata.NetNSPath.
+        "containerd-2.4-sandbox-no-spec.json", CD, False,
+        pid=None, netns=f"{CD2_NETNS}/cni-9591df09-5de0-7d8e-201a-95bcb087c32f",
+        sandbox_id="{sandbox}", cgroups_path=None, namespace_types=("network",),
     ),
     Case(
-        "crio-1.29-sandbox-infra.json", CRIO, False,
-        pid=None, netns=CRIO_NETNS, sandbox_id=None, cgroups_path=CRIO_SB_SYSTEMD,
+        "containerd-2.4-sandbox-hostnetwork.json", CD, True,
+        pid=11141, netns=None, sandbox_id="{sandbox}", cgroups_path="/k8s.io/{sandbox}",
+        namespace_types=("pid", "ipc", "mount"),
+    ),
+    # ---- CRI-O 1.34 (drop_infra_ctr: no pause process unless the pod shares its PID namespace)
+    Case(
+        "crio-1.34-container-running.json", CRIO, RUNNING,
+        pid=11763, netns=f"{CRIO_PINS}/netns/229886f6-b01f-4294-8580-2c0a4325ef0b",
+        sandbox_id="{sandbox}", cgroups_path="/crio/crio-{container}",
+        needs_start_check=True, mount=SYS, namespace_types=CRIO_NS,
+    ),
+    Case(
+        "crio-1.34-container-exited-stale-pid.json", CRIO, EXITED,
+        pid=None, netns=f"{CRIO_PINS}/netns/229886f6-b01f-4294-8580-2c0a4325ef0b",
+        sandbox_id="{sandbox}", cgroups_path="/crio/crio-{container}",
+        note="CRI-O keeps reporting pid 11763", note_contains=True,
+    ),
+    Case(
+        "crio-1.34-sandbox-no-infra.json", CRIO, True,
+        pid=None, netns=f"{CRIO_PINS}/netns/229886f6-b01f-4294-8580-2c0a4325ef0b",
+        sandbox_id=None, cgroups_path="crio-{sandbox}", note=NO_INFRA_CONTAINER,
+        namespace_types=CRIO_NS,
+    ),
+    Case(
+        # The spec still names a pinned network namespace; the agent's
+        # conversion drops it for a host-network sandbox.
+        "crio-1.34-sandbox-hostnetwork.json", CRIO, True,
+        pid=None, netns=f"{CRIO_PINS}/netns/a41dd51b-58f6-460a-9b75-6ab03f5b6bb8",
+        sandbox_id=None, cgroups_path="crio-{sandbox}", note=NO_INFRA_CONTAINER,
+    ),
+    Case(
+        "crio-1.34-sandbox-infra.json", CRIO, True,
+        pid=11912, netns=f"{CRIO_PINS}/netns/e6e14654-170b-4d27-95cf-44e8318b495b",
+        sandbox_id=None, cgroups_path="crio-{sandbox}", needs_start_check=True,
+    ),
+    Case(
+        "crio-1.34-sandbox-infra.json", CRIO, False,
+        pid=None, netns=f"{CRIO_PINS}/netns/e6e14654-170b-4d27-95cf-44e8318b495b",
+        sandbox_id=None, cgroups_path="crio-{sandbox}",
         note="sandbox is not ready", note_contains=True,
     ),
     Case(
-        "crio-1.29-sandbox-no-infra.json", CRIO, True,
-        pid=None, netns=CRIO_NETNS, sandbox_id=None, cgroups_path=CRIO_SB_SYSTEMD,
-        note=NO_INFRA_CONTAINER,
-        namespace_types=("pid", "network", "ipc", "uts", "mount", "cgroup"),
-    ),
-    Case(
-        "crio-older-sandbox-no-infra-empty.json", CRIO, True,
-        pid=None, netns=None, sandbox_id=None, cgroups_path=None, note=NO_INFRA_CONTAINER,
-    ),
-    Case(
-        "crio-pre-1.18-container-legacy-toplevel.json", CRIO, RUNNING,
-        pid=18733, netns=CRIO_NETNS, sandbox_id=SB,
-        cgroups_path=f"/kubepods/besteffort/pod{UID}/crio-{CT}",
-        needs_start_check=True, mount=SA_MOUNT,
-    ),
-    Case(
-        "crio-pre-1.18-container-legacy-toplevel.json", CRIO, EXITED,
-        pid=None, netns=CRIO_NETNS, sandbox_id=SB,
-        cgroups_path=f"/kubepods/besteffort/pod{UID}/crio-{CT}",
-        note="pid 18733", note_contains=True,
+        "crio-1.34-sandbox-stopped.json", CRIO, False,
+        pid=None, netns=f"{CRIO_PINS}/netns/e6e14654-170b-4d27-95cf-44e8318b495b",
+        sandbox_id=None, cgroups_path="crio-{sandbox}",
     ),
 ]  # fmt: skip
 
@@ -212,8 +217,8 @@ def test_fixture(case: Case) -> None:
         assert got.pid_note == case.note
     assert got.pid_needs_start_check is case.needs_start_check
     assert network_namespace_path(got) == case.netns
-    assert got.sandbox_id == case.sandbox_id
-    assert got.cgroups_path == case.cgroups_path
+    assert got.sandbox_id == case.resolved(case.sandbox_id)
+    assert got.cgroups_path == case.resolved(case.cgroups_path)
     if case.mount is not None:
         assert case.mount in got.mounts
     if case.namespace_types:
@@ -227,21 +232,23 @@ def test_every_fixture_has_a_case() -> None:
 
 def test_containerd_exited_and_crio_stale_pid_differ() -> None:
     """containerd zeroes the pid on exit; CRI-O keeps it and it must not leak through."""
-    exited = parse_container_info(CD, load_info("containerd-1.6-container-exited.json"), EXITED)
+    exited = parse_container_info(CD, load_info("containerd-2.4-container-exited.json"), EXITED)
     assert exited.pid is None
     assert exited.pid_note is None  # pid 0 is just "not running"
 
+    raw = json.loads(load_info("crio-1.34-container-exited-stale-pid.json")["info"])
+    assert raw["pid"] == 11763  # CRI-O still says so
     stale = parse_container_info(
-        CRIO, load_info("crio-1.29-container-exited-stale-pid.json"), EXITED
+        CRIO, load_info("crio-1.34-container-exited-stale-pid.json"), EXITED
     )
     assert stale.pid is None
     assert stale.pid_note is not None
-    assert "18733" in stale.pid_note
+    assert "11763" in stale.pid_note
 
 
 def test_crio_pid_of_created_container_is_not_used() -> None:
     got = parse_container_info(
-        CRIO, load_info("crio-1.29-container-running.json"), ContainerState.CREATED
+        CRIO, load_info("crio-1.34-container-running.json"), ContainerState.CREATED
     )
     assert got.pid is None
     assert got.pid_note is not None
@@ -256,14 +263,16 @@ def test_mounts_keep_spec_order_and_readonly() -> None:
     assert by_dest["/sys"].readonly is True
     assert by_dest["/sys"].type == "sysfs"
     assert by_dest["/etc/resolv.conf"].readonly is False
-    assert by_dest["/etc/resolv.conf"].source.endswith(f"/sandboxes/{SB}/resolv.conf")
+    sandbox, _ = ids("containerd-1.6-container-running.json")
+    assert by_dest["/etc/resolv.conf"].source.endswith(f"/sandboxes/{sandbox}/resolv.conf")
 
 
 def test_crio_pinned_namespaces() -> None:
-    got = parse_container_info(CRIO, load_info("crio-1.29-container-running.json"), RUNNING)
+    got = parse_container_info(CRIO, load_info("crio-1.34-container-running.json"), RUNNING)
     paths = {ns.type: ns.path for ns in got.namespaces}
-    assert paths["ipc"] == "/var/run/ipcns/8d3e1f0a-6b2c-4d9e-a7f5-1b3c5d7e9f02"
-    assert paths["uts"] == "/var/run/utsns/8d3e1f0a-6b2c-4d9e-a7f5-1b3c5d7e9f02"
+    pin = "229886f6-b01f-4294-8580-2c0a4325ef0b"
+    assert paths["ipc"] == f"{CRIO_PINS}/ipcns/{pin}"
+    assert paths["uts"] == f"{CRIO_PINS}/utsns/{pin}"
     assert paths["pid"] is None
     assert paths["mount"] is None
 
