@@ -2,6 +2,8 @@
 
 Built from the agent's own types with ``from_*`` constructors, so routes stay
 thin and the wire shape is decided in one place.
+
+Part of the HTTP edge: imports ``redact``, the domain model, severities and pydantic only.
 """
 
 from __future__ import annotations
@@ -26,21 +28,29 @@ T = TypeVar("T")
 
 
 class ItemList(BaseModel, Generic[T]):
+    """The envelope of every list answer: ``{"items": [...]}``."""
+
     items: list[T]
 
 
 class ErrorBody(BaseModel):
+    """Every error answer: a stable kind, a message for a person, and details where known."""
+
     error: str = Field(description="stable machine-readable error kind")
     message: str = Field(description="what is wrong, for a person")
     detail: dict[str, object] | None = None
 
 
 class NamespaceItem(BaseModel):
+    """One Linux namespace from the OCI runtime spec; a null path means one of its own."""
+
     type: str
     path: str | None
 
 
 class MountItem(BaseModel):
+    """One mount of a container: where it appears inside, and what the runtime put there."""
+
     destination: str
     source: str
     type: str | None
@@ -48,6 +58,8 @@ class MountItem(BaseModel):
 
 
 class ProcessItem(BaseModel):
+    """One host process: identity, command line, resources, namespaces and cgroup."""
+
     pid: int
     ppid: int
     name: str
@@ -70,6 +82,7 @@ class ProcessItem(BaseModel):
 
     @classmethod
     def from_info(cls, p: ProcessInfo, *, full_cmdline: bool = False) -> ProcessItem:
+        """The process on the wire, its command line redacted unless ``full_cmdline``."""
         cmdline, redacted = (list(p.cmdline), False) if full_cmdline else redact_cmdline(p.cmdline)
         return cls(
             pid=p.pid,
@@ -90,6 +103,8 @@ class ProcessItem(BaseModel):
 
 
 class ProcessTreeItem(BaseModel):
+    """A process and its descendants, each with its command line and memory."""
+
     pid: int
     name: str
     cmdline: list[str]
@@ -99,6 +114,7 @@ class ProcessTreeItem(BaseModel):
 
     @classmethod
     def from_node(cls, node: ProcessNode, *, full_cmdline: bool = False) -> ProcessTreeItem:
+        """The tree on the wire, command lines redacted unless ``full_cmdline``."""
         p = node.process
         cmdline = list(p.cmdline) if full_cmdline else redact_cmdline(p.cmdline)[0]
         return cls(
@@ -123,6 +139,8 @@ def _mounts(items: tuple[Mount, ...]) -> list[MountItem]:
 
 
 class ContainerItem(BaseModel):
+    """One container attempt as the runtime holds it, with its pod and its host PID."""
+
     id: str
     name: str
     pod: str
@@ -144,6 +162,7 @@ class ContainerItem(BaseModel):
 
     @classmethod
     def from_container(cls, c: Container) -> ContainerItem:
+        """The container on the wire, without labels, namespaces or mounts."""
         return cls(
             id=c.id,
             name=c.name,
@@ -167,6 +186,8 @@ class ContainerItem(BaseModel):
 
 
 class ContainerDetail(ContainerItem):
+    """One container in full: labels, annotations, namespaces, mounts, process and tree."""
+
     labels: dict[str, str]
     annotations: dict[str, str]
     namespaces: list[NamespaceItem]
@@ -185,6 +206,7 @@ class ContainerDetail(ContainerItem):
         *,
         full_cmdline: bool = False,
     ) -> ContainerDetail:
+        """The detail on the wire, without kubectl's last-applied spec; commands redacted."""
         base = ContainerItem.from_container(c).model_dump()
         return cls(
             **base,
@@ -200,6 +222,8 @@ class ContainerDetail(ContainerItem):
 
 
 class SandboxItem(BaseModel):
+    """One pod sandbox as the runtime holds it, with its pause PID and network."""
+
     id: str
     pod: str
     namespace: str
@@ -219,6 +243,7 @@ class SandboxItem(BaseModel):
 
     @classmethod
     def from_sandbox(cls, s: Sandbox, container_count: int) -> SandboxItem:
+        """The sandbox on the wire; a not-ready one without a pause PID says why."""
         note = s.pause_pid_note
         if s.pause_pid is None and note is None and s.state.value == "notready":
             note = "sandbox is not ready: its pause process has exited"
@@ -241,6 +266,8 @@ class SandboxItem(BaseModel):
 
 
 class SandboxDetail(SandboxItem):
+    """One sandbox in full: labels, annotations, namespaces, pause process, containers."""
+
     labels: dict[str, str]
     annotations: dict[str, str]
     namespaces: list[NamespaceItem]
@@ -256,6 +283,7 @@ class SandboxDetail(SandboxItem):
         *,
         full_cmdline: bool = False,
     ) -> SandboxDetail:
+        """The detail on the wire, without kubectl's last-applied spec; commands redacted."""
         base = SandboxItem.from_sandbox(s, len(containers)).model_dump()
         return cls(
             **base,
@@ -270,6 +298,8 @@ class SandboxDetail(SandboxItem):
 
 
 class ProcessLookup(BaseModel):
+    """A host PID traced to its container (or sandbox, for a pause) and pod."""
+
     process: ProcessItem
     matched_by: Literal["cgroup", "ancestor", "pause"] = Field(
         description="how the PID was tied to its container"
@@ -282,6 +312,8 @@ class ProcessLookup(BaseModel):
 
 
 class RuntimeSection(BaseModel):
+    """The container runtime: whether it is reachable, since when, and what it is."""
+
     connected: bool
     since: datetime
     reason: str | None
@@ -292,6 +324,8 @@ class RuntimeSection(BaseModel):
 
 
 class Capabilities(BaseModel):
+    """How the agent follows this node: events or relists, pidfds, pause processes."""
+
     change_source: Literal["events", "relist"] = Field(
         description="how the agent learns of changes besides pidfd exit notifications"
     )
@@ -322,6 +356,8 @@ class Capabilities(BaseModel):
 
 
 class Counts(BaseModel):
+    """How many sandboxes, containers and pods the node holds, by state."""
+
     sandboxes: int
     sandboxes_ready: int
     containers: int
@@ -331,6 +367,8 @@ class Counts(BaseModel):
 
 
 class ApiSection(BaseModel):
+    """The API server's pod watch: its state, since when, and the pods bound to this node."""
+
     state: Literal["ok", "unavailable", "disabled"]
     detail: str = Field(description='"ok", or why not and since when')
     since: datetime
@@ -338,6 +376,8 @@ class ApiSection(BaseModel):
 
 
 class NodeInfo(BaseModel):
+    """What this node is: its runtime, the API server's view, capabilities and counts."""
+
     node_name: str
     runtime: RuntimeSection
     api: ApiSection
@@ -348,6 +388,8 @@ class NodeInfo(BaseModel):
 
 
 class Health(BaseModel):
+    """``/healthz`` and ``/readyz``: the verdict, and each check for a caller who may read."""
+
     status: Literal["ok", "degraded", "unavailable"]
     # Left out of /readyz for a caller who may not read (the probes).
     checks: dict[str, str] | None = None
@@ -359,6 +401,8 @@ class Health(BaseModel):
 
 
 class AttemptItem(BaseModel):
+    """An earlier attempt of a pod's container that the runtime still holds."""
+
     id: str
     attempt: int
     state: Literal["created", "running", "exited", "unknown"]
@@ -370,6 +414,7 @@ class AttemptItem(BaseModel):
 
     @classmethod
     def from_container(cls, c: Container) -> AttemptItem:
+        """The attempt on the wire: its state, how it ended, and when it ran."""
         return cls(
             id=c.id,
             attempt=c.attempt,
@@ -383,6 +428,8 @@ class AttemptItem(BaseModel):
 
 
 class PodContainerItem(BaseModel):
+    """One container of a pod: the spec's role, the API's status and the runtime's attempts."""
+
     name: str
     role: Literal["init", "sidecar", "app", "ephemeral"] | None = Field(
         description="from the pod spec; null for a container only the runtime knows"
@@ -409,6 +456,8 @@ class PodContainerItem(BaseModel):
 
 
 class MismatchItem(BaseModel):
+    """A disagreement between the API server and the runtime, or within the runtime."""
+
     kind: str
     severity: Severity
     message: str
@@ -418,12 +467,16 @@ class MismatchItem(BaseModel):
 
 
 class VolumeUserItem(BaseModel):
+    """One container's mount of a pod volume, as the spec asks for it."""
+
     container: str
     mount_path: str
     read_only: bool
 
 
 class SharedVolumeItem(BaseModel):
+    """A pod volume, the containers that mount it, and the host paths the runtime gave them."""
+
     name: str
     kind: str
     mounted_by: list[VolumeUserItem]
@@ -434,6 +487,8 @@ class SharedVolumeItem(BaseModel):
 
 
 class EventItem(BaseModel):
+    """One Kubernetes event about the pod, as ``kubectl describe`` lists it."""
+
     type: str | None
     reason: str | None
     message: str | None
@@ -443,6 +498,8 @@ class EventItem(BaseModel):
 
 
 class PodViewItem(BaseModel):
+    """One pod of this node, the runtime joined with the API server, kubectl's columns first."""
+
     namespace: str
     name: str
     uid: str
@@ -511,6 +568,8 @@ class KillBody(BaseModel):
 
 
 class TargetItem(BaseModel):
+    """What a kill-and-watch run signals: the process, and the attempt it belongs to."""
+
     kind: Literal["container", "sandbox"]
     namespace: str
     pod: str
@@ -524,6 +583,8 @@ class TargetItem(BaseModel):
 
 
 class PlanItem(BaseModel):
+    """What the guards allowed: the target, the signal, and what kubelet should do next."""
+
     target: TargetItem
     signal: str
     timeout_seconds: float
@@ -537,6 +598,8 @@ class PlanItem(BaseModel):
 
 
 class PhaseItem(BaseModel):
+    """One step of a run's timeline, timed from the signal."""
+
     name: str
     at: datetime
     since_signal_seconds: float | None
@@ -544,6 +607,8 @@ class PhaseItem(BaseModel):
 
 
 class HealRunItem(BaseModel):
+    """One kill-and-watch run in full: plan, who asked, timeline, verdict."""
+
     id: str
     state: Literal["running", "healed", "not_healed", "failed"]
     target: TargetItem
@@ -558,6 +623,8 @@ class HealRunItem(BaseModel):
 
 
 class HealRunSummary(BaseModel):
+    """One kill-and-watch run in the list: its target, state, recovery time and verdict."""
+
     id: str
     state: Literal["running", "healed", "not_healed", "failed"]
     namespace: str
@@ -569,6 +636,8 @@ class HealRunSummary(BaseModel):
 
 
 class KillAccepted(BaseModel):
+    """A kill-and-watch request allowed: the run started and where to follow it, or the plan."""
+
     id: str | None = Field(description="the run's id; null for a dry run")
     dry_run: bool
     state: str
@@ -583,6 +652,8 @@ class KillAccepted(BaseModel):
 
 
 class LogLineItem(BaseModel):
+    """One line of a container's log: when the runtime wrote it, the stream, the text."""
+
     at: datetime | None
     stream: str
     text: str
@@ -593,6 +664,8 @@ class LogLineItem(BaseModel):
 
 
 class LogsItem(BaseModel):
+    """The last lines of one container attempt's log, and where they were read from."""
+
     namespace: str
     pod: str
     container: str
@@ -617,12 +690,16 @@ class LogsItem(BaseModel):
 
 
 class EvidenceItem(BaseModel):
+    """One fact a finding rests on, and where it comes from."""
+
     kind: str = Field(description="where the fact comes from: api, runtime, exit-code, log, ...")
     label: str
     value: str
 
 
 class FindingItem(BaseModel):
+    """What one rule found about a pod: summary, evidence, likely cause, commands to run next."""
+
     rule: str = Field(description="stable rule id, e.g. crashloop or init-waiting")
     severity: Severity
     namespace: str
@@ -636,6 +713,8 @@ class FindingItem(BaseModel):
 
 
 class PodDiagnosis(BaseModel):
+    """One pod's kubectl columns and its findings, most severe first."""
+
     namespace: str
     name: str
     status: str
@@ -646,6 +725,8 @@ class PodDiagnosis(BaseModel):
 
 
 class NodeDiagnostics(BaseModel):
+    """Every finding on this node, most severe first, and how many pods were checked."""
+
     node_name: str
     pods_checked: int
     pods_with_findings: int
