@@ -123,11 +123,6 @@ def test_a_pod_sharing_its_pid_namespace_gets_an_infra_process(
     assert sandbox["pause_process"]["pid"] == info["pid"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="agent/services/pods.py compares a container's namespaces with the pause process "
-    "only; on CRI-O without one it should read them from a container's PID",
-)
 def test_the_pod_detail_reads_shared_namespaces_from_a_container_without_pause(
     agent: RunningAgent, driver: CriPodDriver
 ) -> None:
