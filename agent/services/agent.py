@@ -5,8 +5,8 @@ the joined pod views, the last lines of dead attempts (kept at their exit),
 the log tail memo, kill-and-watch runs and the metrics. The HTTP routes call
 its methods and map what they return to the wire; nothing else holds these.
 
-A services module: it may import the rules, the adapters, the domain and the
-settings, never the HTTP layer.
+A services module: it may import the rules, the adapters, the domain, the
+errors and the settings, never the HTTP layer.
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ attention, which attempt ``kubectl logs --previous`` means and where its log
 is, the log read itself (from the file, or the lines kept at exit), and the
 process facts of the pod detail (trees, namespaces shared with the pause).
 
-A services module: it may import the domain, the adapters and the settings.
+A services module: it may import the rules (their thresholds), the domain, the
+adapters, the errors and the settings; never the HTTP layer.
 """
 
 from __future__ import annotations
