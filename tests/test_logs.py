@@ -808,10 +808,12 @@ def test_logs_written_by_a_real_containerd(
         stream: [line.text for line in result.lines if line.stream == stream]
         for stream in ("stdout", "stderr")
     }
+    # The long line keeps its first 16 KiB, and says it was cut.
     assert by_stream == {
-        "stdout": ["out-1", "a" * 40000, "out-2"],
+        "stdout": ["out-1", "a" * MAX_LINE_BYTES, "out-2"],
         "stderr": ["err-1", "last words"],
     }
+    assert [line.text[:1] for line in result.lines if line.cut] == ["a"]
     assert list(result.lines) == parse_log(raw)
 
     memory = LastWords(allowed_roots=[cri_driver.log_root])
