@@ -73,9 +73,9 @@ COPY --from=builder /opt/podlens /opt/podlens
 # opens the CRI socket (root:root, mode 0660) and reads kubelet's log files
 # (root-owned, 0640 or 0600), and there is no user namespace in between.
 # What makes that safe is the manifest, not the image: it drops every
-# capability and adds back only SYS_PTRACE (and KILL with kill-and-watch),
-# with a read-only root filesystem and no privilege escalation
-# (daemonset/daemonset.yaml).
+# capability and adds none back (KILL with kill-and-watch, SYS_PTRACE with
+# components/ptrace), with a read-only root filesystem, no privilege
+# escalation and an AppArmor profile (daemonset/).
 
 WORKDIR /
 EXPOSE 8470
