@@ -213,7 +213,9 @@ def test_any_process_in_a_container_tree_maps_back_to_its_pod(
 
     mine = agent.get(f"/v1/processes/{os.getpid()}")
     assert mine.status_code == 404
-    assert "belongs to no container" in mine.json()["message"]
+    # A process outside every container is named by its PID only: nothing of
+    # a foreign process (its name, its cgroup) is told.
+    assert mine.json()["message"] == f"PID {os.getpid()} is not in a container"
 
 
 def test_kill_shows_exit_137_error_within_moments_and_restart_adds_attempt(
