@@ -11,6 +11,7 @@ container or sandbox the snapshot does not hold.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -252,3 +253,20 @@ async def test_events_can_be_turned_off_and_the_node_says_so() -> None:
         assert node.health.change_source == "relist"
         assert "off by configuration" in (node.health.change_source_reason or "")
     assert runtime.count("GetContainerEvents") == 0
+
+
+async def test_a_change_the_runtime_does_not_announce_is_seen_soon_after_the_last_event() -> None:
+    runtime = FakeRuntime(runtime_version="v2.4.2")
+    sb = runtime.run_sandbox("web", "shop")
+    app = runtime.run_container(sb.id, "app")
+    # A relist a minute away: only the follow-ups after an event explain a quick update.
+    node = new_node(runtime, relist_interval_seconds=60, events_relist_interval_seconds=60)
+    async with running(node):
+        await until(lambda: node.health.change_source == "events", what="following events")
+        await until(lambda: app.id in node.snapshot.containers, what="container seen")
+        # As CRI-O removes a pod: the container's removal is announced, the
+        # sandbox's (gone a moment later) is not.
+        runtime.remove_container(app.id)
+        await asyncio.sleep(0.03)
+        del runtime.sandboxes[sb.id]
+        await until(lambda: sb.id not in node.snapshot.sandboxes, within=1.5, what="sandbox gone")

@@ -61,6 +61,10 @@ _EXIT_FOLLOW_UPS = (0.02, 0.06)
 # A subscribed event stream that has stayed open this long is working: the
 # runtime ends it at once when it has no events to give.
 _EVENTS_CONFIRM_SECONDS = 0.25
+# Relists after the last event of a burst, in seconds. Not every change is
+# announced: CRI-O looks a removed sandbox up after removing it and so never
+# sends its event, and drops events when its queue is full.
+_EVENT_FOLLOW_UPS = (0.1, 0.5, 2.0)
 # The API server's container state, and the snapshot's, when the runtime has
 # moved on and the snapshot not yet.
 _BEHIND = {("running", ContainerState.CREATED), ("terminated", ContainerState.RUNNING)}
@@ -190,6 +194,7 @@ class NodeState:
         self.event_stream_breaks = 0
         self.event_stream_resumes = 0
         self.events_received = 0
+        self._follow_ups: list[asyncio.TimerHandle] = []
         self.optional_calls: dict[str, str] = {}
         # Objects whose status call is current for their listed state.
         self._fresh: set[str] = set()
@@ -528,6 +533,7 @@ class NodeState:
                     self.events_received += 1
                     confirm()
                     self._wake.set()
+                    self._follow_up(loop)
             except EventsUnsupported as exc:
                 log.info(
                     "container events unavailable (%s); relisting every %.1fs",
@@ -550,6 +556,12 @@ class NodeState:
                 delay = self.settings.reconnect_min_seconds
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.settings.reconnect_max_seconds)
+
+    def _follow_up(self, loop: asyncio.AbstractEventLoop) -> None:
+        # Timed from the last event: a burst gets one set of follow-ups.
+        for handle in self._follow_ups:
+            handle.cancel()
+        self._follow_ups = [loop.call_later(delay, self._wake.set) for delay in _EVENT_FOLLOW_UPS]
 
     async def refresh_once(self, client: RuntimeClient) -> Change | None:
         """Relist, fetch statuses for what is new or changed, publish; None when nothing changed."""
