@@ -78,9 +78,11 @@ def kill_and_watch(cluster: RealCluster, body: dict[str, Any]) -> dict[str, Any]
         for p in run["phases"]
         if p["since_signal_seconds"] is not None
     )
+    plan = run["plan"]
     note(
         f"kill-and-watch {run['target']['kind']}: {run['state']}, time to recover "
-        f"{run['time_to_recover_seconds']}s ({phases})"
+        f"{run['time_to_recover_seconds']:.2f}s (expected delay {plan['expected_delay_seconds']}s: "
+        f"{plan['expected_delay_reason']}; {phases})"
     )
     return run
 

@@ -1,7 +1,7 @@
 """The pod watch against the real API server: bookmarks, 410 Gone, a restarted kube-apiserver.
 
-Two observers are checked. The agent process of ``lab up --real`` through its
-HTTP API: it must stay current across a quiet period and across a restart of
+Two observers are checked. The agent of ``lab up --real`` through its HTTP
+API: it must stay current across a quiet period and across a restart of
 kube-apiserver (a pod created and one deleted while its watch was down). And
 the agent's own watch code (``agent.kube.PodCache`` over ``KubeSource``) run
 here against the same API server, where what it did can be counted: bookmarks
