@@ -266,6 +266,17 @@ def test_plan_says_pid_next_attempt_and_backoff_delay() -> None:
     assert plan_kill(settings(), view_of(old), kill(), ME, NOW).expected_delay_seconds == 0
 
 
+def test_a_sandbox_kill_waits_out_the_longest_container_backoff() -> None:
+    fresh = plan_kill(settings(), view_of(pod_json()), kill(None, sandbox=True), ME, NOW)
+    assert fresh.expected_delay_seconds == 0
+    # The real kubelet starts a container that exited in the last ten
+    # minutes only after its back-off, even in a new sandbox.
+    recent = pod_json(last_exit=NOW - timedelta(minutes=2), restarts=3)
+    plan = plan_kill(settings(), view_of(recent), kill(None, sandbox=True), ME, NOW)
+    assert plan.expected_delay_seconds == 10
+    assert "(app: the previous exit was 120s ago" in plan.expected_delay_reason
+
+
 def test_backoff_upper_bound_caps_at_300() -> None:
     status = pod_from_dict(pod_json(last_exit=NOW - timedelta(seconds=30), restarts=9)).status_for(
         "app"

@@ -198,20 +198,29 @@ def plan_kill(
             attempt=sandbox.attempt,
             restart_count=None,
         )
+        # The recovery is as slow as the longest back-off among the containers
+        # kubelet restarts; each is started again only once its own back-off ends.
+        held, held_by, held_why = 0.0, "", ""
+        for c in view.containers:
+            if c.role not in (ContainerRole.APP, ContainerRole.SIDECAR):
+                continue
+            delay, why = expected_restart_delay(c.api_status, now)
+            if delay > held:
+                held, held_by, held_why = delay, c.name, why
         return Plan(
             target=target,
             signal=request.signal,
             signal_name=name,
             timeout_seconds=request.timeout_seconds,
             expected_attempt=sandbox.attempt + 1,
-            expected_delay_seconds=0.0,
+            expected_delay_seconds=held,
             expected_delay_reason=(
                 "kubelet notices the dead sandbox at its next relist (~1 s), stops the pod's "
                 "containers (each may take up to the pod's terminationGracePeriodSeconds, "
                 f"{grace}s, "
                 "if it ignores SIGTERM), recreates the sandbox with attempt + 1, then reruns "
                 "every init container; containers that exited in the last 10 minutes wait "
-                "their backoff"
+                "their backoff" + (f" ({held_by}: {held_why})" if held_by else "")
             ),
             restart_policy=pod.restart_policy or "Always",
             steps=(
