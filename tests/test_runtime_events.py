@@ -12,6 +12,7 @@ container or sandbox the snapshot does not hold.
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import Any
 
 import httpx
@@ -270,3 +271,24 @@ async def test_a_change_the_runtime_does_not_announce_is_seen_soon_after_the_las
         await asyncio.sleep(0.03)
         del runtime.sandboxes[sb.id]
         await until(lambda: sb.id not in node.snapshot.sandboxes, within=1.5, what="sandbox gone")
+
+
+async def test_the_loop_stops_when_cancelled_as_it_wakes() -> None:
+    # Events and pidfds wake the loop often; a cancellation landing with a
+    # wake-up must still stop it (Python 3.11's wait_for could swallow it).
+    for _ in range(60):
+        runtime = FakeRuntime(events="unimplemented")
+        runtime.run_sandbox("web", "shop")
+        node = new_node(runtime, relist_interval_seconds=60)
+        task = asyncio.create_task(node.run())
+        await until(partial(synced, node), what="first sync")
+        asyncio.get_running_loop().call_soon(node.request_refresh)
+        await asyncio.sleep(0)
+        node.request_refresh()
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=2)
+        assert done, "the refresh loop went on after it was cancelled"
+
+
+def synced(node: NodeState) -> bool:
+    return node.health.synced

@@ -437,8 +437,12 @@ class NodeState:
                 "runtime %s %s synced at %s", info.runtime_name, info.runtime_version, endpoint
             )
             while True:
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow
+                # a cancellation that lands as the wake-up does, and the loop then
+                # never stops.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.relist_interval)
+                    async with asyncio.timeout(self.relist_interval):
+                        await self._wake.wait()
                 self._wake.clear()
                 await self.refresh_once(client)
                 if self._needs_verbose and (filler is None or filler.done()):
