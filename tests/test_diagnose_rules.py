@@ -623,6 +623,25 @@ def test_an_old_init_failure_before_a_long_successful_run_is_not_a_loop() -> Non
     assert [f.rule for f in run(doc) if f.rule == "init-crashloop"] == []
 
 
+def test_an_init_container_that_failed_again_is_a_crash_loop_not_a_first_failure() -> None:
+    # The real kubelet shows Init:Error most of the time between two tries of
+    # a failing init container; its restart count is what tells the loop.
+    doc = init_pod(
+        terminated(1, finished_ago=3, message="schema version 7 not found"),
+        last=terminated(1, finished_ago=14),
+        restarts=2,
+    )
+    found = run(doc)
+    assert [f.rule for f in found if f.rule.startswith("init-")] == ["init-crashloop"]
+    f = one(found, "init-crashloop")
+    assert f.severity == "error"
+    assert "(1 of 2) failed again and waits for kubelet's next try" in f.summary
+    assert ev(f, "restart count").value == "2"
+    # The first failure, before any restart, is still a failure, not a loop.
+    first = run(init_pod(terminated(1, finished_ago=3)))
+    assert [f.rule for f in first if f.rule.startswith("init-")] == ["init-failed"]
+
+
 def test_init_failed_under_restart_policy_never_is_for_good() -> None:
     doc = init_pod(terminated(3, finished_ago=120), policy="Never", phase="Failed")
     f = one(run(doc), "init-failed")

@@ -233,11 +233,18 @@ def init_crashloop(ctx: Ctx) -> list[Finding]:
     if t is None or t.role is not ContainerRole.INIT or t.status is None:
         return []
     state, last = t.state, t.last_state
-    if not last.is_terminated:
-        return []
-    if state.is_waiting and state.reason == "CrashLoopBackOff":
-        headline = f"({_position(t)}) is in Init:CrashLoopBackOff"
+    term, which = last, "last"
+    if _failed_again(pod, t):
+        # The real kubelet shows Init:Error between two tries, most of the
+        # time, not Init:CrashLoopBackOff: the loop is the restart count.
+        headline = f"({_position(t)}) failed again and waits for kubelet's next try"
         severity: Severity = "error"
+        term, which = state, "current"
+    elif not last.is_terminated:
+        return []
+    elif state.is_waiting and state.reason == "CrashLoopBackOff":
+        headline = f"({_position(t)}) is in Init:CrashLoopBackOff"
+        severity = "error"
     elif (
         # Between two failures it runs (or is being started) again, and kubectl
         # shows only Init:i/N: the loop is still there, in lastState.
@@ -257,11 +264,24 @@ def init_crashloop(ctx: Ctx) -> list[Finding]:
             t,
             rule="init-crashloop",
             severity=severity,
-            term=last,
-            which="last",
+            term=term,
+            which=which,
             headline=headline,
         )
     ]
+
+
+def _failed_again(pod: ApiPod, t: Target) -> bool:
+    """The blocking init container failed after being restarted, and kubelet will retry it."""
+    state = t.state
+    policy = pod.restart_policy or "Always"
+    return (
+        state.is_terminated
+        and state.exit_code not in (None, 0)
+        and t.restart_count >= 1
+        and policy != "Never"
+        and pod.phase != "Failed"
+    )
 
 
 def init_failed(ctx: Ctx) -> list[Finding]:
@@ -275,6 +295,8 @@ def init_failed(ctx: Ctx) -> list[Finding]:
     state = t.state
     if not state.is_terminated or state.exit_code == 0:
         return []
+    if t.status is not None and _failed_again(pod, t):
+        return []  # a repeated failure: init-crashloop tells it
     m, evidence = exit_facts(ctx, pod, t, state, which="")
     status = status_strings(pod, ctx.now).status
     policy = pod.restart_policy or "Always"
