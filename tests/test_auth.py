@@ -707,7 +707,7 @@ def test_a_silent_api_server_neither_lets_through_nor_stalls_the_agent() -> None
             # The reviews hang in their own threads; the agent still serves.
             started = time.monotonic()
             assert http.get("/healthz").status_code == 200
-            # A blocked probe would wait out the 1 s review deadline.
+            # A blocked probe would wait out the 4 s review deadline.
             assert time.monotonic() - started < 1.0
             assert any(thread.is_alive() for thread in waiting)
             for thread in waiting:
@@ -726,7 +726,9 @@ def test_hung_reviews_cannot_take_the_threads_the_routes_run_in() -> None:
     stuck = StuckReviewer()
     # Each of the 48 tokens is new, so each needs a review: the budget per
     # source address must not be what answers them.
-    app = agent_app(door(timeout_seconds=1.0, review_burst=64), stuck)
+    # The reviews' deadline is long enough that, on a busy machine too, the
+    # 48 requests are all still waiting when the probe is asked.
+    app = agent_app(door(timeout_seconds=4.0, review_burst=64), stuck)
     statuses: list[int] = []
     try:
         with serve(app) as agent, httpx.Client(base_url=agent, timeout=10) as http:
@@ -741,7 +743,7 @@ def test_hung_reviews_cannot_take_the_threads_the_routes_run_in() -> None:
             time.sleep(0.3)
             started = time.monotonic()
             assert http.get("/healthz").status_code == 200
-            # A blocked probe would wait out the 1 s review deadline.
+            # A blocked probe would wait out the 4 s review deadline.
             assert time.monotonic() - started < 1.0
             assert sum(thread.is_alive() for thread in waiting) > 40
             for thread in waiting:
