@@ -594,6 +594,29 @@ enable_metrics = false
                         f"{(proc.stderr or proc.stdout).strip()}"
                     )
 
+    def _ensure_bridge(self) -> None:
+        """The pod bridge, made before CRI-O with a MAC address of its own.
+
+        A bridge the CNI plugin makes takes the lowest MAC of its ports, which
+        changes as pods come; CRI-O checks each pod's network (CNI CHECK) right
+        after adding it, and with pods started in parallel the check fails
+        ("Bridge interface ... Mac doesn't match"). A set address stays put.
+        """
+        shown = subprocess.run(
+            ["ip", "link", "show", self.bridge_name], capture_output=True, check=False
+        )
+        if shown.returncode == 0:
+            return
+        mac = "02:70:6c:" + ":".join(f"{b:02x}" for b in self._token)
+        for cmd in (
+            ["ip", "link", "add", "name", self.bridge_name, "type", "bridge"],
+            ["ip", "link", "set", "dev", self.bridge_name, "address", mac],
+            ["ip", "link", "set", "dev", self.bridge_name, "up"],
+        ):
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=False)
+            if done.returncode != 0:
+                raise LabError(f"{' '.join(cmd)} failed: {done.stderr.strip()}")
+
     def _daemon_env(self) -> dict[str, str]:
         env = dict(os.environ)
         if self.tz is not None:
@@ -618,6 +641,7 @@ enable_metrics = false
         if fresh and self.images:
             # Before the daemon runs: it reads the store it finds at start.
             self._import_images()
+        self._ensure_bridge()
         Path(self.address).unlink(missing_ok=True)
         crio = self._binary("crio")
         self._adopted = None

@@ -21,6 +21,7 @@ import pytest
 from lab.errors import LabError
 from lab.node import LabNode, LabState, RequestRefused, build_parser
 from lab.runtimes import FACTS, runtime_problem
+from tests._lab_stack import free_port
 from tests.conftest import lab_unavailable
 
 REPO = Path(__file__).resolve().parent.parent
@@ -86,7 +87,7 @@ def test_up_apply_status_down_on_the_upstream_runtime(runtime: str, tmp_path: Pa
     if problem:
         lab_unavailable(f"{runtime}: {problem}")
     lab_dir = tmp_path / "lab"
-    port = 18400 + (os.getpid() % 500)
+    port = free_port()
     up = cli(
         "up", "--runtime", runtime, "--port", str(port), "--time-scale", "0.05", lab_dir=lab_dir
     )
