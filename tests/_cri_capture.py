@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -240,7 +241,10 @@ def main(argv: list[str] | None = None, *, out: Callable[[str], None] = print) -
         runtime.start()
         captures = capture_all(runtime, base)
     finally:
-        runtime.stop()
+        try:
+            runtime.stop()
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
     args.out.mkdir(parents=True, exist_ok=True)
     for capture in captures:
         path = args.out / capture.file_name
