@@ -260,11 +260,10 @@ def apiserver_argv(bins: Binaries, layout: Layout, pki: Pki) -> list[str]:
     ]
 
 
-def controller_manager_argv(bins: Binaries, layout: Layout, pki: Pki) -> list[str]:
-    """kube-controller-manager: DaemonSets, service-account tokens, garbage collection."""
-    config = layout.base / "controller-manager.kubeconfig"
+def _controller_argv(binary: Path, config: Path, port: int) -> list[str]:
+    """What the controller manager and the scheduler share: one identity, loopback, no election."""
     return [
-        str(bins.kube_controller_manager),
+        str(binary),
         "--kubeconfig",
         str(config),
         "--authentication-kubeconfig",
@@ -274,37 +273,31 @@ def controller_manager_argv(bins: Binaries, layout: Layout, pki: Pki) -> list[st
         "--bind-address",
         "127.0.0.1",
         "--secure-port",
-        str(layout.controller_manager_port),
+        str(port),
+        "--leader-elect=false",
+        "--profiling=false",
+    ]
+
+
+def controller_manager_argv(bins: Binaries, layout: Layout, pki: Pki) -> list[str]:
+    """kube-controller-manager: DaemonSets, service-account tokens, garbage collection."""
+    config = layout.base / "controller-manager.kubeconfig"
+    return [
+        *_controller_argv(bins.kube_controller_manager, config, layout.controller_manager_port),
         "--service-account-private-key-file",
         str(pki.service_account_key),
         "--root-ca-file",
         str(pki.ca.cert),
         "--use-service-account-credentials=true",
-        "--leader-elect=false",
         "--cert-dir",
         str(layout.base / "controller-manager-certs"),
-        "--profiling=false",
     ]
 
 
 def scheduler_argv(bins: Binaries, layout: Layout) -> list[str]:
     """kube-scheduler, binding the lab's pods to its one node."""
     config = layout.base / "scheduler.kubeconfig"
-    return [
-        str(bins.kube_scheduler),
-        "--kubeconfig",
-        str(config),
-        "--authentication-kubeconfig",
-        str(config),
-        "--authorization-kubeconfig",
-        str(config),
-        "--bind-address",
-        "127.0.0.1",
-        "--secure-port",
-        str(layout.scheduler_port),
-        "--leader-elect=false",
-        "--profiling=false",
-    ]
+    return _controller_argv(bins.kube_scheduler, config, layout.scheduler_port)
 
 
 def kubelet_argv(bins: Binaries, layout: Layout) -> list[str]:
