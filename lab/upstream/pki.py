@@ -53,6 +53,26 @@ class Pki:
     service_account_key: Path
     service_account_pub: Path
 
+    @classmethod
+    def at(cls, directory: Path) -> Pki:
+        """The files ``make_pki`` writes under ``directory``, by their names."""
+
+        def pair(stem: str) -> CertPair:
+            return CertPair(directory / f"{stem}.crt", directory / f"{stem}.key")
+
+        return cls(
+            ca=pair("ca"),
+            apiserver=pair("apiserver"),
+            apiserver_kubelet_client=pair("apiserver-kubelet-client"),
+            admin=pair("admin"),
+            kubelet=pair("kubelet"),
+            kubelet_serving=pair("kubelet-serving"),
+            controller_manager=pair("controller-manager"),
+            scheduler=pair("scheduler"),
+            service_account_key=directory / "sa.key",
+            service_account_pub=directory / "sa.pub",
+        )
+
 
 def _write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -153,11 +173,10 @@ def make_pki(directory: Path, node_name: str) -> Pki:
     """A fresh CA and every certificate the real node needs, written under ``directory``."""
     ca = _Authority(directory)
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    sa_key_path = directory / "sa.key"
-    sa_pub_path = directory / "sa.pub"
-    _write(sa_key_path, _key_pem(sa_key))
+    pki = Pki.at(directory)
+    _write(pki.service_account_key, _key_pem(sa_key))
     _write(
-        sa_pub_path,
+        pki.service_account_pub,
         sa_key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         ),
@@ -169,33 +188,30 @@ def make_pki(directory: Path, node_name: str) -> Pki:
         "kubernetes.default.svc",
         "kubernetes.default.svc.cluster.local",
     )
-    return Pki(
-        ca=ca.save(),
-        apiserver=ca.issue(
-            "apiserver",
-            "kube-apiserver",
-            server_names=names,
-            server_ips=("127.0.0.1", KUBERNETES_SERVICE_IP),
-            client=False,
-        ),
-        apiserver_kubelet_client=ca.issue(
-            "apiserver-kubelet-client", "kube-apiserver-kubelet-client", groups=("system:masters",)
-        ),
-        admin=ca.issue("admin", "lab-admin", groups=("system:masters",)),
-        kubelet=ca.issue("kubelet", f"system:node:{node_name}", groups=("system:nodes",)),
-        kubelet_serving=ca.issue(
-            "kubelet-serving",
-            f"system:node:{node_name}",
-            groups=("system:nodes",),
-            server_names=("localhost", node_name),
-            server_ips=("127.0.0.1",),
-            client=False,
-        ),
-        controller_manager=ca.issue("controller-manager", "system:kube-controller-manager"),
-        scheduler=ca.issue("scheduler", "system:kube-scheduler"),
-        service_account_key=sa_key_path,
-        service_account_pub=sa_pub_path,
+    ca.save()
+    ca.issue(
+        "apiserver",
+        "kube-apiserver",
+        server_names=names,
+        server_ips=("127.0.0.1", KUBERNETES_SERVICE_IP),
+        client=False,
     )
+    ca.issue(
+        "apiserver-kubelet-client", "kube-apiserver-kubelet-client", groups=("system:masters",)
+    )
+    ca.issue("admin", "lab-admin", groups=("system:masters",))
+    ca.issue("kubelet", f"system:node:{node_name}", groups=("system:nodes",))
+    ca.issue(
+        "kubelet-serving",
+        f"system:node:{node_name}",
+        groups=("system:nodes",),
+        server_names=("localhost", node_name),
+        server_ips=("127.0.0.1",),
+        client=False,
+    )
+    ca.issue("controller-manager", "system:kube-controller-manager")
+    ca.issue("scheduler", "system:kube-scheduler")
+    return pki
 
 
 def kubeconfig(path: Path, server: str, ca: Path, client: CertPair, *, user: str) -> Path:

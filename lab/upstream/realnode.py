@@ -162,10 +162,6 @@ def start_registry(node: LabNode, state: LabState, images: list[ImageTar]) -> st
     return url[0]
 
 
-def _pki(layout: cluster.Layout) -> Pki:
-    return make_pki(layout.pki_dir, layout.node_name)
-
-
 def start_control_plane(node: LabNode, state: LabState, real: RealState) -> None:
     """etcd, kube-apiserver, kube-controller-manager and kube-scheduler, each once ready."""
     bins = binaries()
@@ -177,7 +173,7 @@ def start_control_plane(node: LabNode, state: LabState, real: RealState) -> None
         Path("/var/log/pods"),
         state.containerd_token,
     )
-    pki = _pki(layout)
+    pki = make_pki(layout.pki_dir, layout.node_name)
     cluster.write_configs(layout, pki)
     real.layout = layout.to_json()
     real.kubeconfig = str(layout.admin_kubeconfig)
@@ -268,7 +264,7 @@ def start_kubelet(node: LabNode, state: LabState, real: RealState) -> None:
     """The kubelet, until node ``lab-node`` is registered, addressed and Ready."""
     bins = binaries()
     layout = cluster.Layout.from_json(real.layout)
-    pki = _pki_of(layout)
+    pki = Pki.at(layout.pki_dir)
     for hierarchy in _hierarchies():
         (hierarchy / layout.cgroup_root.lstrip("/")).mkdir(exist_ok=True)
     real.sysctls = _read_sysctls()
@@ -291,33 +287,10 @@ def start_kubelet(node: LabNode, state: LabState, real: RealState) -> None:
     node.progress(f"kubelet: node {layout.node_name} Ready (pid {proc.pid})")
 
 
-def _pki_of(layout: cluster.Layout) -> Pki:
-    # The files make_pki wrote; read back by name rather than made again.
-    from lab.upstream.pki import CertPair
-
-    d = layout.pki_dir
-
-    def pair(stem: str) -> CertPair:
-        return CertPair(d / f"{stem}.crt", d / f"{stem}.key")
-
-    return Pki(
-        ca=pair("ca"),
-        apiserver=pair("apiserver"),
-        apiserver_kubelet_client=pair("apiserver-kubelet-client"),
-        admin=pair("admin"),
-        kubelet=pair("kubelet"),
-        kubelet_serving=pair("kubelet-serving"),
-        controller_manager=pair("controller-manager"),
-        scheduler=pair("scheduler"),
-        service_account_key=d / "sa.key",
-        service_account_pub=d / "sa.pub",
-    )
-
-
 def admin_client(real: RealState) -> cluster.AdminClient:
     """The lab's admin client of the real API server."""
     layout = cluster.Layout.from_json(real.layout)
-    return cluster.AdminClient(layout, _pki_of(layout))
+    return cluster.AdminClient(layout, Pki.at(layout.pki_dir))
 
 
 def _port_open(port: int) -> bool:
