@@ -22,6 +22,7 @@ apt_packages=(
     debootstrap                  # the Dockerfile's base, stood in for from Debian's packages
     skopeo                       # the lab's images into CRI-O's storage (nothing is pulled)
     conmon                       # CRI-O's container monitor (the tests' and the lab's CRI-O)
+    chromium                     # the web UI's tests and bench_ui (driven by playwright)
 )
 missing=()
 for package in "${apt_packages[@]}"; do
