@@ -7,8 +7,13 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from agent.errors import ApiServerError
-from agent.kube import DisabledPodCache, Gone, PodCache, PodList, WatchEvent
+from agent.kube import DisabledPodCache, Gone, PodCache, PodList, StreamBroken, WatchEvent
+from agent.services.metrics import Metrics
+from agent.services.node import NodeState
+from agent.settings import Settings
 
 NODE = "node-a"
 
@@ -202,3 +207,76 @@ def test_disabled_cache_reports_cri_only_mode() -> None:
     assert cache.health.state == "disabled"
     assert "CRI-only" in cache.health.describe()
     assert dict(cache.pods) == {}
+
+
+def watch_series(cache: PodCache | DisabledPodCache) -> dict[str, float]:
+    """The pod watch's series in the agent's /metrics text, by sample name."""
+    text = Metrics(NodeState(Settings(node_name=NODE)), cache).render().decode()
+    return {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name.startswith("podlens_pod_watch_")
+    }
+
+
+def bookmark(rv: int) -> WatchEvent:
+    return WatchEvent("BOOKMARK", {"kind": "Pod", "metadata": {"resourceVersion": str(rv)}})
+
+
+def test_every_kind_of_watch_turn_is_counted_in_metrics() -> None:
+    down = ApiServerError("API server: list pods failed: connection refused")
+    source = ScriptedSource(
+        lists=[
+            PodList([pod("a", "u1", 1)], "5"),
+            PodList([pod("a", "u1", 1)], "20"),  # after the 410
+            down,  # after the failed watch, the relist fails once more
+            PodList([pod("a", "u1", 1)], "30"),
+        ],
+        watches=[
+            [WatchEvent("ADDED", pod("b", "u2", 6)), bookmark(7), "END"],
+            [StreamBroken("connection reset mid-stream")],
+            [Gone("too old resource version")],
+            [ApiServerError("API server: watch pods (stream) failed")],
+            [bookmark(31)],
+        ],
+    )
+    cache = run_until_idle(source)
+    try:
+        series = watch_series(cache)
+        # The sixth watch is the one open now, on a script that has run out.
+        assert series == {
+            "podlens_pod_watch_lists_total": 3.0,
+            "podlens_pod_watch_watches_total": 6.0,
+            "podlens_pod_watch_events_total": 1.0,
+            "podlens_pod_watch_bookmarks_total": 2.0,
+            "podlens_pod_watch_relists_after_gone_total": 1.0,
+            "podlens_pod_watch_streams_cut_total": 1.0,
+            "podlens_pod_watch_errors_total": 2.0,
+        }
+        # Four lists were asked for; the one that failed is an error, not a list.
+        assert [kind for kind, _ in source.calls].count("list") == 4
+        assert cache.resource_version == "31"
+    finally:
+        cache.stop()
+
+
+def test_counters_only_grow_while_the_watch_resumes() -> None:
+    source = ScriptedSource(
+        lists=[PodList([], "1")],
+        watches=[[bookmark(2), "END"], [bookmark(3), "END"], [bookmark(4)]],
+    )
+    cache = run_until_idle(source)
+    try:
+        series = watch_series(cache)
+        assert series["podlens_pod_watch_bookmarks_total"] == 3.0
+        assert series["podlens_pod_watch_watches_total"] == 4.0
+        assert series["podlens_pod_watch_lists_total"] == 1.0
+        assert series["podlens_pod_watch_errors_total"] == 0.0
+        assert series["podlens_pod_watch_relists_after_gone_total"] == 0.0
+    finally:
+        cache.stop()
+
+
+def test_cri_only_mode_has_no_watch_series() -> None:
+    assert watch_series(DisabledPodCache()) == {}

@@ -65,12 +65,16 @@ class ApiHealth:
 
 @dataclass(frozen=True, slots=True)
 class WatchStats:
+    """Counts since the watch thread started, for /metrics and for tests."""
+
     lists: int
     watches: int
     relists_after_gone: int
     events: int
     bookmarks: int
     streams_cut: int
+    # Failures that made the loop back off (API server away, refused, a bug).
+    errors: int = 0
 
 
 class PodCache:
@@ -104,7 +108,7 @@ class PodCache:
         self._thread: threading.Thread | None = None
         self._synced = threading.Event()
         self._lists = self._watches = self._gone = self._events = self._bookmarks = 0
-        self._broken = 0
+        self._broken = self._errors = 0
         self.generation = 0
 
     # --- reading
@@ -125,7 +129,13 @@ class PodCache:
     @property
     def stats(self) -> WatchStats:
         return WatchStats(
-            self._lists, self._watches, self._gone, self._events, self._bookmarks, self._broken
+            self._lists,
+            self._watches,
+            self._gone,
+            self._events,
+            self._bookmarks,
+            self._broken,
+            self._errors,
         )
 
     def find(self, namespace: str, name: str) -> ApiPod | None:
@@ -192,6 +202,7 @@ class PodCache:
             except (AgentError, OSError) as exc:
                 if self._stop.is_set():
                     return
+                self._errors += 1
                 self._set_unavailable(str(exc))
                 # After an outage the cache may have missed deletions that
                 # happened while the watch history moved on; relist.
@@ -200,6 +211,7 @@ class PodCache:
                 delay = min(delay * 2, self._backoff_max)
             except Exception as exc:  # a bug must not kill the watch for good
                 log.exception("pod watch failed")
+                self._errors += 1
                 self._set_unavailable(f"watch failed: {exc!r}")
                 need_list = True
                 self._stop.wait(delay)

@@ -1,4 +1,4 @@
-"""Prometheus metrics: kill-and-watch phase durations, and the node's state at scrape time.
+"""Prometheus metrics: kill-and-watch phase durations, the node's state and the pod watch's counts.
 
 A services module: imports prometheus_client, the node state, the heal runs, the pod
 cache's type and the domain model.
@@ -9,13 +9,50 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from agent.domain.model import ContainerState
-from agent.kube import PodCacheLike
+from agent.kube import PodCache, PodCacheLike, WatchStats
 from agent.services.heal import HealRun, RunState
 from agent.services.node import NodeState
+
+# The pod watch's counts, each a counter: (name, help, WatchStats field).
+_WATCH_COUNTERS = (
+    (
+        "podlens_pod_watch_lists",
+        "Full lists of the node's pods (the first and every relist)",
+        "lists",
+    ),
+    (
+        "podlens_pod_watch_watches",
+        "Watches started (each resumes from the last resourceVersion)",
+        "watches",
+    ),
+    ("podlens_pod_watch_events", "ADDED, MODIFIED and DELETED events applied", "events"),
+    ("podlens_pod_watch_bookmarks", "BOOKMARK events received", "bookmarks"),
+    (
+        "podlens_pod_watch_relists_after_gone",
+        "Relists after the API server answered 410 Gone for the watch's resourceVersion",
+        "relists_after_gone",
+    ),
+    (
+        "podlens_pod_watch_streams_cut",
+        "Watch streams broken off mid-way and resumed",
+        "streams_cut",
+    ),
+    (
+        "podlens_pod_watch_errors",
+        "Failed lists or watches, each followed by a back-off and a relist",
+        "errors",
+    ),
+)
+
+
+def _watch_counters(stats: WatchStats) -> Iterator[CounterMetricFamily]:
+    for name, text, attribute in _WATCH_COUNTERS:
+        yield CounterMetricFamily(name, text, value=float(getattr(stats, attribute)))
+
 
 # From tens of milliseconds (process gone) to minutes (a backoff wait).
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 40, 80, 160, 320, 640)
@@ -26,7 +63,7 @@ class _NodeCollector(Collector):
         self._node = node
         self._pods = pods
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         snap = self._node.snapshot
         up = GaugeMetricFamily(
             "podlens_runtime_up", "1 when the container runtime is reachable and synced"
@@ -52,6 +89,9 @@ class _NodeCollector(Collector):
         relists = GaugeMetricFamily("podlens_runtime_relists", "relists since start")
         relists.add_metric([], float(self._node.refresh_count))
         yield relists
+        # No watch in CRI-only mode: no counters rather than zeros that look like a stuck one.
+        if isinstance(self._pods, PodCache):
+            yield from _watch_counters(self._pods.stats)
 
 
 class Metrics:
