@@ -57,12 +57,7 @@ from agent.domain.podstatus import status_strings
 from agent.errors import InvalidInput
 from agent.kube.convert import pod_from_dict
 from lab.apitime import rfc3339
-from lab.containerd import (
-    CNI_BIN_DIR,
-    PrivateContainerd,
-    _mounts_under,
-    _umount,
-)
+from lab.containerd import PrivateContainerd
 from lab.errors import ContainerdFailed, LabError, MissingTool, NotRoot
 from lab.images import (
     BUSYBOX_PATH,
@@ -72,6 +67,7 @@ from lab.images import (
     lab_node_recipes,
     require_tool,
 )
+from lab.private_runtime import mounts_under, require_cni_plugins, unmount_under
 from lab.processes import ProcessRef, log_tail, python_child_env, stop_process
 from lab.runtimes import RUNTIMES, PrivateCrio, PrivateRuntime, private_runtime, runtime_problem
 from lab.upstream import deploy, realnode
@@ -128,8 +124,6 @@ EXIT_LAB = 2
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _URL_LINE = re.compile(r"^(http://[0-9.]+:\d+)\s*$", re.MULTILINE)
-
-_MNT_DETACH = 2
 
 
 class LabNotUp(LabError):
@@ -365,9 +359,7 @@ def preflight(port: int) -> None:
         ("gcc", "gcc libc6-dev"),
     ):
         require_tool(tool, package)
-    for plugin in ("bridge", "host-local", "loopback"):
-        if not (CNI_BIN_DIR / plugin).is_file():
-            raise MissingTool(str(CNI_BIN_DIR / plugin), "containernetworking-plugins")
+    require_cni_plugins()
     if not BUSYBOX_PATH.is_file():
         raise MissingTool(str(BUSYBOX_PATH), "busybox-static", "the busybox image")
     if not NGINX_BINARY.is_file():
@@ -899,7 +891,7 @@ class LabNode:
     def _remove_lab_dir(self) -> None:
         if not self.lab_dir.exists():
             return
-        left = _mounts_under(self.lab_dir)
+        left = mounts_under(self.lab_dir)
         if left:
             raise ComponentFailed(f"still mounted under {self.lab_dir}: {left}")
         for name in _OWN_ENTRIES:
@@ -949,9 +941,7 @@ class LabNode:
             containerd.stop()
         except ContainerdFailed as exc:
             problems.append(str(exc))
-        for point in _mounts_under(self.lab_dir):
-            if not _umount(point):
-                _umount(point, _MNT_DETACH)
+        unmount_under(self.lab_dir)
         registry = state.components.get("registry")
         if registry is not None and not stop_process(registry.ref, 5.0):
             problems.append(f"registry (pid {registry.pid}) did not exit")
@@ -959,15 +949,13 @@ class LabNode:
             problems += realnode.gateway_of(state).remove()
         if real is not None:
             problems += realnode.clean_host(real)
-            for point in _mounts_under(self.lab_dir):
-                if not _umount(point):
-                    _umount(point, _MNT_DETACH)
+            unmount_under(self.lab_dir)
         leftovers = containerd.leftovers()
         problems += [f"{kind} left: {items}" for kind, items in leftovers.items() if items]
         alive = [n for n, c in state.components.items() if c.ref.alive()]
         if alive:
             problems.append(f"still running: {', '.join(alive)}")
-        mounted = _mounts_under(self.lab_dir)
+        mounted = mounts_under(self.lab_dir)
         if mounted:
             problems.append(f"still mounted: {mounted}")
         return problems
@@ -979,7 +967,7 @@ class LabNode:
             f"{n} (pid {c.pid})" for n, c in state.components.items() if c.ref.alive()
         ]
         found["lab_dir"] = [str(self.lab_dir)] if self.lab_dir.exists() else []
-        found["mounts"] = sorted(set(found["mounts"]) | set(_mounts_under(Path(state.lab_dir))))
+        found["mounts"] = sorted(set(found["mounts"]) | set(mounts_under(Path(state.lab_dir))))
         return found
 
     # ------------------------------------------------------------ status

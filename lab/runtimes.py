@@ -2,52 +2,40 @@
 containerd 2.x and CRI-O (both built from their Go modules by
 ``scripts/upstream/build.sh``, cached by version outside the checkout).
 
-Every instance owns one base directory (root, state, socket, runtime state,
-CNI config and IPAM data, log) and a bridge and subnet of its own; nothing is
-written to a runtime's default paths. ``private_runtime(name, ...)`` gives
-any of them behind the same lifecycle as ``PrivateContainerd``: ``start``,
-``kill`` (the daemon only; pods keep running), ``restart``, ``stop`` (pods
-through CRI first, then everything else), ``adopt`` and ``leftovers``.
+Every instance owns one base directory and a bridge and subnet of its own;
+nothing is written to a runtime's default paths. All three share one
+lifecycle, ``lab.private_runtime.PrivateRuntime`` (``start``, ``kill`` of the
+daemon only, ``restart``, ``adopt``, ``stop`` with the pods drained through
+CRI first, ``leftovers``); ``private_runtime(name, ...)`` gives any of them.
 
-Owns which runtimes the lab knows, where their binaries are, and the
-containerd 2.x and CRI-O configs. Imports ``lab.containerd`` for the shared
-network and teardown pieces, ``lab.images``, ``lab.processes``, ``lab.errors``
-and ``cri_proto`` with grpc to drain pods.
+Owns which runtimes the lab knows, what tests may expect of each
+(``FACTS``), where the upstream binaries are, and the containerd 2.x and
+CRI-O specifics. Imports ``lab.private_runtime``, ``lab.containerd`` (which
+containerd 2.x extends), ``lab.images``, ``lab.processes`` and ``lab.errors``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Protocol
 
-import grpc
-
-from cri_proto import api_pb2, api_pb2_grpc
-from lab.containerd import (
+from lab.containerd import PrivateContainerd
+from lab.errors import LabError, NotRoot
+from lab.images import PAUSE_IMAGE, ImageTar, require_tool
+from lab.private_runtime import (
     CNI_BIN_DIR,
-    CNI_CACHE_DIR,
-    MAX_SOCKET_PATH,
-    PrivateContainerd,
-    _mounts_under,
-    _pick_subnet,
-    _proc_cmdlines,
-    _umount,
-    read_conflist_subnet,
+    PrivateRuntime,
+    proc_cmdlines,
+    remove_tree_entries,
+    require_cni_plugins,
     write_bridge_conflist,
 )
-from lab.errors import ContainerdFailed, LabError, MissingTool, NotRoot
-from lab.images import PAUSE_IMAGE, ImageTar, require_tool
-from lab.processes import REPO_ROOT, ProcessRef, log_tail, stop_process
+from lab.processes import REPO_ROOT
 
 # The names `--runtime` and the test matrix use, in the order they run.
 RUNTIMES = ("containerd", "containerd2", "crio")
@@ -56,69 +44,9 @@ BUILD_SCRIPT = REPO_ROOT / "scripts" / "upstream" / "build.sh"
 # built elsewhere): PODLENS_CONTAINERD2_BIN, PODLENS_CRIO_BIN.
 BIN_DIR_ENV = {"containerd2": "PODLENS_CONTAINERD2_BIN", "crio": "PODLENS_CRIO_BIN"}
 
-_MNT_DETACH = 2
-
 
 class RuntimeNotBuilt(LabError):
     """An upstream runtime the lab needs has not been built yet; says how to build it."""
-
-
-class PrivateRuntime(Protocol):
-    """What the lab, its tests and its benchmarks need of any private runtime instance."""
-
-    name: str
-    base_dir: Path
-    log_path: Path
-    bridge_name: str
-    last_start_seconds: float | None
-
-    @property
-    def endpoint(self) -> str:
-        """The CRI endpoint: ``unix://`` and the socket path."""
-        ...
-
-    @property
-    def token(self) -> bytes:
-        """The random bytes that name the instance's bridge and network."""
-        ...
-
-    @property
-    def pid(self) -> int | None:
-        """The daemon's PID while it runs."""
-        ...
-
-    @property
-    def subnet_text(self) -> str:
-        """The pod subnet, or "" before the first start."""
-        ...
-
-    def start(self) -> PrivateRuntime:
-        """Boot the daemon (images imported on the first start) and wait for CRI."""
-        ...
-
-    def kill(self, *, graceful: bool = True, grace: float = 10.0) -> None:
-        """Stop the daemon only; pods keep running, as on a node whose runtime restarts."""
-        ...
-
-    def restart(self) -> PrivateRuntime:
-        """Stop the daemon and start it again on the same directories."""
-        ...
-
-    def is_running(self) -> bool:
-        """Whether the daemon runs."""
-        ...
-
-    def adopt(self, daemon: ProcessRef) -> PrivateRuntime:
-        """Take over a daemon an earlier process started on this base directory."""
-        ...
-
-    def stop(self, *, remove_dirs: bool = True) -> None:
-        """Remove every pod through CRI, stop the daemon, clear what is left; idempotent."""
-        ...
-
-    def leftovers(self) -> dict[str, list[str]]:
-        """What of this instance is still on the machine."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,8 +249,8 @@ def _oci_runtime() -> tuple[str, str]:
     return "runc", require_tool("runc", "runc", "CRI-O's OCI runtime")
 
 
-class PrivateCrio:
-    """CRI-O from the build cache, with Debian's conmon and crun, all under one base dir.
+class PrivateCrio(PrivateRuntime):
+    """CRI-O from the build cache, with Debian's conmon and runc, all under one base dir.
 
     Images go into its containers-storage with ``skopeo`` before the daemon
     first starts (nothing can be pulled here). ``pod_events`` sets
@@ -333,6 +261,9 @@ class PrivateCrio:
     """
 
     name = "crio"
+    daemon_name = "crio"
+    display_name = "CRI-O"
+    stop_grace = 15.0
 
     def __init__(
         self,
@@ -347,20 +278,20 @@ class PrivateCrio:
         drop_infra: bool = True,
         tz: str | None = None,
     ) -> None:
-        # The network naming, token and subnet rules are containerd's; reuse them.
-        names = PrivateContainerd(base_dir, token=token)
-        self.base_dir = names.base_dir
-        self.images = tuple(images)
-        self.sandbox_image = sandbox_image
-        self.start_timeout = start_timeout
-        self.log_level = log_level
+        super().__init__(
+            base_dir,
+            images,
+            socket_name="crio.sock",
+            config_name="crio.conf",
+            sandbox_image=sandbox_image,
+            start_timeout=start_timeout,
+            log_level=log_level,
+            token=token,
+        )
+        self.images: tuple[ImageTar, ...] = tuple(images)
         self.pod_events = pod_events
         self.drop_infra = drop_infra
         self.tz = tz
-        self._token = names.token
-        self.bridge_name = names.bridge_name
-        self.network_name = names.network_name
-        self.subnet = names.subnet
 
         d = self.base_dir
         self.storage_root = d / "storage"
@@ -372,46 +303,9 @@ class PrivateCrio:
         self.runtime_root = d / "oci"
         self.version_dir = d / "version"
         self.conf_dir = d / "crio.conf.d"
-        self.cni_conf_dir = d / "cni" / "net.d"
-        self.cni_ipam_dir = d / "cni" / "ipam"
-        self.config_path = d / "crio.conf"
         self.policy_path = d / "policy.json"
         self.registries_path = d / "registries.conf"
-        self.address = str(d / "crio.sock")
-        self.log_path = d / "crio.log"
-
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._adopted: ProcessRef | None = None
-        self._known_ids: set[str] = set()
-        self._stopped = False
         self._bin_dir: Path | None = None
-        self.last_start_seconds: float | None = None
-
-    # ------------------------------------------------------------------ props
-
-    @property
-    def endpoint(self) -> str:
-        """The CRI endpoint clients dial."""
-        return "unix://" + self.address
-
-    @property
-    def token(self) -> bytes:
-        """The random bytes that name this instance's bridge and network."""
-        return self._token
-
-    @property
-    def subnet_text(self) -> str:
-        """The pod subnet, or "" before the first start."""
-        return str(self.subnet or "")
-
-    @property
-    def pid(self) -> int | None:
-        """The daemon's PID while it runs."""
-        if not self.is_running():
-            return None
-        if self._proc is not None:
-            return self._proc.pid
-        return self._adopted.pid if self._adopted is not None else None
 
     @property
     def bin_dir(self) -> Path:
@@ -419,38 +313,6 @@ class PrivateCrio:
         if self._bin_dir is None:
             self._bin_dir = upstream_bin_dir("crio")
         return self._bin_dir
-
-    def is_running(self) -> bool:
-        """Whether the daemon (started here or adopted) runs."""
-        if self._proc is not None:
-            return self._proc.poll() is None
-        return self._adopted is not None and self._adopted.alive()
-
-    def adopt(self, daemon: ProcessRef) -> PrivateCrio:
-        """Take over a crio an earlier process started on this base directory."""
-        if not daemon.alive():
-            raise ContainerdFailed(f"crio (pid {daemon.pid}) is no longer running")
-        argv = dict(_proc_cmdlines()).get(daemon.pid, [])
-        if str(self.config_path) not in argv:
-            raise ContainerdFailed(
-                f"pid {daemon.pid} is not the crio of {self.base_dir}: {' '.join(argv)}"
-            )
-        self._proc = None
-        self._adopted = daemon
-        self._stopped = False
-        self.subnet = read_conflist_subnet(self.cni_conf_dir)
-        return self
-
-    def __enter__(self) -> PrivateCrio:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -471,15 +333,19 @@ class PrivateCrio:
         _oci_runtime()
         require_tool("skopeo", "skopeo", "to put the lab's images into CRI-O's storage")
         require_tool("ip", "iproute2")
-        for plugin in ("bridge", "host-local", "loopback"):
-            if not (CNI_BIN_DIR / plugin).is_file():
-                raise MissingTool(f"{CNI_BIN_DIR / plugin}", "containernetworking-plugins")
-        if len(self.address) > MAX_SOCKET_PATH:
-            raise LabError(f"socket path too long for a unix socket: {self.address}")
+        require_cni_plugins()
+
+    def _prepare(self) -> None:
+        assert self.subnet is not None
+        fresh = not (self.storage_root / "overlay-images").is_dir()
+        self._write_config()
+        if fresh and self.images:
+            # Before the daemon runs: it reads the store it finds at start.
+            self._import_images()
+        self._ensure_bridge()
 
     def _write_config(self) -> None:
-        if self.subnet is None:
-            self.subnet = _pick_subnet(self._token)
+        assert self.subnet is not None
         for d in (
             self.storage_root,
             self.run_root,
@@ -630,197 +496,54 @@ enable_metrics = false
             env.append(f"TZ={self.tz}")
         return env
 
-    def start(self) -> PrivateCrio:
-        """Boot crio (copying the images into its storage first) and wait for CRI."""
-        if self.is_running():
-            return self
-        self._check_environment()
-        self._stopped = False
-        fresh = not (self.storage_root / "overlay-images").is_dir()
-        self._write_config()
-        if fresh and self.images:
-            # Before the daemon runs: it reads the store it finds at start.
-            self._import_images()
-        self._ensure_bridge()
-        Path(self.address).unlink(missing_ok=True)
-        crio = self._binary("crio")
-        self._adopted = None
-        t0 = time.monotonic()
-        with self.log_path.open("ab") as log:
-            log.write(f"---- podlens lab: starting crio at {time.ctime()}\n".encode())
-            log.flush()
-            self._proc = subprocess.Popen(
-                [
-                    crio,
-                    "--config",
-                    str(self.config_path),
-                    "--config-dir",
-                    str(self.conf_dir),
-                    "--registries-conf",
-                    str(self.registries_path),
-                    "--registries-conf-dir",
-                    str(self.conf_dir),
-                    "--log-level",
-                    self.log_level,
-                ],
-                env=self._daemon_env(),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        try:
-            self._wait_ready(t0 + self.start_timeout)
-            self.last_start_seconds = time.monotonic() - t0
-        except BaseException:
-            self._terminate_daemon(grace=5.0)
-            raise
-        return self
-
-    def _wait_ready(self, deadline: float) -> None:
-        last_error = "socket not created"
-        while time.monotonic() < deadline:
-            if self._proc is not None and self._proc.poll() is not None:
-                raise ContainerdFailed(
-                    f"crio exited with code {self._proc.returncode} during start; "
-                    f"log {self.log_path}:\n{log_tail(self.log_path)}"
-                )
-            if os.path.exists(self.address):
-                try:
-                    with grpc.insecure_channel(self.endpoint) as channel:
-                        stub = api_pb2_grpc.RuntimeServiceStub(channel)
-                        stub.Version(api_pb2.VersionRequest(version="v1"), timeout=1.0)
-                    return
-                except grpc.RpcError as exc:
-                    last_error = f"{exc.code()}: {exc.details()}"
-            time.sleep(0.05)
-        raise ContainerdFailed(
-            f"crio did not answer CRI Version within {self.start_timeout:.0f}s "
-            f"({last_error}); log {self.log_path}:\n{log_tail(self.log_path)}"
-        )
-
-    def _terminate_daemon(self, grace: float, sig: int = signal.SIGTERM) -> None:
-        if self._proc is not None:
-            stop_process(self._proc, grace, sig=sig)
-        elif self._adopted is not None:
-            stop_process(self._adopted, grace, sig=sig)
-
-    def kill(self, *, graceful: bool = True, grace: float = 10.0) -> None:
-        """Stop only crio; conmon and the pods keep running, as on a real node."""
-        self._terminate_daemon(grace, signal.SIGTERM if graceful else signal.SIGKILL)
-
-    def restart(self) -> PrivateCrio:
-        """Stop crio gracefully and start it again on the same dirs; pods keep running."""
-        self.kill()
-        return self.start()
+    def _daemon_argv(self) -> list[str]:
+        return [
+            self._binary("crio"),
+            "--config",
+            str(self.config_path),
+            "--config-dir",
+            str(self.conf_dir),
+            "--registries-conf",
+            str(self.registries_path),
+            "--registries-conf-dir",
+            str(self.conf_dir),
+            "--log-level",
+            self.log_level,
+        ]
 
     # --------------------------------------------------------------- teardown
 
-    def remove_all_pods(self, deadline_seconds: float = 60.0) -> list[str]:
-        """Stop and remove every sandbox through CRI; returns the IDs it could not remove."""
-        if not self.is_running():
-            return []
-        deadline = time.monotonic() + deadline_seconds
-        failed: list[str] = []
-        with grpc.insecure_channel(self.endpoint) as channel:
-            stub = api_pb2_grpc.RuntimeServiceStub(channel)
-            try:
-                sandboxes = stub.ListPodSandbox(api_pb2.ListPodSandboxRequest(), timeout=10).items
-            except grpc.RpcError:
-                return ["<list failed>"]
-            try:
-                containers = stub.ListContainers(api_pb2.ListContainersRequest(), timeout=10)
-            except grpc.RpcError:
-                return ["<list failed>"]
-            # CRI-O's StopPodSandbox gives each container its whole grace
-            # period (30 s by default); kubelet stops them first, and so do we,
-            # at once.
-            for container in containers.containers:
-                if container.state == api_pb2.CONTAINER_RUNNING:
-                    with contextlib.suppress(grpc.RpcError):
-                        stub.StopContainer(
-                            api_pb2.StopContainerRequest(container_id=container.id, timeout=0),
-                            timeout=15,
-                        )
-            for sb in sandboxes:
-                self._known_ids.add(sb.id)
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    failed.append(sb.id)
-                    continue
-                try:
-                    stub.StopPodSandbox(
-                        api_pb2.StopPodSandboxRequest(pod_sandbox_id=sb.id), timeout=min(left, 30)
-                    )
-                    stub.RemovePodSandbox(
-                        api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sb.id),
-                        timeout=max(min(deadline - time.monotonic(), 30), 1),
-                    )
-                except grpc.RpcError:
-                    failed.append(sb.id)
-        return failed
+    def _id_dirs(self) -> list[Path]:
+        return [self.runtime_root, self.exits_dir, self.attach_dir]
 
     def _collect_ids(self) -> set[str]:
-        for parent in (self.runtime_root, self.exits_dir, self.attach_dir):
-            if parent.is_dir():
-                self._known_ids.update(p.name for p in parent.iterdir())
+        super()._collect_ids()
         containers = self.storage_root / "overlay-containers"
         if containers.is_dir():
+            # Beside the IDs it keeps its containers.json and lock file.
             self._known_ids.update(p.name for p in containers.iterdir() if len(p.name) == 64)
         return self._known_ids
 
-    def _our_processes(self) -> list[int]:
-        # conmon and the container processes it monitors carry our dirs in
-        # their argv (conmon: -b/-r/--exit-dir under the base dir).
-        mine = []
-        for pid, argv in _proc_cmdlines():
-            if pid == os.getpid():
-                continue
-            if (
-                argv
-                and os.path.basename(argv[0]) == "conmon"
-                and any(str(self.base_dir) in a for a in argv)
-            ):
-                mine.append(pid)
-        return mine
+    def _monitor_pids(self) -> list[int]:
+        # conmon carries our dirs in its argv (-b/-r/--exit-dir under the base dir).
+        me = os.getpid()
+        return [
+            pid
+            for pid, argv in proc_cmdlines()
+            if pid != me
+            and argv
+            and os.path.basename(argv[0]) == "conmon"
+            and any(str(self.base_dir) in a for a in argv)
+        ]
 
-    def _kill_leftovers(self) -> None:
-        for pid in self._our_processes():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        _handler, oci = _oci_runtime()
+    def _oci_command(self) -> list[str] | None:
         if not self.runtime_root.is_dir():
-            return
-        base = [oci, "--root", str(self.runtime_root)]
-        listing = subprocess.run(
-            [*base, "list", "-q"], capture_output=True, text=True, timeout=30, check=False
-        )
-        for cid in listing.stdout.split():
-            subprocess.run(
-                [*base, "delete", "--force", cid], capture_output=True, timeout=30, check=False
-            )
+            return None
+        _handler, oci = _oci_runtime()
+        return [oci, "--root", str(self.runtime_root)]
 
-    def _unmount_all(self) -> list[str]:
-        for point in _mounts_under(self.base_dir):
-            if not _umount(point):
-                _umount(point, _MNT_DETACH)
-        return _mounts_under(self.base_dir)
-
-    def _remove_outside_files(self) -> None:
-        if CNI_CACHE_DIR.is_dir():
-            for entry in CNI_CACHE_DIR.iterdir():
-                if entry.name.startswith(self.network_name + "-") or any(
-                    f"-{sid}-" in entry.name for sid in self._known_ids
-                ):
-                    entry.unlink(missing_ok=True)
-        for directory in self._cgroup_dirs():
-            with contextlib.suppress(OSError):
-                for sub in sorted(directory.rglob("*"), key=lambda p: -len(p.parts)):
-                    if sub.is_dir():
-                        sub.rmdir()
-                directory.rmdir()
-
-    def _cgroup_dirs(self) -> list[Path]:
+    def _outside_files(self) -> list[Path]:
+        """The cgroups CRI-O's cgroupfs manager makes per sandbox, container and conmon."""
         root = Path("/sys/fs/cgroup")
         if not root.is_dir():
             return []
@@ -835,70 +558,8 @@ enable_metrics = false
                         found.append(candidate)
         return found
 
-    def stop(self, *, remove_dirs: bool = True) -> None:
-        """Tear everything down: pods, crio, conmon, mounts, bridge, dirs (the log stays)."""
-        if self._stopped:
-            return
-        problems: list[str] = []
-        self._collect_ids()
-        stuck = self.remove_all_pods()
-        if stuck:
-            problems.append(f"sandboxes not removed through CRI: {stuck}")
-        self._terminate_daemon(grace=15.0)
-        self._collect_ids()
-        self._kill_leftovers()
-        left_mounted = self._unmount_all()
-        subprocess.run(
-            ["ip", "link", "del", self.bridge_name], capture_output=True, timeout=10, check=False
-        )
-        self._remove_outside_files()
-        if left_mounted:
-            problems.append(f"still mounted: {left_mounted}")
-        elif remove_dirs:
-            for entry in self.base_dir.iterdir() if self.base_dir.is_dir() else ():
-                if entry == self.log_path:
-                    continue
-                if entry.is_dir() and not entry.is_symlink():
-                    shutil.rmtree(entry, ignore_errors=True)
-                else:
-                    entry.unlink(missing_ok=True)
-        self._stopped = True
-        if not problems:
-            deadline = time.monotonic() + 5.0
-            left = self.leftovers()
-            while any(left.values()) and time.monotonic() < deadline:
-                time.sleep(0.1)
-                left = self.leftovers()
-            problems += [f"{kind} left: {items}" for kind, items in left.items() if items]
-        if problems:
-            raise ContainerdFailed("lab CRI-O teardown incomplete: " + "; ".join(problems))
-
-    def leftovers(self) -> dict[str, list[str]]:
-        """What of this instance is still on the machine (empty lists after ``stop()``)."""
-        bridge = subprocess.run(
-            ["ip", "link", "show", self.bridge_name], capture_output=True, check=False
-        )
-        procs = [
-            f"{pid} {' '.join(argv)}"
-            for pid, argv in _proc_cmdlines()
-            if pid != os.getpid() and any(str(self.base_dir) in a for a in argv)
-        ]
-        ids = self._collect_ids()
-        outside: list[str] = []
-        if CNI_CACHE_DIR.is_dir():
-            outside += [
-                str(e)
-                for e in CNI_CACHE_DIR.iterdir()
-                if e.name.startswith(self.network_name + "-")
-                or any(f"-{i}-" in e.name for i in ids)
-            ]
-        outside += [str(d) for d in self._cgroup_dirs()]
-        return {
-            "processes": procs,
-            "mounts": _mounts_under(self.base_dir),
-            "bridge": [self.bridge_name] if bridge.returncode == 0 else [],
-            "files": sorted(outside),
-        }
+    def _remove_dirs(self) -> None:
+        remove_tree_entries(self.base_dir, keep=[self.log_path])
 
 
 # --------------------------------------------------------------------------

@@ -176,7 +176,7 @@ def test_a_killed_shim_leaves_a_notready_sandbox_the_agent_shows(
     agent.wait_for(lambda a: sandbox(a, pod.sandbox_id).get("pause_pid"))
     shims = [
         pid
-        for pid in containerd2._our_shims()
+        for pid in containerd2._monitor_pids()
         if pod.sandbox_id in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
     ]
     assert len(shims) == 1, shims
