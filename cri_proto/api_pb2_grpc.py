@@ -115,6 +115,16 @@ class RuntimeServiceStub:
                 request_serializer=cri__proto_dot_api__pb2.ExecSyncRequest.SerializeToString,
                 response_deserializer=cri__proto_dot_api__pb2.ExecSyncResponse.FromString,
                 _registered_method=True)
+        self.Exec = channel.unary_unary(
+                '/runtime.v1.RuntimeService/Exec',
+                request_serializer=cri__proto_dot_api__pb2.ExecRequest.SerializeToString,
+                response_deserializer=cri__proto_dot_api__pb2.ExecResponse.FromString,
+                _registered_method=True)
+        self.PortForward = channel.unary_unary(
+                '/runtime.v1.RuntimeService/PortForward',
+                request_serializer=cri__proto_dot_api__pb2.PortForwardRequest.SerializeToString,
+                response_deserializer=cri__proto_dot_api__pb2.PortForwardResponse.FromString,
+                _registered_method=True)
         self.GetContainerEvents = channel.unary_stream(
                 '/runtime.v1.RuntimeService/GetContainerEvents',
                 request_serializer=cri__proto_dot_api__pb2.GetEventsRequest.SerializeToString,
@@ -227,6 +237,20 @@ class RuntimeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Exec(self, request, context):
+        """Streaming exec and port-forward: the runtime answers with the URL of its
+        streaming server, which the client then upgrades (SPDY or WebSocket).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PortForward(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetContainerEvents(self, request, context):
         """Long-lived stream of container lifecycle changes.
         """
@@ -323,6 +347,16 @@ def add_RuntimeServiceServicer_to_server(servicer, server):
                     servicer.ExecSync,
                     request_deserializer=cri__proto_dot_api__pb2.ExecSyncRequest.FromString,
                     response_serializer=cri__proto_dot_api__pb2.ExecSyncResponse.SerializeToString,
+            ),
+            'Exec': grpc.unary_unary_rpc_method_handler(
+                    servicer.Exec,
+                    request_deserializer=cri__proto_dot_api__pb2.ExecRequest.FromString,
+                    response_serializer=cri__proto_dot_api__pb2.ExecResponse.SerializeToString,
+            ),
+            'PortForward': grpc.unary_unary_rpc_method_handler(
+                    servicer.PortForward,
+                    request_deserializer=cri__proto_dot_api__pb2.PortForwardRequest.FromString,
+                    response_serializer=cri__proto_dot_api__pb2.PortForwardResponse.SerializeToString,
             ),
             'GetContainerEvents': grpc.unary_stream_rpc_method_handler(
                     servicer.GetContainerEvents,
@@ -768,6 +802,60 @@ class RuntimeService:
             '/runtime.v1.RuntimeService/ExecSync',
             cri__proto_dot_api__pb2.ExecSyncRequest.SerializeToString,
             cri__proto_dot_api__pb2.ExecSyncResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Exec(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtime.v1.RuntimeService/Exec',
+            cri__proto_dot_api__pb2.ExecRequest.SerializeToString,
+            cri__proto_dot_api__pb2.ExecResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PortForward(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtime.v1.RuntimeService/PortForward',
+            cri__proto_dot_api__pb2.PortForwardRequest.SerializeToString,
+            cri__proto_dot_api__pb2.PortForwardResponse.FromString,
             options,
             channel_credentials,
             insecure,

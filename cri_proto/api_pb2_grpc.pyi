@@ -58,6 +58,11 @@ class RuntimeServiceStub:
     ContainerStats: _grpc.UnaryUnaryMultiCallable[_api_pb2.ContainerStatsRequest, _api_pb2.ContainerStatsResponse]
     ListContainerStats: _grpc.UnaryUnaryMultiCallable[_api_pb2.ListContainerStatsRequest, _api_pb2.ListContainerStatsResponse]
     ExecSync: _grpc.UnaryUnaryMultiCallable[_api_pb2.ExecSyncRequest, _api_pb2.ExecSyncResponse]
+    Exec: _grpc.UnaryUnaryMultiCallable[_api_pb2.ExecRequest, _api_pb2.ExecResponse]
+    """Streaming exec and port-forward: the runtime answers with the URL of its
+    streaming server, which the client then upgrades (SPDY or WebSocket).
+    """
+    PortForward: _grpc.UnaryUnaryMultiCallable[_api_pb2.PortForwardRequest, _api_pb2.PortForwardResponse]
     GetContainerEvents: _grpc.UnaryStreamMultiCallable[_api_pb2.GetEventsRequest, _api_pb2.ContainerEventResponse]
     """Long-lived stream of container lifecycle changes."""
     ListPodSandboxMetrics: _grpc.UnaryUnaryMultiCallable[_api_pb2.ListPodSandboxMetricsRequest, _api_pb2.ListPodSandboxMetricsResponse]
@@ -84,6 +89,11 @@ class RuntimeServiceAsyncStub(RuntimeServiceStub):
     ContainerStats: _aio.UnaryUnaryMultiCallable[_api_pb2.ContainerStatsRequest, _api_pb2.ContainerStatsResponse]  # type: ignore[assignment]
     ListContainerStats: _aio.UnaryUnaryMultiCallable[_api_pb2.ListContainerStatsRequest, _api_pb2.ListContainerStatsResponse]  # type: ignore[assignment]
     ExecSync: _aio.UnaryUnaryMultiCallable[_api_pb2.ExecSyncRequest, _api_pb2.ExecSyncResponse]  # type: ignore[assignment]
+    Exec: _aio.UnaryUnaryMultiCallable[_api_pb2.ExecRequest, _api_pb2.ExecResponse]  # type: ignore[assignment]
+    """Streaming exec and port-forward: the runtime answers with the URL of its
+    streaming server, which the client then upgrades (SPDY or WebSocket).
+    """
+    PortForward: _aio.UnaryUnaryMultiCallable[_api_pb2.PortForwardRequest, _api_pb2.PortForwardResponse]  # type: ignore[assignment]
     GetContainerEvents: _aio.UnaryStreamMultiCallable[_api_pb2.GetEventsRequest, _api_pb2.ContainerEventResponse]  # type: ignore[assignment]
     """Long-lived stream of container lifecycle changes."""
     ListPodSandboxMetrics: _aio.UnaryUnaryMultiCallable[_api_pb2.ListPodSandboxMetricsRequest, _api_pb2.ListPodSandboxMetricsResponse]  # type: ignore[assignment]
@@ -203,6 +213,23 @@ class RuntimeServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _api_pb2.ExecSyncRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_api_pb2.ExecSyncResponse, _abc.Awaitable[_api_pb2.ExecSyncResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def Exec(
+        self,
+        request: _api_pb2.ExecRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.ExecResponse, _abc.Awaitable[_api_pb2.ExecResponse]]:
+        """Streaming exec and port-forward: the runtime answers with the URL of its
+        streaming server, which the client then upgrades (SPDY or WebSocket).
+        """
+
+    @_abc_1.abstractmethod
+    def PortForward(
+        self,
+        request: _api_pb2.PortForwardRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.PortForwardResponse, _abc.Awaitable[_api_pb2.PortForwardResponse]]: ...
 
     @_abc_1.abstractmethod
     def GetContainerEvents(

@@ -43,6 +43,8 @@ EXPECTED_RPCS = {
         "ContainerStats",
         "ListContainerStats",
         "ExecSync",
+        "Exec",
+        "PortForward",
         "GetContainerEvents",
         "ListPodSandboxMetrics",
     },
