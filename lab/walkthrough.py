@@ -191,18 +191,29 @@ def _container(pod: dict[str, Any], name: str) -> dict[str, Any]:
     raise LabError(f"pod {pod.get('name')} has no container {name} in the agent's view")
 
 
+def runtime_words(runtime: str) -> str:
+    """The runtime ``lab up --runtime`` names, as the walkthrough's text calls it."""
+    return {"containerd": "containerd 1.6", "containerd2": "containerd 2.x", "crio": "CRI-O"}.get(
+        runtime, runtime
+    )
+
+
 def run(port: int = 8470, keep: bool = False, real: bool = False) -> int:
     """Bring the lab up, show each exercise through the agent, then take it down unless ``keep``."""
     directory = lab_dir()
     lab = LabNode(directory, port=port, progress=note, real=real)
+    runtime = runtime_words(lab.runtime)
     if real:
         say(
-            "Bringing the real node up: images, containerd, etcd, kube-apiserver, "
+            f"Bringing the real node up: images, {runtime}, etcd, kube-apiserver, "
             "kube-controller-manager, kube-scheduler, kubelet, and the agent's DaemonSet"
         )
     else:
-        say("Bringing the lab node up: images, containerd, an API server, a kubelet, the agent")
-    print(f"$ python -m lab up --port {port}{' --real' if real else ''}", flush=True)
+        say(f"Bringing the lab node up: images, {runtime}, an API server, a kubelet, the agent")
+    flags = (" --real" if real else "") + (
+        f" --runtime {lab.runtime}" if lab.runtime != "containerd" else ""
+    )
+    print(f"$ python -m lab up --port {port}{flags}", flush=True)
     report = lab.up()
     if real:
         _DOOR.token_file = str(lab.status().get("agent_token_file") or "")
@@ -223,7 +234,7 @@ def run(port: int = 8470, keep: bool = False, real: bool = False) -> int:
             )
     finally:
         if not keep:
-            say("Taking the lab down: agent, kubelet, API server, sandboxes, containerd, bridge")
+            say(f"Taking the lab down: agent, kubelet, API server, sandboxes, {runtime}, bridge")
             print("$ python -m lab down", flush=True)
             lab.down()
             note(f"nothing left behind: processes stopped, {directory} removed")

@@ -39,6 +39,37 @@ def test_up_takes_the_runtime_and_refuses_what_it_cannot_run() -> None:
         LabNode("/nonexistent", runtime="rkt")
 
 
+@pytest.mark.parametrize(
+    ("runtime", "named", "flag"),
+    [
+        ("containerd", "containerd 1.6", ""),
+        ("containerd2", "containerd 2.x", " --runtime containerd2"),
+        ("crio", "CRI-O", " --runtime crio"),
+    ],
+)
+def test_walkthrough_names_the_runtime_it_brings_up(
+    runtime: str,
+    named: str,
+    flag: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    from lab import walkthrough
+
+    def stop_before_starting(self: LabNode) -> None:
+        raise LabError("stopped before anything starts")
+
+    monkeypatch.setenv("PODLENS_LAB_RUNTIME", runtime)
+    monkeypatch.setenv("PODLENS_LAB_DIR", str(tmp_path / "lab"))
+    monkeypatch.setattr(LabNode, "up", stop_before_starting)
+    with pytest.raises(LabError, match="stopped before"):
+        walkthrough.run(port=18470)
+    heading, command = capsys.readouterr().out.strip().splitlines()[:2]
+    assert f"images, {named}, an API server" in heading
+    assert command == f"$ python -m lab up --port 18470{flag}"
+
+
 def test_real_mode_stays_on_containerd(tmp_path: Path) -> None:
     if os.geteuid() != 0:
         pytest.skip("up checks root first")
