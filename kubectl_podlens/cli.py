@@ -375,6 +375,15 @@ async def run(
         # A command about one pod or node has nothing to show without its agent.
         print(f"error: {refused.reason}: {refused.detail}", file=session.err)
         return EXIT_ERROR
+    except TimeoutError:
+        print(
+            f"error: {Reason.TIMED_OUT}: no answer within {options.node_timeout:g}s",
+            file=session.err,
+        )
+        return EXIT_ERROR
+    except PluginError as exc:
+        print(f"error: {exc.message}", file=session.err)
+        return exc.exit_status
     finally:
         await agents.links.aclose()
 
