@@ -867,6 +867,17 @@ class LabNode:
         self.wait("the agent", proc, log_path, ready)
         self._progress(f"agent: {state.agent_url} (pid {proc.pid})")
 
+    def restart(self, component: str) -> float:
+        """Restart one component of the real node as it ran; seconds until it is ready again.
+
+        ``realnode.RESTARTABLE`` names which; the port-forward to the agent is opened again.
+        """
+        with self._locked():
+            state = self.require_state()
+            if state.mode != "real":
+                raise RequestRefused("restarting a component is for the real node (lab up --real)")
+            return realnode.restart_component(self, state, component)
+
     # ------------------------------------------------------------ down
 
     def down(self) -> bool:

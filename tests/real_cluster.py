@@ -39,7 +39,6 @@ import pytest
 import yaml
 
 from lab.node import LabNode
-from lab.processes import stop_process
 from lab.upstream import realnode
 from lab.upstream.cluster import NotBuilt
 from tests.conftest import lab_unavailable
@@ -471,47 +470,6 @@ class RealCluster:
                 "keys_only": True,
             },
         )
-
-    def api_ready(self) -> bool:
-        """kube-apiserver answers /readyz with ok."""
-        return self.kubectl("get", "--raw", "/readyz", check=False, timeout=10).returncode == 0
-
-    def stop_apiserver(self) -> list[str]:
-        """Stop kube-apiserver; returns its command line, to start it again."""
-        component = self.state().components["apiserver"]
-        argv = Path(f"/proc/{component.pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
-        # On SIGTERM it stops listening at once but holds open watches until
-        # its 60 s shutdown deadline; SIGKILL after a few seconds ends those too.
-        assert stop_process(component.ref, 5.0), "kube-apiserver did not stop"
-        return [a.decode() for a in argv]
-
-    def start_apiserver(self, argv: Sequence[str]) -> float:
-        """Start kube-apiserver again with ``argv``; seconds until it is ready."""
-        t0 = time.monotonic()
-        state = self.state()
-        proc, log_path = self.node.spawn("apiserver", argv)
-        # Recorded in the state file, so `lab down` stops this process.
-        self.node.record(state, "apiserver", proc, log_path)
-        self.node.wait("kube-apiserver", proc, log_path, self.api_ready)
-        return time.monotonic() - t0
-
-    def reopen_agent(self) -> bool:
-        """Open the lab's port-forward to the agent's pod again if it ended; True if it had.
-
-        ``kubectl port-forward`` runs through kube-apiserver and exits when it
-        goes; a host-process agent needs nothing.
-        """
-        state = self.state()
-        agent = state.components.get("agent")
-        if agent is None or agent.ref.alive() or not self.agent_url.startswith("https"):
-            return False
-        from lab.upstream import deploy
-
-        pod = deploy.agent_pod(self.kubeconfig)
-        assert pod is not None, "the agent's pod is gone"
-        real = realnode.RealState.from_json(state.real)
-        deploy.start_port_forward(self.node, state, real, pod["metadata"]["name"])
-        return True
 
 
 def _b64(text: str) -> str:

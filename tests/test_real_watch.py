@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from agent.kube import Gone, KubeSource, PodCache, PodList, WatchEvent, api_client_from_settings
 from agent.settings import Settings
@@ -218,11 +219,26 @@ class Restart:
     compacted_at: int
     etcd_old_read: dict[str, Any]
     gone: str
-    stop_seconds: float
-    start_seconds: float
+    restart_seconds: float
     cache: PodCache
     # When kube-apiserver answered again and the pods had changed.
     changed_at: float
+    # The DaemonSet agent's pod watch counts (its /metrics) before the restart.
+    counts_before: dict[str, float]
+    # The lab's kubectl port-forward to the agent, before and after.
+    forward_pids: tuple[int, int]
+
+
+def watch_counts(cluster: RealCluster) -> dict[str, float]:
+    """The agent's pod watch counters from its /metrics, by name without ``_total``."""
+    response = cluster.agent("GET", "/metrics")
+    assert response.status_code == 200, response.text
+    return {
+        sample.name.removeprefix("podlens_pod_watch_").removesuffix("_total"): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+        if sample.name.startswith("podlens_pod_watch_") and sample.name.endswith("_total")
+    }
 
 
 @pytest.fixture(scope="module")
@@ -241,7 +257,6 @@ def restart(real_cluster: RealCluster) -> Iterator[Restart]:
     source = GatedSource(kube_source(real_cluster))
     cache = PodCache(source, NODE, watch_timeout_seconds=3)
     cache.start()
-    argv: list[str] | None = None
     try:
         assert cache.wait_synced(30)
         assert "doomed" in names_in(cache)
@@ -257,11 +272,11 @@ def restart(real_cluster: RealCluster) -> Iterator[Restart]:
         compacted = real_cluster.etcd_compact()
         old_read = real_cluster.etcd_read_at(held)
 
-        t0 = time.monotonic()
-        argv = real_cluster.stop_apiserver()
-        stopped = time.monotonic() - t0
-        started = real_cluster.start_apiserver(argv)
-        argv = None
+        counts_before = watch_counts(real_cluster)
+        forward_before = real_cluster.state().components["agent"].pid
+        # The lab's own restart: same command line, and its port-forward opened again.
+        restarted = real_cluster.node.restart("apiserver")
+        forward_after = real_cluster.state().components["agent"].pid
 
         # Changes made while the agent's watch is down or backing off.
         real_cluster.apply(sleeper("born"))
@@ -289,18 +304,15 @@ def restart(real_cluster: RealCluster) -> Iterator[Restart]:
             compacted_at=compacted,
             etcd_old_read=old_read,
             gone=gone[0],
-            stop_seconds=stopped,
-            start_seconds=started,
+            restart_seconds=restarted,
             cache=cache,
             changed_at=changed_at,
+            counts_before=counts_before,
+            forward_pids=(forward_before, forward_after),
         )
     finally:
         source.open.set()
         cache.stop()
-        if argv is not None:
-            # Stopped and not started again: the modules after this one need it.
-            real_cluster.start_apiserver(argv)
-        real_cluster.reopen_agent()
         real_cluster.delete_pods(["doomed", "born"])
 
 
@@ -311,8 +323,8 @@ def test_compaction_removed_the_held_version_from_etcd(restart: Restart) -> None
 
 def test_the_api_server_answers_410_for_a_version_before_its_restart(restart: Restart) -> None:
     note(
-        f"watch: kube-apiserver stopped in {restart.stop_seconds:.1f}s, ready again in "
-        f"{restart.start_seconds:.1f}s; a watch from {restart.held_version}: {restart.gone}"
+        f"watch: kube-apiserver restarted, ready again in {restart.restart_seconds:.1f}s; "
+        f"a watch from {restart.held_version}: {restart.gone}"
     )
     assert "too old resource version" in restart.gone
 
@@ -340,7 +352,9 @@ def test_agent_watch_code_relists_after_410(real_cluster: RealCluster, restart: 
 def test_agent_stays_right_across_an_apiserver_restart(
     real_cluster: RealCluster, restart: Restart
 ) -> None:
-    reopened = real_cluster.reopen_agent()
+    before, after = restart.forward_pids
+    assert before != after, "the port-forward to the agent was not opened again"
+    assert real_cluster.node.status()["components"]["agent"]["running"]
 
     def current() -> bool:
         rows = real_cluster.agent_rows()
@@ -361,8 +375,8 @@ def test_agent_stays_right_across_an_apiserver_restart(
     )
     took = time.monotonic() - restart.changed_at
     note(
-        f"watch: the agent showed the pods changed after the restart within {took:.1f}s"
-        + (" (its port-forward opened again first)" if reopened else "")
+        f"watch: the agent showed the pods changed after the restart within {took:.1f}s "
+        "(through its port-forward, opened again)"
     )
     # Read again briefly only if a reading straddled a change of the pods.
     for _ in range(5):
@@ -371,3 +385,39 @@ def test_agent_stays_right_across_an_apiserver_restart(
             break
         time.sleep(0.5)
     assert not differ, f"kubectl vs agent: {reading}"
+
+
+def test_agent_metrics_count_the_watch_across_the_restart(
+    real_cluster: RealCluster, restart: Restart
+) -> None:
+    # After the agent is current again (the test above, or this wait).
+    wait_for(
+        "the agent lists born",
+        lambda: "born" in real_cluster.agent_rows() and api_state(real_cluster) == "ok",
+        45,
+        interval=0.25,
+    )
+    before, after = restart.counts_before, watch_counts(real_cluster)
+    note(f"watch: the agent's counts before the restart {before}, after {after}")
+    assert (
+        set(before)
+        == set(after)
+        == {
+            "lists",
+            "watches",
+            "events",
+            "bookmarks",
+            "relists_after_gone",
+            "streams_cut",
+            "errors",
+        }
+    )
+    assert all(after[k] >= before[k] for k in before), (before, after)
+    # Its watch broke with the API server: it backed off or was told 410, and
+    # relisted either way (a relist may already hold born and not doomed, so
+    # events need not grow), then watched again.
+    assert after["errors"] + after["relists_after_gone"] > (
+        before["errors"] + before["relists_after_gone"]
+    ), (before, after)
+    assert after["lists"] > before["lists"], (before, after)
+    assert after["watches"] > before["watches"], (before, after)

@@ -157,7 +157,8 @@ def agent_pod(kubeconfig: str) -> dict[str, Any] | None:
     return items[0] if items else None
 
 
-def _ready(pod: dict[str, Any] | None) -> bool:
+def is_ready(pod: dict[str, Any] | None) -> bool:
+    """The pod is not being deleted and its Ready condition is True."""
     if pod is None or pod.get("metadata", {}).get("deletionTimestamp"):
         return False
     for condition in pod.get("status", {}).get("conditions") or []:
@@ -219,7 +220,7 @@ def deploy_agent(node: LabNode, state: LabState, real: RealState) -> None:
     pod: dict[str, Any] | None = None
     while time.monotonic() < deadline:
         pod = agent_pod(kubeconfig)
-        if _ready(pod):
+        if is_ready(pod):
             break
         time.sleep(0.5)
     else:

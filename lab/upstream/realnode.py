@@ -9,8 +9,11 @@ directories, ``/var/log/containers`` links). The binaries come from
 when they cannot be had, ``NotBuilt`` says how to build them and how to use
 the stand-in lab instead.
 
-Imports ``lab.upstream``'s modules, ``lab.errors``, ``lab.processes`` and the
-standard library; ``lab.node`` only for its types, at type-checking time.
+Also restarts one component as it ran (``restart_component``), for what a
+node's operator does to a live node. Imports ``lab.upstream``'s modules,
+``lab.errors``, ``lab.processes``, grpc with the CRI stubs (to see a
+restarted runtime answer) and the standard library; ``lab.node`` only for
+its types, at type-checking time.
 """
 
 from __future__ import annotations
@@ -23,12 +26,18 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import grpc
+
+from cri_proto import api_pb2, api_pb2_grpc
 from lab.errors import LabError
-from lab.upstream import cluster
+from lab.processes import stop_process
+from lab.upstream import cluster, deploy
 from lab.upstream.gateway import Gateway
 from lab.upstream.pki import KUBERNETES_SERVICE_IP, Pki, make_pki
 
@@ -317,6 +326,115 @@ def _read_sysctls() -> dict[str, str]:
         with contextlib.suppress(OSError):
             saved[key] = path.read_text().strip()
     return saved
+
+
+# --------------------------------------------------------------------------
+# Restarting one component
+# --------------------------------------------------------------------------
+
+# What ``restart_component`` restarts: the API server, the kubelet and the
+# runtime daemon, the parts a node's operator restarts (an upgrade, a config
+# change, a crash) while pods keep running.
+RESTARTABLE = ("apiserver", "kubelet", "containerd", "crio")
+
+
+def restart_component(node: LabNode, state: LabState, name: str) -> float:
+    """Stop one component and start it again as it ran; seconds until it is ready again.
+
+    It gets the same command line and environment (read from the running
+    process, so whatever started it is reproduced exactly) and appends to
+    its log. ``kubectl port-forward`` to the agent runs through kube-apiserver,
+    the kubelet and the runtime's streaming server, so it is opened again
+    afterwards, on the same local port.
+    """
+    if name not in RESTARTABLE:
+        raise LabError(f"cannot restart {name!r}: the lab restarts {', '.join(RESTARTABLE)}")
+    component = state.components.get(name)
+    if component is None or not component.ref.alive():
+        raise LabError(f"{name} is not running in this lab; nothing to restart")
+    real = RealState.from_json(state.real)
+    argv, env = _command_of(component.pid)
+    log_path = Path(component.log)
+    t0 = time.monotonic()
+    # SIGTERM, then SIGKILL: kube-apiserver holds open watches until its own
+    # 60 s shutdown deadline, which a restart need not wait for.
+    if not stop_process(component.ref, 5.0):
+        raise LabError(f"{name} (pid {component.pid}) did not stop")
+    with log_path.open("ab") as log:
+        log.write(f"---- podlens lab: restarting {name} at {time.ctime()}\n".encode())
+        log.flush()
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=node.lab_dir,
+            env=env,
+            start_new_session=True,
+        )
+    # Recorded at once, so `lab down` stops the new process whatever happens next.
+    node.record(state, name, proc, log_path)
+    node.wait(name, proc, log_path, _readiness(name, state, real))
+    took = time.monotonic() - t0
+    node.progress(f"{name}: restarted (pid {proc.pid}), ready in {took:.1f}s")
+    reopen_port_forward(node, state, real)
+    return took
+
+
+def reopen_port_forward(node: LabNode, state: LabState, real: RealState) -> None:
+    """Stop the lab's ``kubectl port-forward`` to the agent (if it still runs) and open it again."""
+    forward = state.components.get("agent")
+    if forward is not None and not stop_process(forward.ref, 5.0):
+        raise LabError(f"kubectl port-forward (pid {forward.pid}) did not stop")
+    deadline = time.monotonic() + node.ready_timeout
+    pod: dict[str, Any] | None = None
+    while time.monotonic() < deadline:
+        pod = deploy.agent_pod(real.kubeconfig)
+        if deploy.is_ready(pod):
+            break
+        time.sleep(0.25)
+    else:
+        raise LabError("the agent's pod is not Ready; the port-forward cannot be opened again")
+    assert pod is not None
+    deploy.start_port_forward(node, state, real, pod["metadata"]["name"])
+
+
+def _command_of(pid: int) -> tuple[list[str], dict[str, str]]:
+    proc = Path(f"/proc/{pid}")
+    try:
+        argv = [a.decode() for a in (proc / "cmdline").read_bytes().rstrip(b"\0").split(b"\0")]
+        pairs = [e.decode().split("=", 1) for e in (proc / "environ").read_bytes().split(b"\0")]
+    except OSError as exc:
+        raise LabError(f"cannot read the command line of pid {pid}: {exc}") from exc
+    return argv, {p[0]: p[1] for p in pairs if len(p) == 2}
+
+
+def _readiness(name: str, state: LabState, real: RealState) -> Callable[[], bool]:
+    layout = cluster.Layout.from_json(real.layout)
+    if name == "apiserver":
+        return cluster.AdminClient(layout, Pki.at(layout.pki_dir)).ready
+    if name == "kubelet":
+        return functools.partial(_healthz_ok, layout.kubelet_healthz_port)
+    return functools.partial(_cri_answers, state.cri_endpoint)
+
+
+def _healthz_ok(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as answer:
+            return bool(answer.status == 200)
+    except OSError:
+        return False
+
+
+def _cri_answers(endpoint: str) -> bool:
+    # The runtime has bound its socket and answers CRI Version.
+    try:
+        with grpc.insecure_channel(endpoint) as channel:
+            stub = api_pb2_grpc.RuntimeServiceStub(channel)
+            stub.Version(api_pb2.VersionRequest(version="v1"), timeout=1.0)
+    except grpc.RpcError:
+        return False
+    return True
 
 
 # --------------------------------------------------------------------------
