@@ -12,6 +12,7 @@ container or sandbox the snapshot does not hold.
 from __future__ import annotations
 
 import asyncio
+import re
 from functools import partial
 from typing import Any
 
@@ -84,6 +85,11 @@ async def test_containerd_17_is_never_subscribed_and_node_says_why() -> None:
         assert body["relist_interval_seconds"] == 0.05
         # UNIMPLEMENTED for an optional call is an answer, not an outage.
         assert body["optional_calls"] == {"ListPodSandboxMetrics": "unimplemented"}
+        # The text form says as much as the JSON does.
+        text = (await http.get("/v1/node?output=text")).text
+        assert f"relist ({body['change_source_reason']})" in text
+        assert re.search(r"^Relist every: +0\.05s$", text, re.MULTILINE), text
+        assert "ListPodSandboxMetrics: unimplemented" in text
         assert node.health.connected
     assert runtime.count("GetContainerEvents") == 0
 
@@ -104,6 +110,17 @@ async def test_events_are_the_change_source_with_a_slow_relist_behind_them() -> 
         assert runtime.count("ListContainers") - lists <= 3
         assert node.events_received >= 2  # created, started
         assert node.optional_calls["ListPodSandboxMetrics"].startswith("available")
+        http = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=create_app(node.settings, node)), base_url="http://t"
+        )
+        async with http:
+            body = (await http.get("/v1/node")).json()["capabilities"]
+            text = (await http.get("/v1/node?output=text")).text
+        assert f"events ({body['events_received']} received" in text
+        assert f"broken {body['event_stream_breaks']} times" in text
+        interval = f"{body['relist_interval_seconds']:g}s"
+        assert re.search(rf"^Relist every: +{interval}$", text, re.MULTILINE), text
+        assert f"ListPodSandboxMetrics: {body['optional_calls']['ListPodSandboxMetrics']}" in text
 
 
 async def test_a_broken_stream_is_resubscribed_and_a_relist_catches_what_it_missed() -> None:

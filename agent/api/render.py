@@ -214,14 +214,12 @@ def node(n: NodeInfo) -> str:
         ("Endpoint", r.endpoint),
         ("Connected", "yes" if r.connected else f"no ({r.reason}) since {r.since.isoformat()}"),
         ("API server", f"{n.api.detail}; {n.api.pods_on_node} pods bound here"),
+        ("Changes via", _change_source(n)),
+        ("Relist every", f"{n.capabilities.relist_interval_seconds:g}s"),
         (
-            "Changes via",
-            n.capabilities.change_source
-            + (
-                " + pidfd exit notifications"
-                if n.capabilities.pidfd_exit_notifications
-                else f" (no pidfds: {n.capabilities.pidfd_unavailable})"
-            ),
+            "Optional calls",
+            ", ".join(f"{call}: {answer}" for call, answer in n.capabilities.optional_calls.items())
+            or None,
         ),
         ("Pause processes", n.capabilities.pause_processes),
         ("Sandboxes", f"{n.counts.sandboxes} ({n.counts.sandboxes_ready} ready)"),
@@ -233,6 +231,20 @@ def node(n: NodeInfo) -> str:
         ("Pods", n.counts.pods),
     ]
     return _fields(pairs)
+
+
+def _change_source(n: NodeInfo) -> str:
+    c = n.capabilities
+    if c.change_source == "events":
+        source = (
+            f"events ({c.events_received} received, the stream broken {c.event_stream_breaks} "
+            "times); relists as the safety net"
+        )
+    else:
+        source = "relist" + (f" ({c.change_source_reason})" if c.change_source_reason else "")
+    if c.pidfd_exit_notifications:
+        return source + " + pidfd exit notifications"
+    return source + f" (no pidfds: {c.pidfd_unavailable})"
 
 
 def pods(items: Sequence[PodViewItem]) -> str:
