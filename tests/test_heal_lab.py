@@ -12,7 +12,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -168,13 +168,11 @@ def test_kill_an_app_container_heals_with_every_phase_in_order(
         "signal_sent", "process_gone", "runtime_exited", "api_terminated",
         "runtime_recreated", "runtime_started", "api_running", "api_ready",
     }  # fmt: skip
-    # The agent stamps signal_sent once pidfd_send_signal has returned; CRI-O's
-    # conmon stamps the exit it reaps within that same moment, so on CRI-O the
-    # runtime's exit time can come a few milliseconds before the stamp.
-    sent = at(run, "signal_sent")
-    assert sent - at(run, "runtime_exited") < timedelta(milliseconds=20)
-    # Timestamps are the order things happened in.
+    # Timestamps are the order things happened in. The agent stamps
+    # signal_sent right before pidfd_send_signal, so even CRI-O's conmon,
+    # which stamps the exit it reaps as the call returns, comes after it.
     for earlier, later in (
+        ("signal_sent", "runtime_exited"),
         # process_gone is when the agent's pidfd fired, runtime_exited when the
         # runtime says the process ended: the same moment, seen by two clocks.
         ("signal_sent", "process_gone"),

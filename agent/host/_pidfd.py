@@ -174,6 +174,9 @@ def _signal_checked(
     try:
         if container_id is not None:
             _check_cgroup(pid, container_id, proc_root)
+        # Stamped before the send, not after: a SIGKILLed process can be gone,
+        # and its runtime can have stamped the exit, before the call returns here.
+        sent_at = datetime.now(UTC)
         try:
             signal.pidfd_send_signal(fd, sig)
         except ProcessLookupError:
@@ -187,7 +190,7 @@ def _signal_checked(
     except BaseException:
         os.close(fd)
         raise
-    return SignalledProcess(pid, fd, datetime.now(UTC))
+    return SignalledProcess(pid, fd, sent_at)
 
 
 def _check_cgroup(pid: int, container_id: str, proc_root: Path) -> None:
