@@ -77,7 +77,11 @@ The door also names the caller to the audit trail (``audit_caller``): uid,
 groups, client address and token fingerprint go into every audit record
 written while the request runs, and into the records of the run it starts.
 
-The probes stay open. ``/readyz`` sent with a token that may read is answered
+The probes stay open, and so do ``/`` (where things are) and the web UI's
+static files (``/ui/``, ``/ui/<name>.<ext>``), which hold no data: the page
+asks the API with the user's token like any client. Only paths shaped like
+one of those files are open, so no ``..`` or second segment rides on them.
+``/readyz`` sent with a token that may read is answered
 with its details; without one (the kubelet's probes), with the verdict only.
 
 Tokens never appear in logs or answers; logs name a token by the first
@@ -225,7 +229,10 @@ READ = Permission("get", "podlens")
 READ_LOGS = Permission("get", "podlens-logs")
 HEAL = Permission("create", "podlens-heal")
 
-_OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+_OPEN_PATHS = frozenset({"/healthz", "/readyz", "/", "/ui", "/ui/"})
+# The web UI's static files, by the shape of their names (one segment, no
+# dots but the extension's): they carry no data, the page asks the API with a token.
+_OPEN_FILE = re.compile(r"/ui/[a-z0-9-]+\.[a-z]+")
 _READ_METHODS = frozenset({"GET", "HEAD"})
 # The kubelet's mapping from HTTP method to verb (pkg/kubelet/server/auth.go).
 _WRITE_VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
@@ -239,7 +246,7 @@ def required_permission(method: str, path: str) -> Permission | None:
     method = method.upper()
     if method not in _READ_METHODS:
         return Permission(_WRITE_VERBS.get(method, method.lower()), HEAL.subresource)
-    if path in _OPEN_PATHS:
+    if path in _OPEN_PATHS or _OPEN_FILE.fullmatch(path):
         return None
     # Empty segments are dropped, so "//" cannot make a logs path look like
     # something else; the router never matches such a path anyway.

@@ -506,6 +506,11 @@ class PodViewItem(BaseModel):
     status: str = Field(description="STATUS exactly as kubectl prints it")
     ready: str = Field(description="READY as kubectl prints it, e.g. 1/2")
     restarts: str = Field(description="RESTARTS as kubectl prints it, e.g. 3 (2m ago)")
+    needs_attention: bool = Field(
+        default=False,
+        description="what ?problems=true selects: a status kubectl would flag, not all ready, "
+        "a mismatch, or a recent or pending restart",
+    )
     phase: str | None
     api: str = Field(description='"ok", or why the API view is missing or stale, since when')
     api_known: bool = Field(description="false for pods only the runtime knows (orphans)")
@@ -731,3 +736,50 @@ class NodeDiagnostics(BaseModel):
     pods_checked: int
     pods_with_findings: int
     items: list[FindingItem] = Field(description="every finding on the node, most severe first")
+
+
+# --------------------------------------------------------------------------
+# The caller
+# --------------------------------------------------------------------------
+
+
+class KillPolicyItem(BaseModel):
+    """Where this agent allows kill-and-watch at all, whoever asks."""
+
+    enabled: bool
+    namespaces: list[str] = Field(description="namespaces where any running pod may be killed")
+    opt_in_label: str = Field(description="pods labelled <label>=true may be killed anywhere")
+    allow_system: bool = Field(description="kube-system and static pods allowed too")
+    rate_per_minute: int
+
+
+class NamespaceAccessItem(BaseModel):
+    """What the caller may do to the pods of one namespace, on top of the node permissions."""
+
+    namespace: str
+    read_logs: bool = Field(description="get pods/log there (and get nodes/podlens-logs)")
+    kill: bool = Field(
+        description="delete pods there, create nodes/podlens-heal, and kill-and-watch enabled; "
+        "each run's own guards (policy, restart policy, rate) still apply"
+    )
+
+
+class WhoAmI(BaseModel):
+    """Who the agent takes the caller for and what they may do here, as the door would decide."""
+
+    user: str
+    via: Literal["token", "loopback", "open", "unchecked"] = Field(
+        description="how the caller was admitted: a reviewed token, trusted loopback, or "
+        "no door at all (authentication off)"
+    )
+    groups: list[str]
+    node_name: str
+    read: bool = Field(description="get nodes/podlens: pods, containers, runs, metrics")
+    read_logs: bool = Field(description="get nodes/podlens-logs: logs and diagnoses")
+    heal: bool = Field(
+        description="create nodes/podlens-heal, and kill-and-watch enabled on this agent"
+    )
+    kill_policy: KillPolicyItem
+    namespace_access: NamespaceAccessItem | None = Field(
+        default=None, description="with ?namespace=: what the caller may do there"
+    )

@@ -14,6 +14,8 @@ from agent.api.routes import (
     pods,
     processes,
     sandboxes,
+    ui,
+    whoami,
 )
 
 ROUTERS = (
@@ -27,6 +29,8 @@ ROUTERS = (
     containers.router,
     processes.router,
     heal.router,
+    whoami.router,
+    ui.router,
 )
 
 __all__ = ["ROUTERS"]

@@ -36,6 +36,7 @@ from agent.api.schemas import (
 from agent.domain.podview import ContainerView, PodView
 from agent.kube import PodCacheLike
 from agent.services.node import Snapshot
+from agent.services.pods import needs_attention
 
 router = APIRouter(prefix="/v1/pods", tags=["pods"])
 
@@ -75,6 +76,7 @@ def pod_item(view: PodView, snap: Snapshot, pods: PodCacheLike) -> PodViewItem:
         status=view.status,
         ready=view.ready,
         restarts=view.restarts,
+        needs_attention=needs_attention(view),
         phase=view.phase,
         api=pods.health.describe(),
         api_known=view.api_known,
