@@ -13,6 +13,7 @@ Imports ``cryptography`` and the standard library only.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import ipaddress
 from dataclasses import dataclass
@@ -127,6 +128,18 @@ class _Authority:
             .sign(self.key, hashes.SHA256())
         )
 
+    @classmethod
+    def loaded(cls, directory: Path) -> _Authority:
+        """The CA that ``save`` wrote under ``directory``, to issue more certificates."""
+        authority = cls.__new__(cls)
+        authority.directory = directory
+        key = serialization.load_pem_private_key((directory / "ca.key").read_bytes(), None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ValueError(f"{directory / 'ca.key'} is not the lab CA's key")
+        authority.key = key
+        authority.cert = x509.load_pem_x509_certificate((directory / "ca.crt").read_bytes())
+        return authority
+
     def save(self) -> CertPair:
         pair = CertPair(self.directory / "ca.crt", self.directory / "ca.key")
         _write(pair.cert, self.cert.public_bytes(serialization.Encoding.PEM))
@@ -212,6 +225,25 @@ def make_pki(directory: Path, node_name: str) -> Pki:
     ca.issue("controller-manager", "system:kube-controller-manager")
     ca.issue("scheduler", "system:kube-scheduler")
     return pki
+
+
+def node_certificates(pki: Pki, directory: Path, node_name: str) -> Pki:
+    """``pki`` with a kubelet client and serving certificate of another node, from the same CA.
+
+    The certificates are written under ``directory``; everything else is ``pki``'s.
+    """
+    authority = _Authority.loaded(pki.ca.cert.parent)
+    authority.directory = directory
+    client = authority.issue("kubelet", f"system:node:{node_name}", groups=("system:nodes",))
+    serving = authority.issue(
+        "kubelet-serving",
+        f"system:node:{node_name}",
+        groups=("system:nodes",),
+        server_names=("localhost", node_name),
+        server_ips=("127.0.0.1",),
+        client=False,
+    )
+    return dataclasses.replace(pki, kubelet=client, kubelet_serving=serving)
 
 
 def kubeconfig(path: Path, server: str, ca: Path, client: CertPair, *, user: str) -> Path:
