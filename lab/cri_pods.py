@@ -628,6 +628,37 @@ class CriPodDriver:
         )
         return ExecResult(int(resp.exit_code), bytes(resp.stdout), bytes(resp.stderr))
 
+    def exec_url(
+        self,
+        container_id: str,
+        cmd: Sequence[str],
+        *,
+        tty: bool,
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+    ) -> str:
+        """Exec: the runtime's one-time streaming URL for the command (nothing runs until used)."""
+        resp = self._call(
+            "Exec",
+            api_pb2.ExecRequest(
+                container_id=container_id,
+                cmd=list(cmd),
+                tty=tty,
+                stdin=stdin,
+                stdout=stdout,
+                stderr=stderr,
+            ),
+        )
+        return str(resp.url)
+
+    def port_forward_url(self, sandbox_id: str, ports: Sequence[int]) -> str:
+        """PortForward: the runtime's one-time streaming URL for the sandbox's ports."""
+        resp = self._call(
+            "PortForward", api_pb2.PortForwardRequest(pod_sandbox_id=sandbox_id, port=list(ports))
+        )
+        return str(resp.url)
+
     def list_sandboxes(self, labels: Mapping[str, str] | None = None) -> list[api_pb2.PodSandbox]:
         """ListPodSandbox, filtered by exact-match labels."""
         resp = self._call(

@@ -37,6 +37,7 @@ import fcntl
 import json
 import os
 import re
+import secrets
 import shutil
 import socket
 import subprocess
@@ -80,6 +81,8 @@ DEFAULT_PORT = 8470
 # Where the lab's agent allows kill-and-watch (the exercises run in default).
 LAB_KILL_NAMESPACES = "default"
 NODE_NAME = "lab-node"
+# How long past a pod's grace period ``delete`` waits for it to be gone.
+DELETE_MARGIN = 30.0
 STATE_FILE = "state.json"
 # Everything the lab puts in its directory; `down` removes these and the
 # directory only if nothing else is in it (it may be one the user named).
@@ -95,6 +98,8 @@ _OWN_ENTRIES = (
     "kubelet.log",
     "agent.log",
     "audit.jsonl",
+    "kubeconfig",
+    "kubelet.token",
     # Real mode's own.
     "real",
     "registry.log",
@@ -202,6 +207,13 @@ class LabState:
     # Which container runtime runs the pods (lab.runtimes.RUNTIMES); its
     # directory and token are containerd_dir and containerd_token.
     runtime: str = "containerd"
+
+    @property
+    def kubeconfig(self) -> str:
+        """The kubeconfig kubectl uses to reach this lab's API server."""
+        if self.mode == "real":
+            return RealState.from_json(self.real).kubeconfig
+        return str(Path(self.lab_dir) / "kubeconfig")
 
     @property
     def agent_url(self) -> str:
@@ -771,8 +783,19 @@ class LabNode:
             raise
         return report
 
+    @property
+    def _kubelet_token_file(self) -> Path:
+        return self.lab_dir / "kubelet.token"
+
     def _start_apiserver(self, state: LabState) -> None:
+        # The API server reaches the kubelet (logs, exec, port-forward) with
+        # this token; whoever could read it could exec into any pod.
+        token_file = self._kubelet_token_file
+        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
         argv = [sys.executable, "-m", "lab.apiserver", "--host", "127.0.0.1", "--port", "0"]
+        argv += ["--kubelet-token-file", str(token_file), "--graceful-delete"]
         proc, log_path = self.spawn("apiserver", argv)
         self.record(state, "apiserver", proc, log_path)
         url: list[str] = []
@@ -787,6 +810,7 @@ class LabNode:
 
         self.wait("the lab API server", proc, log_path, announced)
         state.api_server_url = url[0]
+        write_kubeconfig(Path(state.kubeconfig), state.api_server_url)
         self._save(state)
         self._progress(f"API server: {state.api_server_url} (pid {proc.pid})")
 
@@ -803,6 +827,8 @@ class LabNode:
             state.node_name,
             "--root",
             str(self.lab_dir / "kubelet"),
+            "--server-token-file",
+            str(self._kubelet_token_file),
         ]
         if state.time_scale is not None:
             argv += ["--time-scale", repr(state.time_scale)]
@@ -1013,10 +1039,10 @@ class LabNode:
             "components": components,
             "mode": state.mode,
             "runtime": state.runtime,
+            "kubeconfig": state.kubeconfig,
         }
         if state.mode == "real":
             real = RealState.from_json(state.real)
-            out["kubeconfig"] = real.kubeconfig
             out["versions"] = real.versions
             out["agent_token_file"] = real.agent_token_file
         try:
@@ -1184,7 +1210,43 @@ class LabNode:
             raise ComponentFailed(
                 f"deleting pod {namespace}/{name} failed: {_status_message(payload, code)}"
             )
+        # As kubectl delete does: wait until the kubelet has stopped the pod
+        # and the API server has let it go (its grace period, scaled, and a margin).
+        meta = payload.get("metadata") if isinstance(payload, dict) else None
+        grace = (meta or {}).get("deletionGracePeriodSeconds") or 0
+        deadline = time.monotonic() + grace * (state.time_scale or 1.0) + DELETE_MARGIN
+        path = f"/api/v1/namespaces/{_q(namespace)}/pods/{_q(name)}"
+        while self._request(state, "GET", path)[0] != 404:
+            if time.monotonic() > deadline:
+                raise ComponentFailed(
+                    f"pod {namespace}/{name} is still Terminating {DELETE_MARGIN:.0f}s after its "
+                    f"grace period; see {self.lab_dir / 'kubelet.log'}"
+                )
+            time.sleep(0.1)
         return f'pod "{name}" deleted'
+
+
+def write_kubeconfig(path: Path, server: str) -> Path:
+    """A kubeconfig for kubectl to reach the stand-in API server (plain HTTP on the loopback)."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "podlens-lab", "cluster": {"server": server}}],
+        "users": [{"name": "podlens-lab", "user": {}}],
+        "contexts": [
+            {
+                "name": "podlens-lab",
+                "context": {
+                    "cluster": "podlens-lab",
+                    "user": "podlens-lab",
+                    "namespace": "default",
+                },
+            }
+        ],
+        "current-context": "podlens-lab",
+    }
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
 
 
 def _runtime_of(state: LabState) -> PrivateRuntime:
@@ -1343,6 +1405,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m lab") -> i
             parts = ", ".join(f"{k} {v:.1f}s" for k, v in report.timings.items())
             say(f"lab up in {report.total:.1f}s ({parts})")
             say(f"agent: {report.state.agent_url}   e.g. curl -s {report.state.agent_url}/v1/pods")
+            say(f"kubectl: export KUBECONFIG={report.state.kubeconfig}")
             return 0
         node = LabNode(lab_dir)
         if args.lab_command == "apply":

@@ -74,6 +74,10 @@ FIELD_LABELS: Final[Mapping[str, Mapping[str, Getter]]] = {
         "spec.clusterIP": _field("spec", "clusterIP"),
         "spec.type": _field("spec", "type"),
     },
+    "nodes": {
+        "metadata.name": _field("metadata", "name"),
+        "spec.unschedulable": _field("spec", "unschedulable", default="false"),
+    },
     "namespaces": {
         "metadata.name": _field("metadata", "name"),
         "status.phase": _field("status", "phase"),

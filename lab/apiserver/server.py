@@ -28,19 +28,28 @@ Behaviour copied from a real server, because clients depend on it:
   DELETED, one that moves it in an ADDED;
 * errors are ``Status`` objects with the server's reasons and messages.
 
-Known differences: objects are not validated beyond names and namespaces,
-deletion is immediate (no grace period, no finalizers), namespaces exist
-implicitly, a ``continue`` token pages through the current state rather than
-a snapshot, strategic merge patch knows the list merge keys of pods, events
-and services only, and ``timeoutSeconds`` may be a fraction (the client
-only sends whole seconds; raw-HTTP tests use fractions to stay fast).
+It also serves what kubectl needs to work against it as against a cluster:
+server-side Tables (``tables``), the OpenAPI v3 documents and strict field
+validation (``openapi``), graceful deletion of pods (``--graceful-delete``; otherwise
+every delete is immediate, which suits runs without a kubelet),
+``pods/log``, ``pods/exec`` and ``pods/portforward`` through the node's
+kubelet (``kubelet``), and a clear refusal for what the lab lacks
+(``unserved``).
+
+Known differences: objects are validated only against their schemas' field
+names (``fieldValidation``), namespaces exist implicitly, a ``continue``
+token pages through the current state rather than a snapshot, strategic
+merge patch knows the list merge keys of pods, events and services only,
+and ``timeoutSeconds`` may be a fraction (the client only sends whole
+seconds; raw-HTTP tests use fractions to stay fast).
 
 Run as a process with ``python -m lab.apiserver --port N``; it prints
 its URL on the first line of stdout once it accepts connections.
 
 Owns the HTTP side (routes, authentication, watch streams) and the
 ``FakeApiServer`` facade tests drive. Imports the standard library and the
-rest of ``lab.apiserver`` only; never the agent or the kubelet.
+rest of ``lab.apiserver`` only; never the agent or the kubelet's code (it
+reaches the kubelet over HTTP).
 """
 
 from __future__ import annotations
@@ -66,6 +75,8 @@ from types import FrameType, TracebackType
 from typing import Any, Final, NamedTuple, TypeAlias, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from lab.apiserver import openapi, tables
+from lab.apiserver.kubelet import KubeletLink
 from lab.apiserver.patch import apply_patch, merge_patch
 from lab.apiserver.select import Selector, parse_selector
 from lab.apiserver.status import (
@@ -92,6 +103,14 @@ from lab.apiserver.store import (
     Watch,
     resolve_resource,
 )
+from lab.apiserver.unserved import (
+    SERVICE_WARNING,
+    UNSERVED_CORE,
+    UNSERVED_GROUPS,
+    unserved,
+    unserved_discovery_groups,
+    unserved_group_resources,
+)
 
 __all__ = [
     "ApiStatusError",
@@ -116,8 +135,8 @@ DEFAULT_AUDIENCES: Final = ("https://kubernetes.default.svc.cluster.local",)
 DEFAULT_NAMESPACES: Final = ("default", "kube-node-lease", "kube-public", "kube-system")
 VERSION_INFO: Final[Mapping[str, str]] = {
     "major": "1",
-    "minor": "31",
-    "gitVersion": "v1.31.0",
+    "minor": "37",
+    "gitVersion": "v1.37.2-lab",
     "gitCommit": "0000000000000000000000000000000000000000",
     "gitTreeState": "clean",
     "buildDate": "2024-08-13T00:00:00Z",
@@ -231,6 +250,10 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = 60
     # Set once a watch has sent its headers: an error can no longer be a response.
     _streaming = False
+    # A warning for the client (kubectl prints it), sent with the next response.
+    _warning = ""
+    # A watch that answers with Tables sends the columns with its first row only.
+    _table_columns_sent = False
 
     @property
     def app(self) -> FakeApiServer:
@@ -265,6 +288,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self, method: str) -> None:
         self._streaming = False
+        self._warning = ""
+        self._table_columns_sent = False
         url = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         path = url.path
@@ -340,6 +365,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_bytes(self, code: int, data: bytes, content_type: str) -> None:
         self.send_response(code)
         self.send_header("Content-Type", content_type)
+        if self._warning:
+            self.send_header("Warning", f'299 - "{self._warning}"')
         self.send_header("Content-Length", str(len(data)))
         if self.close_connection:
             self.send_header("Connection", "close")
@@ -417,33 +444,105 @@ class _Handler(BaseHTTPRequestHandler):
                 self._only(method, "POST")
                 review = self._review_body(body, "SubjectAccessReview")
                 self._send_json(201, app._access_review(review))
+            case ["openapi", "v3"]:
+                self._only(method, "GET")
+                self._send_json(200, self._openapi(openapi.discovery_document))
+            case ["openapi", "v3", "api", "v1"]:
+                self._only(method, "GET")
+                self._send_bytes(200, self._openapi(openapi.core_v1_document), "application/json")
+            case ["apis", group] if group in UNSERVED_GROUPS:
+                self._only(method, "GET")
+                self._send_json(200, _api_group(group, UNSERVED_GROUPS[group]))
+            case ["apis", group, version] if UNSERVED_GROUPS.get(group) == version:
+                self._only(method, "GET")
+                self._send_json(200, unserved_group_resources(group, version))
+            case ["apis", group, version, *rest] if UNSERVED_GROUPS.get(group) == version:
+                raise unserved(_named_resource(rest), group)
             case ["api", "v1", "namespaces"]:
+                if method == "POST":
+                    self._send_json(201, app._create_namespace(self._json_body(body)))
+                    return
                 self._only(method, "GET")
                 if watch:
                     raise method_not_allowed()
-                self._send_json(200, app._namespace_list(query))
+                if self._wants_table():
+                    items = app._namespace_list(query)["items"]
+                    self._send_json(200, self._table("namespaces", items, query))
+                else:
+                    self._send_json(200, app._namespace_list(query))
             case ["api", "v1", "namespaces", namespace]:
                 self._only(method, "GET")
-                self._send_json(200, _namespace_object(namespace))
+                obj = _namespace_object(namespace)
+                self._send_json(
+                    200, self._table("namespaces", [obj], query) if self._wants_table() else obj
+                )
             case ["api", "v1", resource] if resource in RESOURCES:
+                if method == "POST" and not RESOURCES[resource].namespaced:
+                    obj = self._object_body(body, RESOURCES[resource].kind, None)
+                    self._validate(RESOURCES[resource].kind, obj, query)
+                    self._send_json(201, app._store.create(resource, "", obj))
+                    return
                 self._only(method, "GET")
                 self._collection_get(resource, None, query, watch)
-            case ["api", "v1", "namespaces", namespace, resource] if resource in RESOURCES:
+            case ["api", "v1", resource, name] if (
+                resource in RESOURCES and not RESOURCES[resource].namespaced
+            ):
+                self._item(method, resource, "", name, body, "main", query)
+            case ["api", "v1", resource, name, "status"] if (
+                resource in RESOURCES
+                and not RESOURCES[resource].namespaced
+                and RESOURCES[resource].has_status
+            ):
+                if method == "DELETE":
+                    raise method_not_allowed()
+                self._item(method, resource, "", name, body, "status", query)
+            case ["api", "v1", "namespaces", namespace, resource] if (
+                resource in RESOURCES and RESOURCES[resource].namespaced
+            ):
                 if method == "GET":
                     self._collection_get(resource, namespace, query, watch)
                 elif method == "POST":
                     obj = self._object_body(body, RESOURCES[resource].kind, namespace)
+                    self._validate(RESOURCES[resource].kind, obj, query)
+                    if resource == "services":
+                        self._warning = SERVICE_WARNING
                     self._send_json(201, app._store.create(resource, namespace, obj))
                 else:
                     raise method_not_allowed()
-            case ["api", "v1", "namespaces", namespace, resource, name] if resource in RESOURCES:
-                self._item(method, resource, namespace, name, body, "main")
+            case ["api", "v1", "namespaces", namespace, resource, name] if (
+                resource in RESOURCES and RESOURCES[resource].namespaced
+            ):
+                self._item(method, resource, namespace, name, body, "main", query)
             case ["api", "v1", "namespaces", namespace, resource, name, "status"] if (
                 resource in RESOURCES and RESOURCES[resource].has_status
             ):
                 if method == "DELETE":
                     raise method_not_allowed()
-                self._item(method, resource, namespace, name, body, "status")
+                self._item(method, resource, namespace, name, body, "status", query)
+            case ["api", "v1", "namespaces", namespace, "pods", name, "log"]:
+                self._only(method, "GET")
+                app._kubelet.stream_log(self, app._pod_or_404(namespace, name), query)
+            case [
+                "api",
+                "v1",
+                "namespaces",
+                namespace,
+                "pods",
+                name,
+                streamed,
+            ] if streamed in ("exec", "portforward"):
+                if method not in ("GET", "POST"):
+                    raise method_not_allowed()
+                app._kubelet.stream(self, streamed, app._pod_or_404(namespace, name), self.path)
+            case ["api", "v1", "namespaces", namespace, "pods", name, "attach"]:
+                raise bad_request(
+                    "the stand-in lab does not attach to a container's own streams (kubectl "
+                    "attach, kubectl run -it); use kubectl exec, or the real node (lab up --real)"
+                )
+            case ["api", "v1", "namespaces", _, resource, *_] if resource in UNSERVED_CORE:
+                raise unserved(resource, "")
+            case ["api", "v1", resource, *_] if resource in UNSERVED_CORE:
+                raise unserved(resource, "")
             case _:
                 raise route_not_found()
 
@@ -451,6 +550,53 @@ class _Handler(BaseHTTPRequestHandler):
     def _only(method: str, allowed: str) -> None:
         if method != allowed:
             raise method_not_allowed()
+
+    @staticmethod
+    def _openapi(build: Callable[[], Any]) -> Any:
+        try:
+            return build()
+        except openapi.SchemasMissing as exc:
+            raise ApiStatusError(404, "NotFound", str(exc), {}) from None
+
+    def _wants_table(self) -> bool:
+        return tables.wants_table(self.headers.get("Accept") or "")
+
+    def _table(
+        self,
+        resource: str,
+        items: Sequence[JSON],
+        query: dict[str, str],
+        *,
+        list_meta: JSON | None = None,
+        headers: bool = True,
+    ) -> JSON:
+        include = query.get("includeObject") or "Metadata"
+        if include not in ("None", "Metadata", "Object"):
+            raise bad_request(f"includeObject must be None, Metadata or Object, not {include!r}")
+        return tables.table(
+            resource, items, include_object=include, headers=headers, list_meta=list_meta
+        )
+
+    def _validate(self, kind: str, obj: JSON, query: dict[str, str]) -> None:
+        """fieldValidation=Strict (what kubectl sends): an unknown field is a 400 naming it."""
+        mode = query.get("fieldValidation", "")
+        if mode not in ("", "Ignore", "Warn", "Strict"):
+            raise bad_request(f"fieldValidation must be Ignore, Warn or Strict, not {mode!r}")
+        if mode in ("", "Ignore"):
+            return
+        try:
+            unknown = openapi.unknown_fields(kind, obj)
+        except openapi.SchemasMissing as exc:
+            raise bad_request(str(exc)) from None
+        if not unknown:
+            return
+        listed = ", ".join(f'unknown field "{field}"' for field in unknown)
+        if mode == "Warn":
+            self._warning = listed
+            return
+        raise bad_request(
+            f'{kind} in version "v1" cannot be handled as a {kind}: strict decoding error: {listed}'
+        )
 
     def _review_body(self, body: bytes | None, kind: str) -> JSON:
         review = self._json_body(body)
@@ -485,6 +631,9 @@ class _Handler(BaseHTTPRequestHandler):
                 meta["remainingItemCount"] = len(items) - limit
             items = items[:limit]
         meta["resourceVersion"] = str(rv)
+        if self._wants_table():
+            self._send_json(200, self._table(resource, items, query, list_meta=meta))
+            return
         self._send_json(
             200,
             {
@@ -503,16 +652,25 @@ class _Handler(BaseHTTPRequestHandler):
         name: str,
         body: bytes | None,
         scope: Scope,
+        query: dict[str, str] | None = None,
     ) -> None:
         store = self.app._store
         kind = RESOURCES[resource].kind
+        query = query or {}
+
+        def checked(obj: JSON) -> JSON:
+            self._validate(kind, obj, query)
+            return obj
+
         if method == "GET":
             obj = store.get(resource, namespace, name)
             if obj is None:
                 raise not_found(resource, name)
-            self._send_json(200, obj)
+            self._send_json(
+                200, self._table(resource, [obj], query) if self._wants_table() else obj
+            )
         elif method == "PUT":
-            new = self._object_body(body, kind, namespace)
+            new = self._object_body(body, kind, namespace or None)
             body_name = new["metadata"].get("name")
             if body_name != name:
                 raise bad_request(
@@ -520,7 +678,8 @@ class _Handler(BaseHTTPRequestHandler):
                     f"({name})"
                 )
             self._send_json(
-                200, store.update(resource, namespace, name, lambda _old: new, scope=scope)
+                200,
+                store.update(resource, namespace, name, lambda _old: checked(new), scope=scope),
             )
         elif method == "PATCH":
             patch = self._json_body(body)
@@ -529,20 +688,25 @@ class _Handler(BaseHTTPRequestHandler):
                 resource,
                 namespace,
                 name,
-                lambda old: apply_patch(resource, old, patch, content_type),
+                lambda old: checked(apply_patch(resource, old, patch, content_type)),
                 scope=scope,
             )
             self._send_json(200, updated)
         elif method == "DELETE":
             options = self._json_body(body) if body else {}
-            preconditions = options.get("preconditions") if isinstance(options, dict) else None
-            deleted = store.delete(
+            if not isinstance(options, dict):
+                raise bad_request("the body of a delete must be a DeleteOptions object")
+            preconditions = options.get("preconditions")
+            grace = _grace_option(options, query)
+            deleted, gone = store.delete(
                 resource,
                 namespace,
                 name,
                 preconditions if isinstance(preconditions, dict) else None,
+                grace,
+                immediate=not self.app.graceful_delete,
             )
-            if resource == "events":
+            if resource == "events" and gone:
                 uid = deleted["metadata"]["uid"]
                 self._send_json(200, success_status(resource, name, uid))
             else:
@@ -555,7 +719,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _chunk(self, data: bytes) -> None:
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
 
-    def _event(self, kind: str, obj: JSON) -> None:
+    def _event(
+        self, kind: str, obj: JSON, resource: str = "", query: dict[str, str] | None = None
+    ) -> None:
+        if query is not None and kind in ("ADDED", "MODIFIED", "DELETED"):
+            obj = self._table(resource, [obj], query, headers=not self._table_columns_sent)
+            self._table_columns_sent = True
         line = json.dumps({"type": kind, "object": obj}, separators=(",", ":"))
         self._chunk(line.encode() + b"\n")
 
@@ -611,13 +780,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._event("ERROR", err.status())
             self._end_stream()
             return
+        # kubectl get -w asks for its rows as Tables, like its first list.
+        as_table = query if self._wants_table() else None
         try:
             self._start_stream()
             for kind, obj in events:
-                self._event(kind, obj)
+                self._event(kind, obj, resource, as_table)
             if initial:
                 self._bookmark(watch, initial_events_end=True)
-            if self._pump(watch, deadline, app.bookmark_interval if bookmarks else 0.0):
+            interval = app.bookmark_interval if bookmarks else 0.0
+            if self._pump(watch, deadline, interval, as_table):
                 self._end_stream()
             else:
                 self.close_connection = True
@@ -628,7 +800,13 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             app._store.close_watch(watch)
 
-    def _pump(self, watch: Watch, deadline: float | None, interval: float) -> bool:
+    def _pump(
+        self,
+        watch: Watch,
+        deadline: float | None,
+        interval: float,
+        as_table: dict[str, str] | None = None,
+    ) -> bool:
         """Stream live changes; True when the stream should end cleanly."""
         next_bookmark = time.monotonic() + interval if interval > 0 else None
         while True:
@@ -648,12 +826,31 @@ class _Handler(BaseHTTPRequestHandler):
                 watch.progress = max(watch.progress, item.rv)
                 event = watch.render(item)
                 if event is not None:
-                    self._event(*event)
+                    self._event(event[0], event[1], watch.resource, as_table)
             elif item == BOOKMARK:
                 if watch.bookmarks:
                     self._bookmark(watch)
             elif item in (DROP, STOP):
                 return False
+
+
+def _grace_option(options: JSON, query: dict[str, str]) -> int | None:
+    raw = options.get("gracePeriodSeconds", query.get("gracePeriodSeconds"))
+    if raw is None or raw == "":
+        return None
+    try:
+        grace = int(raw)
+    except (TypeError, ValueError):
+        raise bad_request(f"gracePeriodSeconds must be an integer, not {raw!r}") from None
+    # A negative grace period means "the default", as on a real server.
+    return grace if grace >= 0 else None
+
+
+def _named_resource(rest: Sequence[str]) -> str:
+    # .../namespaces/<ns>/<resource>[/<name>] or .../<resource>[/<name>]
+    if len(rest) >= 3 and rest[0] == "namespaces":
+        return rest[2]
+    return rest[0] if rest else ""
 
 
 def _core_resources() -> JSON:
@@ -664,7 +861,7 @@ def _core_resources() -> JSON:
             {
                 "name": rtype.name,
                 "singularName": rtype.kind.lower(),
-                "namespaced": True,
+                "namespaced": rtype.namespaced,
                 "kind": rtype.kind,
                 "verbs": verbs,
                 "shortNames": list(rtype.short_names),
@@ -675,7 +872,7 @@ def _core_resources() -> JSON:
                 {
                     "name": f"{rtype.name}/status",
                     "singularName": "",
-                    "namespaced": True,
+                    "namespaced": rtype.namespaced,
                     "kind": rtype.kind,
                     "verbs": ["get", "patch", "update"],
                 }
@@ -686,15 +883,16 @@ def _core_resources() -> JSON:
             "singularName": "namespace",
             "namespaced": False,
             "kind": "Namespace",
-            "verbs": ["get", "list"],
+            "verbs": ["create", "get", "list"],
             "shortNames": ["ns"],
         }
     )
+    resources.extend(unserved_group_resources("", "v1")["resources"])
     return {"kind": "APIResourceList", "groupVersion": "v1", "resources": resources}
 
 
-def _api_group(group: str) -> JSON:
-    version = {"groupVersion": f"{group}/v1", "version": "v1"}
+def _api_group(group: str, version_name: str = "v1") -> JSON:
+    version = {"groupVersion": f"{group}/{version_name}", "version": version_name}
     return {
         "kind": "APIGroup",
         "apiVersion": "v1",
@@ -706,6 +904,7 @@ def _api_group(group: str) -> JSON:
 
 def _api_groups() -> JSON:
     groups = [_api_group(group) for group in _AUTH_GROUPS]
+    groups += [_api_group(group, version) for group, version in unserved_discovery_groups()]
     for group in groups:
         del group["kind"], group["apiVersion"]
     return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
@@ -748,6 +947,8 @@ class FakeApiServer:
         authorizer: Authorizer = None,
         required_token: str | None = None,
         max_body_bytes: int = MAX_BODY_BYTES,
+        kubelet_token: str | None = None,
+        graceful_delete: bool = False,
     ) -> None:
         """Configure; nothing listens until :meth:`start`.
 
@@ -759,6 +960,11 @@ class FakeApiServer:
         token that does not authenticate. ``authorizer`` answers
         SubjectAccessReviews (see :meth:`set_authorizer`). ``required_token``
         makes every API request need ``Authorization: Bearer <it>``.
+        ``kubelet_token`` is what the node's kubelet demands for logs, exec and
+        port-forward (without it those requests are refused).
+        ``graceful_delete`` deletes pods as a cluster does (Terminating until
+        their kubelet confirms, finalizers kept); without it every delete is
+        immediate, which suits tests that run no kubelet.
         """
         self.host = host
         self._port = port
@@ -766,6 +972,8 @@ class FakeApiServer:
         self.required_token = required_token
         self.max_body_bytes = max_body_bytes
         self._store = Store(max_history)
+        self._kubelet = KubeletLink(self._store, kubelet_token)
+        self.graceful_delete = graceful_delete
         self._tokens: dict[str, Mapping[str, Any] | None] = dict(tokens or {})
         self._authorize: Callable[[JSON], tuple[bool, str]] = _allow_all
         self.set_authorizer(authorizer)
@@ -880,7 +1088,8 @@ class FakeApiServer:
 
     def delete(self, kind: str, namespace: str, name: str) -> JSON:
         """Delete an object at once, as a direct write to the store; returns the deleted object."""
-        return copy.deepcopy(self._store.delete(resolve_resource(kind), namespace, name))
+        deleted, _ = self._store.delete(resolve_resource(kind), namespace, name, immediate=True)
+        return copy.deepcopy(deleted)
 
     def get(self, kind: str, namespace: str, name: str) -> JSON | None:
         """A copy of one object, or None."""
@@ -1022,6 +1231,22 @@ class FakeApiServer:
 
     # -- other resources ---------------------------------------------------------
 
+    def _pod_or_404(self, namespace: str, name: str) -> JSON:
+        pod = self._store.get("pods", namespace, name)
+        if pod is None:
+            raise not_found("pods", name)
+        return pod
+
+    def _create_namespace(self, body: Any) -> JSON:
+        # Namespaces exist implicitly here; creating one answers as a cluster
+        # would, and it is listed once something lives in it.
+        name = ((body or {}).get("metadata") or {}).get("name") if isinstance(body, dict) else None
+        if not isinstance(name, str) or not name:
+            raise invalid(
+                "Namespace", "", "metadata.name", "FieldValueRequired", "Required value: name"
+            )
+        return _namespace_object(name)
+
     def _api_versions(self) -> JSON:
         return {
             "kind": "APIVersions",
@@ -1155,6 +1380,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="allow a SubjectAccessReview ('*' matches anything); without any, all are allowed",
     )
     parser.add_argument(
+        "--graceful-delete",
+        action="store_true",
+        help="delete pods as a cluster does: Terminating until their kubelet confirms",
+    )
+    parser.add_argument(
+        "--kubelet-token-file",
+        metavar="PATH",
+        help="file holding the token the node's kubelet demands (logs, exec, port-forward)",
+    )
+    parser.add_argument(
         "--seed",
         metavar="PATH",
         help="JSON list of objects (each with its kind) to create at start",
@@ -1166,6 +1401,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         with open(args.required_token_file, encoding="utf-8") as fh:
             required = fh.read().strip()
     tokens = _load_json_file(args.tokens_file) if args.tokens_file else None
+    kubelet_token = None
+    if args.kubelet_token_file:
+        with open(args.kubelet_token_file, encoding="utf-8") as fh:
+            kubelet_token = fh.read().strip()
     server = FakeApiServer(
         args.host,
         args.port,
@@ -1174,6 +1413,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         tokens=tokens,
         authorizer=args.allow,
         required_token=required,
+        kubelet_token=kubelet_token,
+        graceful_delete=args.graceful_delete,
     )
     if args.seed:
         for obj in _load_json_file(args.seed):

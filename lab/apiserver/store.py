@@ -21,6 +21,7 @@ import queue
 import secrets
 import socket
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -53,6 +54,8 @@ class ResourceType:
     list_kind: str
     short_names: tuple[str, ...]
     has_status: bool
+    # Cluster-scoped objects are kept under the namespace "" and carry none.
+    namespaced: bool = True
 
 
 RESOURCES: Final[dict[str, ResourceType]] = {
@@ -61,6 +64,7 @@ RESOURCES: Final[dict[str, ResourceType]] = {
         ResourceType("pods", "Pod", "PodList", ("po",), has_status=True),
         ResourceType("events", "Event", "EventList", ("ev",), has_status=False),
         ResourceType("services", "Service", "ServiceList", ("svc",), has_status=True),
+        ResourceType("nodes", "Node", "NodeList", ("no",), has_status=True, namespaced=False),
     )
 }
 _ALIASES: Final[dict[str, str]] = {
@@ -85,6 +89,30 @@ _SUFFIX_ALPHABET: Final = "bcdfghjklmnpqrstvwxz2456789"
 
 def _generated_name(prefix: str) -> str:
     return prefix + "".join(secrets.choice(_SUFFIX_ALPHABET) for _ in range(5))
+
+
+def _grace_period(resource: str, obj: JSON, asked: int | None) -> int:
+    if resource != "pods":
+        return 0
+    spec = obj.get("spec") or {}
+    phase = (obj.get("status") or {}).get("phase")
+    # The real pod strategy: an unscheduled or finished pod has nothing to stop.
+    if not spec.get("nodeName") or phase in ("Succeeded", "Failed"):
+        return 0
+    if asked is not None and asked >= 0:
+        # 0 is a forced delete: gone from the API at once, the kubelet kills after.
+        return asked
+    default = spec.get("terminationGracePeriodSeconds")
+    return default if isinstance(default, int) and default >= 0 else 30
+
+
+def _removable(obj: JSON) -> bool:
+    meta = obj.get("metadata") or {}
+    return (
+        bool(meta.get("deletionTimestamp"))
+        and not meta.get("finalizers")
+        and (meta.get("deletionGracePeriodSeconds") in (0, None))
+    )
 
 
 def with_resource_version(obj: JSON, rv: int) -> JSON:
@@ -170,7 +198,7 @@ class Store:
         self._rv += 1
         obj = with_resource_version(obj, self._rv)
         meta = obj["metadata"]
-        key = (meta["namespace"], meta["name"])
+        key = (meta.get("namespace", ""), meta["name"])
         if kind == "DELETED":
             del self._objects[resource][key]
         else:
@@ -212,12 +240,11 @@ class Store:
                     name = _generated_name(generate)
             if (namespace, name) in objects:
                 raise already_exists(resource, name)
-            meta.update(
-                name=name,
-                namespace=namespace,
-                uid=str(uuid.uuid4()),
-                creationTimestamp=rfc3339(),
-            )
+            meta.update(name=name, uid=str(uuid.uuid4()), creationTimestamp=rfc3339())
+            if rtype.namespaced:
+                meta["namespace"] = namespace
+            else:
+                meta.pop("namespace", None)
             meta.pop("resourceVersion", None)
             obj["metadata"] = meta
             return self._commit(resource, "ADDED", obj, None)
@@ -266,10 +293,23 @@ class Store:
                         new.pop("status", None)
                 meta = dict(cand_meta)
                 for kept in ("name", "namespace", "uid", "creationTimestamp", "resourceVersion"):
-                    meta[kept] = old["metadata"][kept]
+                    if kept in old["metadata"]:
+                        meta[kept] = old["metadata"][kept]
+                # Set only by a delete, never by a client's update, as on a
+                # real server (the test facade may set them: force).
+                for kept in ("deletionTimestamp", "deletionGracePeriodSeconds"):
+                    if force:
+                        continue
+                    if kept in old["metadata"]:
+                        meta[kept] = old["metadata"][kept]
+                    else:
+                        meta.pop(kept, None)
                 new["metadata"] = meta
             if not force and new == old:
                 return old
+            if not force and _removable(new):
+                # The last finalizer of a deleted object is gone: now it goes.
+                return self._commit(resource, "DELETED", new, old)
             return self._commit(resource, "MODIFIED", new, old)
 
     @staticmethod
@@ -288,16 +328,51 @@ class Store:
             raise conflict(resource, name, STALE_OBJECT)
 
     def delete(
-        self, resource: str, namespace: str, name: str, preconditions: JSON | None = None
-    ) -> JSON:
-        """Delete an object, checking ``preconditions`` (uid, resourceVersion) first."""
+        self,
+        resource: str,
+        namespace: str,
+        name: str,
+        preconditions: JSON | None = None,
+        grace_period: int | None = None,
+        *,
+        immediate: bool = False,
+    ) -> tuple[JSON, bool]:
+        """Delete an object, checking ``preconditions`` (uid, resourceVersion) first.
+
+        Returns the object and whether it is gone. A pod bound to a node and
+        not finished is deleted gracefully, as on a real server: it gets a
+        ``deletionTimestamp`` ``grace_period`` seconds ahead (its
+        ``terminationGracePeriodSeconds`` when None, 30 by default) and stays
+        until its kubelet, having stopped it, deletes it with a grace period
+        of 0. An object with finalizers stays, marked, until the last one is
+        removed. A second delete may shorten the grace period, never lengthen it.
+        ``immediate`` removes the object whatever it holds (a direct write).
+        """
         with self._lock:
             old = self._objects[resource].get((namespace, name))
             if old is None:
                 raise not_found(resource, name)
             if preconditions:
                 self._check_preconditions(resource, old, preconditions)
-            return self._commit(resource, "DELETED", old, old)
+            if immediate:
+                return self._commit(resource, "DELETED", old, old), True
+            grace = _grace_period(resource, old, grace_period)
+            meta = old["metadata"]
+            current = meta.get("deletionGracePeriodSeconds")
+            if meta.get("deletionTimestamp") and current is not None and grace >= current:
+                return old, False
+            if grace == 0 and not meta.get("finalizers"):
+                return self._commit(resource, "DELETED", old, old), True
+            now = time.time()
+            marked = {
+                **old,
+                "metadata": {
+                    **meta,
+                    "deletionTimestamp": rfc3339(now + grace),
+                    "deletionGracePeriodSeconds": grace,
+                },
+            }
+            return self._commit(resource, "MODIFIED", marked, old), False
 
     # -- reads ----------------------------------------------------------------
 

@@ -227,6 +227,24 @@ class ApiClient:
             if exc.code not in (404, 409):
                 raise
 
+    def register_node(self, node: JSON) -> JSON:
+        """Create the Node; when it exists already, replace its labels and status."""
+        try:
+            return self.request("POST", "/api/v1/nodes", node)
+        except ApiError as exc:
+            if exc.code != 409:
+                raise
+        path = "/api/v1/nodes/" + quote(str(node["metadata"]["name"]), safe="")
+        self.request(
+            "PATCH",
+            path,
+            {"metadata": {"labels": node["metadata"]["labels"]}},
+            content_type=MERGE_PATCH,
+        )
+        return self.request(
+            "PATCH", path + "/status", {"status": node["status"]}, content_type=MERGE_PATCH
+        )
+
     # -- events ------------------------------------------------------------
 
     def create_event(self, namespace: str, event: JSON) -> JSON:

@@ -77,8 +77,10 @@ from lab.errors import CriCallFailed, LabError
 from lab.kubelet.api import ApiClient, ApiError, Watch
 from lab.kubelet.backoff import RestartBackoff, RetryDelay
 from lab.kubelet.events import EventRecorder, InvolvedPod
+from lab.kubelet.node import node_object
 from lab.kubelet.pod import KubeletContext, PodWorker, remove_pod_files
 from lab.kubelet.runtime import StatusCache
+from lab.kubelet.server import KubeletServer, PodRef
 from lab.kubelet.spec import (
     DEFAULT_SCHEDULER,
     LAB_HOST_PATH_PREFIX,
@@ -149,6 +151,7 @@ class LabKubelet:
         host_path_prefixes: Sequence[str] = (LAB_HOST_PATH_PREFIX,),
         schedule: bool = True,
         token: str | None = None,
+        server_token: str | None = None,
     ) -> None:
         if not time_scale > 0:
             raise LabError(f"time_scale must be positive, got {time_scale}")
@@ -178,6 +181,10 @@ class LabKubelet:
         self._listed = threading.Event()
         self._fingerprints: dict[str, tuple[tuple[str, int], ...]] = {}
         self._binding: set[str] = set()
+        # The kubelet's own endpoints (logs, exec, port-forward) are served
+        # only when the API server is given the token to call them with.
+        self.server_token = server_token
+        self.server: KubeletServer | None = None
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -217,6 +224,9 @@ class LabKubelet:
             runtime_name=self._runtime_name(),
             stop=self._stop,
         )
+        if self.server_token:
+            self.server = KubeletServer(self.driver, self._find_pod, self.server_token).start()
+        self._register_node()
         loops = [("kubelet-pods", self._pod_loop), ("kubelet-relist", self._relist_loop)]
         if self.schedule:
             loops.append(("kubelet-scheduler", self._schedule_loop))
@@ -244,6 +254,9 @@ class LabKubelet:
         for thread in self._threads:
             thread.join(10)
         self._threads.clear()
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
         with self._workers_lock:
             workers = list(self._workers.values())
             self._workers.clear()
@@ -276,6 +289,40 @@ class LabKubelet:
         except Exception as exc:  # the runtime may come later; the prefix is a default
             _log.warning("CRI Version failed (%s); assuming containerd", exc)
             return "containerd"
+
+    def _register_node(self) -> None:
+        """Create (or refresh) the Node object, as kubelet registers its node."""
+        port = self.server.port if self.server is not None else 0
+        assert self._ctx is not None
+        node = node_object(
+            self.node_name,
+            self.node_ip,
+            self.node_labels,
+            kubelet_port=port,
+            runtime_version=self._runtime_version(),
+        )
+        try:
+            self.api.register_node(node)
+        except ApiError as exc:
+            # Pods still run without a Node object; kubectl get nodes will miss it.
+            _log.warning("could not register node %s: %s", self.node_name, exc)
+
+    def _runtime_version(self) -> str:
+        assert self.driver is not None
+        try:
+            version = self.driver.runtime.Version(api_pb2.VersionRequest(), timeout=VERSION_TIMEOUT)
+        except Exception as exc:  # only shown on the Node; not worth failing for
+            _log.warning("CRI Version failed (%s)", exc)
+            return ""
+        return f"{version.runtime_name}://{version.runtime_version}"
+
+    def _find_pod(self, namespace: str, name: str) -> PodRef | None:
+        with self._workers_lock:
+            workers = list(self._workers.values())
+        for worker in workers:
+            if worker.namespace == namespace and worker.name == name:
+                return PodRef(namespace, name, worker.uid, worker.pod)
+        return None
 
     @property
     def pod_uids(self) -> list[str]:
@@ -624,6 +671,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"allow hostPath volumes under DIR (default {LAB_HOST_PATH_PREFIX}); repeatable",
     )
     parser.add_argument("--token-file", type=Path, help="bearer token for the API server")
+    parser.add_argument(
+        "--server-token-file",
+        type=Path,
+        help="serve logs, exec and port-forward on the loopback to holders of this token",
+    )
     parser.add_argument("--no-schedule", action="store_true", help="do not bind unbound pods")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
@@ -645,6 +697,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             token = args.token_file.read_text().strip()
         except OSError as exc:
             parser.error(f"--token-file: {exc}")
+    server_token = None
+    if args.server_token_file is not None:
+        try:
+            server_token = args.server_token_file.read_text().strip()
+        except OSError as exc:
+            parser.error(f"--server-token-file: {exc}")
     try:
         kubelet = LabKubelet(
             args.api_server,
@@ -657,6 +715,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             host_path_prefixes=tuple(args.host_path_prefix or (LAB_HOST_PATH_PREFIX,)),
             schedule=not args.no_schedule,
             token=token,
+            server_token=server_token,
         )
     except LabError as exc:
         parser.error(str(exc))

@@ -186,6 +186,12 @@ class PodWorker:
         self._reported: set[str] = set()
         self._pause_pids: dict[str, int | None] = {}
 
+    @property
+    def pod(self) -> JSON:
+        """The newest pod object from the API."""
+        with self._lock:
+            return self._pod
+
     # -- control -----------------------------------------------------------
 
     def start(self) -> PodWorker:
