@@ -71,7 +71,7 @@ from lab.images import (
 from lab.private_runtime import mounts_under, require_cni_plugins, unmount_under
 from lab.processes import ProcessRef, log_tail, python_child_env, stop_process
 from lab.runtimes import RUNTIMES, PrivateCrio, PrivateRuntime, private_runtime, runtime_problem
-from lab.upstream import deploy, realnode
+from lab.upstream import deploy, nodes, realnode
 from lab.upstream.pki import SERVICE_CIDR
 from lab.upstream.realnode import REAL_COMPONENTS, RealState
 
@@ -952,6 +952,8 @@ class LabNode:
             ("apiserver", 10.0),
         )
         if real is not None:
+            # Nodes joined to this API server (lab.upstream.nodes) first, while it answers.
+            problems += nodes.remove_nodes(self.lab_dir, real)
             agent = state.components.get("agent")
             if agent is not None and not stop_process(agent.ref, 10.0):
                 problems.append(f"agent (pid {agent.pid}) did not exit")
