@@ -459,6 +459,11 @@ def test_a_kill_started_from_the_page_draws_its_phases_as_they_happen(operator: 
     # Live: phases appeared while the run was running, over time, not at the end at once.
     live = [d for d in drawn if d["state"] == "running"]
     assert len(live) >= 2, drawn
+    # Not one answer drawn at once: marks were added at different moments while it ran,
+    # the restarted container's among them (readiness follows two seconds later).
+    moments = sorted({round(d["t"] / 20) for d in live})
+    assert len(moments) >= 2, drawn
+    assert "api_running" in {d["name"] for d in live}, drawn
     assert drawn[-1]["t"] - drawn[0]["t"] > 1000, drawn  # readiness comes 2 s after the restart
     marks = page.eval_on_selector_all(f"{figure} g.phase", "els => els.map(e => e.dataset.phase)")
     assert marks == [p["name"] for p in run["phases"]]
