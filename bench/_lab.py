@@ -9,15 +9,19 @@ the lab kubelet. On the way out the processes stop first, then the pods go
 from __future__ import annotations
 
 import contextlib
+import datetime
+import ipaddress
 import json
 import os
 import select
 import shutil
+import ssl
 import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -161,14 +165,93 @@ class Lab:
 # --------------------------------------------------------------------- node processes
 
 
+@dataclass(frozen=True, slots=True)
+class AgentDoor:
+    """How the DaemonSet's agent is reached: TLS with this certificate, this bearer token."""
+
+    cert: Path
+    key: Path
+    token: str
+
+    @classmethod
+    def make(cls, directory: Path, token: str) -> AgentDoor:
+        """A self-signed certificate for 127.0.0.1 in ``directory``, and ``token`` to send."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "podlens bench")])
+        now = datetime.datetime.now(datetime.UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(
+                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False,
+            )
+            .sign(key, hashes.SHA256())
+        )
+        door = cls(directory / "agent.crt", directory / "agent.key", token)
+        door.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        door.key.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        door.key.chmod(0o600)
+        return door
+
+    def args(self) -> list[str]:
+        """The agent's flags: TLS on with the certificate, tokens checked by the API server."""
+        return [
+            "--tls",
+            "on",
+            "--tls-cert-file",
+            str(self.cert),
+            "--tls-key-file",
+            str(self.key),
+            "--auth-mode",
+            "kubernetes",
+        ]
+
+    def client_options(self, token: str | None = None) -> dict[str, Any]:
+        """httpx options of a client that verifies the certificate and sends a token."""
+        return {
+            "verify": ssl.create_default_context(cafile=str(self.cert)),
+            "headers": {"Authorization": f"Bearer {token if token is not None else self.token}"},
+        }
+
+
 class AgentProcess(Child):
-    """``python -m agent serve`` on a loopback port of its own, as node ``NODE``."""
+    """``python -m agent serve`` on a loopback port of its own, as node ``NODE``.
+
+    Without ``door`` it serves plain HTTP with no auth (what most benchmarks
+    measure: the agent's own work); with one, as the DaemonSet runs it: TLS,
+    and every request's token reviewed by the API server (``--api-server``
+    among ``extra_args``).
+    """
 
     def __init__(
-        self, endpoint: str, log_dir: Path, *, extra_args: Sequence[str] = (), name: str = "agent"
+        self,
+        endpoint: str,
+        log_dir: Path,
+        *,
+        extra_args: Sequence[str] = (),
+        name: str = "agent",
+        door: AgentDoor | None = None,
     ) -> None:
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.door = door
+        self.url = f"{'https' if door else 'http'}://127.0.0.1:{self.port}"
         args = [
             "agent",
             "serve",
@@ -180,15 +263,18 @@ class AgentProcess(Child):
             NODE,
             "--log-level",
             "warning",
-            # The benchmarks measure what the agent serves, on loopback with
-            # no token to send: no door (the lab's agent runs the same way).
-            "--auth-mode",
-            "none",
+            *(door.args() if door else ["--auth-mode", "none"]),
             *extra_args,
         ]
         super().__init__(name, args, log_dir / f"{name}.log", grace=10.0)
         self.ps = psutil.Process(self.pid)
-        self.http: httpx.Client = httpx.Client(base_url=self.url, timeout=10.0)
+        self.http: httpx.Client = httpx.Client(
+            base_url=self.url, timeout=10.0, **(door.client_options() if door else {})
+        )
+
+    def client_options(self, token: str | None = None) -> dict[str, Any]:
+        """httpx options for another client of this agent (``token`` instead of the door's)."""
+        return self.door.client_options(token) if self.door else {}
 
     def wait_ready(self, timeout: float = 30.0) -> float:
         """Wait for ``/readyz`` to answer 200; returns the seconds it took."""
@@ -251,12 +337,23 @@ class ApiServerProcess(Child):
         seed: Sequence[dict[str, Any]] = (),
         bookmark_interval: float = 1.0,
         start_timeout: float = 20.0,
+        tokens: dict[str, dict[str, Any] | None] | None = None,
+        allow: Sequence[str] = (),
     ) -> None:
+        """``tokens`` and ``allow`` answer the agent's TokenReviews and SubjectAccessReviews
+        (``python -m lab.apiserver --help`` has their forms)."""
         args = ["lab.apiserver", "--port", "0", "--bookmark-interval", str(bookmark_interval)]
         if seed:
             seed_path = log_dir / "apiserver-seed.json"
             seed_path.write_text(json.dumps(list(seed)))
             args += ["--seed", str(seed_path)]
+        if tokens is not None:
+            tokens_path = log_dir / "apiserver-tokens.json"
+            tokens_path.write_text(json.dumps(tokens))
+            tokens_path.chmod(0o600)
+            args += ["--tokens-file", str(tokens_path)]
+        for rule in allow:
+            args += ["--allow", rule]
         super().__init__("apiserver", args, log_dir / "apiserver.log", pipe_stdout=True)
         self.url = self._read_url(start_timeout)
         self.http: httpx.Client = httpx.Client(base_url=self.url, timeout=10.0)
