@@ -14,8 +14,10 @@ the release's own OpenAPI document), so ``kubectl explain`` reads the real
 field descriptions as well. Without that package the documents are not
 served and the message says how to install it.
 
-Owns the OpenAPI documents and the unknown-field check. Imports the standard
-library only (``kubernetes_validate`` is read as data files).
+Owns the OpenAPI documents and the unknown-field check. Imports
+``lab.apiserver.unserved`` (the groups listed but not served get documents
+with their paths, so kubectl sends the request and reads why it is refused);
+``kubernetes_validate`` is read as data files.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
+
+from lab.apiserver.unserved import unserved_discovery_groups, unserved_kinds
 
 JSON = dict[str, Any]
 
@@ -107,15 +111,17 @@ def _to_openapi(node: Any) -> Any:
     return node
 
 
-def _gvk(kind: str) -> list[JSON]:
-    return [{"group": "", "version": "v1", "kind": kind}]
+def _gvk(kind: str, group: str = "", version: str = "v1") -> list[JSON]:
+    return [{"group": group, "version": version, "kind": kind}]
 
 
-def _operation(kind: str, verb: str, *, patch: bool = False) -> JSON:
+def _operation(
+    kind: str, verb: str, *, patch: bool = False, group: str = "", version: str = "v1"
+) -> JSON:
     op: JSON = {
         "operationId": f"{verb}{kind}",
         "x-kubernetes-action": verb,
-        "x-kubernetes-group-version-kind": _gvk(kind)[0],
+        "x-kubernetes-group-version-kind": _gvk(kind, group, version)[0],
         "responses": {"200": {"description": "OK"}},
     }
     if patch or verb in ("post", "put"):
@@ -140,16 +146,8 @@ def core_v1_document() -> bytes:
     schemas = {name: _to_openapi(defs[name]) for name in sorted(wanted)}
     for kind, (_, _, definition) in KINDS.items():
         schemas[definition]["x-kubernetes-group-version-kind"] = _gvk(kind)
-    paths: JSON = {}
-    for kind, (plural, namespaced, _) in KINDS.items():
-        prefix = f"/api/v1/namespaces/{{namespace}}/{plural}" if namespaced else f"/api/v1/{plural}"
-        paths[prefix] = {"get": _operation(kind, "list"), "post": _operation(kind, "post")}
-        paths[prefix + "/{name}"] = {
-            "get": _operation(kind, "get"),
-            "put": _operation(kind, "put"),
-            "patch": _operation(kind, "patch", patch=True),
-            "delete": _operation(kind, "delete"),
-        }
+    served = [(kind, plural, namespaced) for kind, (plural, namespaced, _) in KINDS.items()]
+    paths = _paths("", "v1", served + unserved_kinds("", "v1"))
     doc = {
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes (the podlens stand-in lab)", "version": "v1.37.2-lab"},
@@ -159,10 +157,51 @@ def core_v1_document() -> bytes:
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
+def _paths(group: str, version: str, kinds: list[tuple[str, str, bool]]) -> JSON:
+    base = f"/apis/{group}/{version}" if group else f"/api/{version}"
+    paths: JSON = {}
+    for kind, plural, namespaced in kinds:
+        prefix = f"{base}/namespaces/{{namespace}}/{plural}" if namespaced else f"{base}/{plural}"
+        paths[prefix] = {
+            "get": _operation(kind, "list", group=group, version=version),
+            "post": _operation(kind, "post", group=group, version=version),
+        }
+        paths[prefix + "/{name}"] = {
+            verb: _operation(kind, verb, patch=verb == "patch", group=group, version=version)
+            for verb in ("get", "put", "patch", "delete")
+        }
+    return paths
+
+
+@functools.cache
+def group_document(group: str, version: str) -> bytes:
+    """The document of a group the lab lists but does not serve: its paths only.
+
+    kubectl then leaves validation to the server, and the request itself
+    gets the answer that says what the lab lacks.
+    """
+    doc = {
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes (the podlens stand-in lab)", "version": "v1.37.2-lab"},
+        "paths": _paths(group, version, unserved_kinds(group, version)),
+        "components": {"schemas": {}},
+    }
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def _entry(path: str, document: bytes) -> JSON:
+    digest = hashlib.sha512(document).hexdigest()[:32].upper()
+    return {"serverRelativeURL": f"/openapi/v3/{path}?hash={digest}"}
+
+
 def discovery_document() -> JSON:
-    """The ``/openapi/v3`` index: where the ``api/v1`` document is, by its hash."""
-    digest = hashlib.sha512(core_v1_document()).hexdigest()[:32].upper()
-    return {"paths": {"api/v1": {"serverRelativeURL": f"/openapi/v3/api/v1?hash={digest}"}}}
+    """The ``/openapi/v3`` index: where each group version's document is, by its hash."""
+    paths = {"api/v1": _entry("api/v1", core_v1_document())}
+    for group, version in unserved_discovery_groups():
+        paths[f"apis/{group}/{version}"] = _entry(
+            f"apis/{group}/{version}", group_document(group, version)
+        )
+    return {"paths": paths}
 
 
 def unknown_fields(kind: str, obj: Any) -> list[str]:

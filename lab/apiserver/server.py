@@ -450,6 +450,16 @@ class _Handler(BaseHTTPRequestHandler):
             case ["openapi", "v3", "api", "v1"]:
                 self._only(method, "GET")
                 self._send_bytes(200, self._openapi(openapi.core_v1_document), "application/json")
+            case ["openapi", "v3", "apis", group, version] if UNSERVED_GROUPS.get(group) == version:
+                self._only(method, "GET")
+                self._send_bytes(200, openapi.group_document(group, version), "application/json")
+            case ["openapi", "v2"]:
+                raise ApiStatusError(
+                    404,
+                    "NotFound",
+                    "the stand-in lab serves its OpenAPI documents as v3 only (/openapi/v3)",
+                    {},
+                )
             case ["apis", group] if group in UNSERVED_GROUPS:
                 self._only(method, "GET")
                 self._send_json(200, _api_group(group, UNSERVED_GROUPS[group]))

@@ -133,6 +133,14 @@ def unserved(resource: str, group: str) -> ApiStatusError:
     return ApiStatusError(404, "NotFound", message, {"group": group, "kind": kind})
 
 
+def unserved_kinds(group: str, version: str) -> list[tuple[str, str, bool]]:
+    """(kind, plural, namespaced) of every unserved resource of one group version."""
+    return [
+        (kind, name, namespaced)
+        for name, (kind, namespaced, _) in sorted(_UNSERVED.get((group, version), {}).items())
+    ]
+
+
 def unserved_discovery_groups() -> list[tuple[str, str]]:
     """(group, version) of every named group that is listed but not served."""
     return sorted((g, v) for g, v in _UNSERVED if g)
