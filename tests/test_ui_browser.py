@@ -469,9 +469,9 @@ def test_a_kill_started_from_the_page_draws_its_phases_as_they_happen(operator: 
     assert marks == [p["name"] for p in run["phases"]]
     operator.shot("heal-run-1280")
 
-    # A second run beside it: a container of another pod, through the API.
+    # A pause kill beside it: another pod's sandbox, through the API.
     second = agent.http.post(
-        f"/v1/pods/{NS}/steady/kill-and-watch", json={"container": "c", "timeout_seconds": 30}
+        f"/v1/pods/{NS}/steady/kill-and-watch", json={"sandbox": True, "timeout_seconds": 60}
     )
     assert second.status_code == 202, second.text
     second_id = second.json()["id"]
@@ -483,12 +483,17 @@ def test_a_kill_started_from_the_page_draws_its_phases_as_they_happen(operator: 
     assert first_box is not None
     assert second_box is not None
     assert first_box["y"] == second_box["y"], "side by side"
-    # The histogram of times to recover, from /metrics: two healed container runs.
-    page.wait_for_function(
-        "() => [...document.querySelectorAll('#histogram rect.bar-container[data-count]')]"
-        ".reduce((n, r) => n + Number(r.dataset.count), 0) >= 2",
-        timeout=30_000,
+    sandbox_phases = page.eval_on_selector_all(
+        f"#run-{second_id} g.phase", "els => els.map(e => e.dataset.phase)"
     )
+    assert "runtime_new_sandbox" in sandbox_phases
+    # The histogram of times to recover, from /metrics: a container run and a sandbox run.
+    for kind in ("container", "sandbox"):
+        page.wait_for_function(
+            f"() => [...document.querySelectorAll('#histogram rect.bar-{kind}[data-count]')]"
+            ".reduce((n, r) => n + Number(r.dataset.count), 0) >= 1",
+            timeout=30_000,
+        )
     operator.shot("heal-compare-1280")
 
 
