@@ -218,6 +218,15 @@ def _export_agent_image(lab_dir: Path, admin: cluster.AdminClient, cri_endpoint:
     return tar
 
 
+def _registry_url(lab_dir: Path) -> str:
+    """The lab registry's URL, as it announced it in its log (what lab-node's mirror uses)."""
+    with contextlib.suppress(OSError):
+        for line in (lab_dir / "registry.log").read_text(errors="replace").splitlines():
+            if line.startswith("http://"):
+                return line.strip()
+    raise NodeFailed(f"the lab's image registry announced no URL in {lab_dir / 'registry.log'}")
+
+
 def _alive(extra: ExtraNode) -> bool:
     ref = ProcessRef(extra.supervisor_pid, extra.supervisor_ticks)
     return ref.alive()
@@ -264,7 +273,7 @@ def _start_node(
         "name": name,
         "base": str(base),
         "token": token,
-        "registry_url": real.registry_url,
+        "registry_url": real.registry_url or _registry_url(lab_dir),
         "image_cache": image_cache,
         "agent_tar": agent_tar,
         "binds": {
