@@ -6,8 +6,9 @@ Run from the repository root::
         [--concurrency 32] [--deadline 1.0]
 
 Part 1, the real nodes (needs root and the upstream binaries, as ``lab up
---real``): with ``--lab-dir`` a running real lab is used, otherwise one is
-started in a temporary directory and taken down at the end. The plugin runs
+--real``): with ``--lab-dir`` a running real lab is used as it is, otherwise
+one is started in a temporary directory with ``--nodes`` nodes in all
+(``lab.upstream.nodes`` adds the others) and taken down at the end. The plugin runs
 as people run it (``kubectl_podlens.cli.main``: kubeconfig, TokenRequest,
 a port-forward per node through the API server, TLS to each agent) for
 ``diagnose -A``, every node at once and each node alone; printed: p50 and
@@ -268,7 +269,7 @@ def _lab(*args: str, lab_dir: Path, timeout: float = 900) -> str:
 
 
 @contextlib.contextmanager
-def real_lab(lab_dir: str | None) -> Iterator[dict[str, Any]]:
+def real_lab(lab_dir: str | None, nodes: int) -> Iterator[dict[str, Any]]:
     if lab_dir is not None:
         yield json.loads(_lab("status", lab_dir=Path(lab_dir)))
         return
@@ -277,6 +278,26 @@ def real_lab(lab_dir: str | None) -> Iterator[dict[str, Any]]:
         log("lab up --real")
         try:
             _lab("up", "--real", "--port", "0", lab_dir=path)
+            if nodes > 1:
+                log(f"{nodes - 1} more nodes (lab.upstream.nodes)")
+                more = subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "lab.upstream.nodes",
+                        "add",
+                        "--dir",
+                        str(path),
+                        "--count",
+                        str(nodes - 1),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=900,
+                    check=False,
+                )
+                if more.returncode != 0:
+                    raise RuntimeError(f"adding nodes failed: {more.stderr.strip()[-2000:]}")
             yield json.loads(_lab("status", lab_dir=path))
         finally:
             log("lab down")
@@ -293,7 +314,7 @@ def plugin(argv: Sequence[str]) -> tuple[float, int, str]:
 
 def run_real(outcome: Outcome, args: argparse.Namespace) -> None:
     section("The real nodes: kubectl podlens diagnose -A through the API server")
-    with real_lab(args.lab_dir) as status:
+    with real_lab(args.lab_dir, args.nodes) as status:
         kubeconfig = status["kubeconfig"]
         common = [
             "--kubeconfig",
@@ -365,6 +386,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_fanout", description=__doc__)
     parser.add_argument("--lab-dir", help="a running `lab up --real` to use (else one is started)")
     parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument(
+        "--nodes", type=int, default=3, help="real nodes when the bench starts its own lab"
+    )
     parser.add_argument("--agents", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--deadline", type=float, default=1.0)
