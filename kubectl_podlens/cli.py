@@ -243,13 +243,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_status
     try:
         token = agent_token(cluster, options)
-        if not cluster.may("create", "pods", "portforward", options.agent_namespace):
-            raise MissingPermission(
-                "create",
-                "pods/portforward",
-                options.agent_namespace,
-                "the agents are reached through port-forwards to their pods",
-            )
+        # The tunnel is a WebSocket, whose upgrade is a GET: the API server
+        # authorizes it as get, and (from 1.35) as create too, as a POST would be.
+        for verb in ("create", "get"):
+            if not cluster.may(verb, "pods", "portforward", options.agent_namespace):
+                raise MissingPermission(
+                    verb,
+                    "pods/portforward",
+                    options.agent_namespace,
+                    "the agents are reached through port-forwards to their pods",
+                )
         links = PortForwardLinks(cluster, token, options.node_timeout, options.agent_ca)
         return asyncio.run(run(options, cluster, AgentApi(links)))
     except PluginError as exc:

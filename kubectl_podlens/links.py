@@ -60,7 +60,7 @@ class PortForwardLinks:
                 raise AgentRefused(
                     Reason.FORBIDDEN,
                     f"the API server refused the port-forward to {agent.namespace}/{agent.name}: "
-                    f"you need create pods/portforward in namespace {agent.namespace}",
+                    f"you need get and create pods/portforward in namespace {agent.namespace}",
                 ) from exc
             raise AgentRefused(
                 Reason.UNREACHABLE, f"port-forward to {agent.name} failed: {exc.detail}"
