@@ -97,6 +97,10 @@ class PrivateContainerd(PrivateRuntime):
     def _import_images(self) -> None:
         import_images(self.address, self.images)
 
+    def ctr_binary(self) -> str:
+        """This release's ``ctr``, which imports archives into it (the agent's image)."""
+        return self._binary("ctr")
+
     def _check_environment(self) -> None:
         if os.geteuid() != 0:
             raise NotRoot("the lab containerd needs root (it runs runc, mounts and a bridge)")

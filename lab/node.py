@@ -70,7 +70,14 @@ from lab.images import (
 )
 from lab.private_runtime import mounts_under, require_cni_plugins, unmount_under
 from lab.processes import ProcessRef, log_tail, python_child_env, stop_process
-from lab.runtimes import RUNTIMES, PrivateCrio, PrivateRuntime, private_runtime, runtime_problem
+from lab.runtimes import (
+    RUNTIMES,
+    PrivateContainerd2,
+    PrivateCrio,
+    PrivateRuntime,
+    private_runtime,
+    runtime_problem,
+)
 from lab.upstream import deploy, nodes, realnode
 from lab.upstream.pki import SERVICE_CIDR
 from lab.upstream.realnode import REAL_COMPONENTS, RealState
@@ -658,12 +665,6 @@ class LabNode:
     def up(self) -> UpReport:
         """Build the images and start the runtime, the API server, the kubelet and the agent."""
         _require_root()
-        if self.real and self.runtime != "containerd":
-            raise RequestRefused(
-                f"--real runs on containerd 1.6 only for now (its registry mirror, image import "
-                f"and kubelet config are containerd's); --runtime {self.runtime} runs with the "
-                "stand-in API server and kubelet"
-            )
         if self.runtime != "containerd":
             problem = runtime_problem(self.runtime)
             if problem:
@@ -703,17 +704,24 @@ class LabNode:
         if self.real:
             # Before anything starts: no binaries, nothing to tear down.
             realnode.binaries()
-        containerd: PrivateRuntime
+        containerd: PrivateContainerd | PrivateCrio
+        # Real mode routes the service range from every pod through the lab's gateway.
+        service_cidr = SERVICE_CIDR if self.real else None
         if self.runtime == "containerd":
             containerd = PrivateContainerd(
-                self.lab_dir / "containerd",
-                images,
-                service_cidr=SERVICE_CIDR if self.real else None,
+                self.lab_dir / "containerd", images, service_cidr=service_cidr
             )
         elif self.runtime == "crio":
-            containerd = PrivateCrio(self.lab_dir / "crio", images, drop_infra=not self.crio_infra)
+            containerd = PrivateCrio(
+                self.lab_dir / "crio",
+                images,
+                drop_infra=not self.crio_infra,
+                service_cidr=service_cidr,
+            )
         else:
-            containerd = private_runtime(self.runtime, self.lab_dir / self.runtime, images)
+            containerd = PrivateContainerd2(
+                self.lab_dir / self.runtime, images, service_cidr=service_cidr
+            )
         daemon_name = daemon_component(self.runtime)
         state = LabState(
             lab_dir=str(self.lab_dir),
@@ -741,7 +749,6 @@ class LabNode:
                 realnode.share_mounts(self.lab_dir)
                 # The real kubelet pulls (busybox means busybox:latest, pulled
                 # Always); the lab's registry answers for docker.io and registry.k8s.io.
-                assert isinstance(containerd, PrivateContainerd)
                 containerd.registry_mirror = realnode.start_registry(self, state, images)
             containerd.start()
             ref = ProcessRef.of(containerd.pid) if containerd.pid is not None else None
@@ -1036,8 +1043,7 @@ class LabNode:
             "time_scale": state.time_scale,
             "healthy": bool(components)
             and all(c["running"] for c in components.values())
-            and set(components)
-            == set(REAL_COMPONENTS if state.mode == "real" else _expected(state)),
+            and set(components) == _expected(state),
             "components": components,
             "mode": state.mode,
             "runtime": state.runtime,
@@ -1259,8 +1265,9 @@ def _runtime_of(state: LabState) -> PrivateRuntime:
 
 
 def _expected(state: LabState) -> set[str]:
-    """The components of a healthy stand-in lab on ``state``'s runtime."""
-    return {*COMPONENTS[:-1], daemon_component(state.runtime)}
+    """The components of a healthy lab (stand-in or real) on ``state``'s runtime."""
+    parts = REAL_COMPONENTS if state.mode == "real" else COMPONENTS
+    return {*(p for p in parts if p != "containerd"), daemon_component(state.runtime)}
 
 
 def _q(part: str) -> str:

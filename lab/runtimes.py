@@ -45,6 +45,14 @@ BUILD_SCRIPT = REPO_ROOT / "scripts" / "upstream" / "build.sh"
 BIN_DIR_ENV = {"containerd2": "PODLENS_CONTAINERD2_BIN", "crio": "PODLENS_CRIO_BIN"}
 
 
+# The registries the real node's images come from, each with its upstream
+# address: the lab's registry on loopback stands in for them (``lab up --real``).
+MIRRORED_REGISTRIES = {
+    "docker.io": "https://registry-1.docker.io",
+    "registry.k8s.io": "https://registry.k8s.io",
+}
+
+
 class RuntimeNotBuilt(LabError):
     """An upstream runtime the lab needs has not been built yet; says how to build it."""
 
@@ -146,6 +154,29 @@ class PrivateContainerd2(PrivateContainerd):
                     f"{(proc.stderr or proc.stdout).strip()}"
                 )
 
+    @property
+    def hosts_dir(self) -> Path:
+        """Where containerd 2.x reads each registry's hosts.toml (``config_path``)."""
+        return self.base_dir / "certs.d"
+
+    def _prepare(self) -> None:
+        super()._prepare()
+        if self.registry_mirror is not None:
+            for registry, upstream in MIRRORED_REGISTRIES.items():
+                host_dir = self.hosts_dir / registry
+                host_dir.mkdir(parents=True, exist_ok=True)
+                (host_dir / "hosts.toml").write_text(
+                    f"server = {_q(upstream)}\n\n"
+                    f"[host.{_q(self.registry_mirror)}]\n"
+                    '  capabilities = ["pull", "resolve"]\n'
+                )
+
+    def _registry_config(self, images: str) -> str:
+        # 2.x dropped the 1.6 mirrors table: each registry's hosts.toml says where to pull.
+        if self.registry_mirror is None:
+            return ""
+        return f"\n{images}.registry]\n  config_path = {_q(self.hosts_dir)}\n"
+
     def _config_text(self) -> str:
         """containerd 2.x's config: version 3, the CRI plugin split into images and runtime."""
         images = "[plugins.'io.containerd.cri.v1.images'"
@@ -181,7 +212,7 @@ disabled_plugins = [
 
 {images}.pinned_images]
   sandbox = {_q(self.sandbox_image)}
-
+{self._registry_config(images)}
 {rt}]
   # Without CAP_SYS_RESOURCE runc cannot lower oom_score_adj.
   restrict_oom_score_adj = true
@@ -236,6 +267,19 @@ if [ -n "$bundle" ] && [ -f "$config" ]; then
         sed -i -E "s/\\"oomScoreAdj\\":[[:space:]]*-?[0-9]+/\\"oomScoreAdj\\":$floor/" "$config"
     fi
 fi
+# containerd's tolerate_missing_hugetlb_controller (on by default): without a
+# hugetlb hierarchy to set them in, the kubelet's hugepage limits are dropped.
+# CRI-O has no such setting and passes them on whenever the kernel lists the
+# controller, and runc then fails every container ("cannot set hugetlb limit:
+# container could not join or create cgroup"). JSON strings hold no raw
+# newline, so joining the lines leaves the document as it was.
+if [ -n "$bundle" ] && [ -f "$config" ] && grep -q '"hugepageLimits"' "$config" \\
+        && ! grep -Eq '^[^ ]+ [^ ]+ cgroup [^ ]*hugetlb' /proc/self/mounts; then
+    tr -d '\\n' <"$config" | sed -E \\
+        -e 's/,[[:space:]]*"hugepageLimits":[[:space:]]*\\[[^]]*\\]//' \\
+        -e 's/"hugepageLimits":[[:space:]]*\\[[^]]*\\][[:space:]]*,?//' >"$config.podlens" \\
+        && mv "$config.podlens" "$config"
+fi
 exec {runc} "$@"
 """
 
@@ -277,6 +321,8 @@ class PrivateCrio(PrivateRuntime):
         pod_events: bool = True,
         drop_infra: bool = True,
         tz: str | None = None,
+        registry_mirror: str | None = None,
+        service_cidr: str | None = None,
     ) -> None:
         super().__init__(
             base_dir,
@@ -292,6 +338,10 @@ class PrivateCrio(PrivateRuntime):
         self.pod_events = pod_events
         self.drop_infra = drop_infra
         self.tz = tz
+        # As for the lab's containerd: where pulls go (real mode), and the
+        # service range routed from every pod through the lab's gateway.
+        self.registry_mirror = registry_mirror
+        self.service_cidr = service_cidr
 
         d = self.base_dir
         self.storage_root = d / "storage"
@@ -361,11 +411,16 @@ class PrivateCrio(PrivateRuntime):
         ):
             d.mkdir(parents=True, exist_ok=True)
         write_bridge_conflist(
-            self.cni_conf_dir, self.network_name, self.bridge_name, self.subnet, self.cni_ipam_dir
+            self.cni_conf_dir,
+            self.network_name,
+            self.bridge_name,
+            self.subnet,
+            self.cni_ipam_dir,
+            self.service_cidr,
         )
-        # Nothing is pulled and nothing is verified: every image is the lab's own.
+        # Nothing is verified: every image is the lab's own.
         self.policy_path.write_text('{"default": [{"type": "insecureAcceptAnything"}]}\n')
-        self.registries_path.write_text("")
+        self.registries_path.write_text(self._registries_conf())
         handler, runc = _oci_runtime()
         oci = self.base_dir / "bin" / handler
         oci.parent.mkdir(exist_ok=True)
@@ -440,25 +495,46 @@ enable_nri = false
 enable_metrics = false
 """)
 
+    def _registries_conf(self) -> str:
+        """containers-registries.conf: short names are docker.io's; pulls go to the mirror."""
+        if self.registry_mirror is None:
+            return ""
+        # The lab's registry speaks plain HTTP on loopback: "insecure" lets the pull use it.
+        mirror = self.registry_mirror.removeprefix("http://")
+        text = 'unqualified-search-registries = ["docker.io"]\n'
+        for registry in MIRRORED_REGISTRIES:
+            text += (
+                f"\n[[registry]]\nprefix = {_q(registry)}\nlocation = {_q(registry)}\n"
+                f"[[registry.mirror]]\nlocation = {_q(mirror)}\ninsecure = true\n"
+            )
+        return text
+
     def _import_images(self) -> None:
+        for image in self.images:
+            self.copy_archive(image.path, image.tags)
+
+    def copy_archive(self, archive: Path, tags: Sequence[str], timeout: float = 300.0) -> None:
+        """Copy each of ``tags`` from a docker-archive into CRI-O's storage with skopeo.
+
+        Safe while CRI-O runs: both take the storage's locks.
+        """
         skopeo = require_tool("skopeo", "skopeo")
         store = f"containers-storage:[overlay@{self.storage_root}+{self.run_root}]"
-        for image in self.images:
-            for tag in image.tags:
-                cmd = [
-                    skopeo,
-                    "--insecure-policy",
-                    "copy",
-                    "--quiet",
-                    f"docker-archive:{image.path}:{tag}",
-                    f"{store}{tag}",
-                ]
-                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
-                if proc.returncode != 0:
-                    raise LabError(
-                        f"copying {tag} into CRI-O's storage failed (exit {proc.returncode}): "
-                        f"{(proc.stderr or proc.stdout).strip()}"
-                    )
+        for tag in tags:
+            cmd = [
+                skopeo,
+                "--insecure-policy",
+                "copy",
+                "--quiet",
+                f"docker-archive:{archive}:{tag}",
+                f"{store}{tag}",
+            ]
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+            if proc.returncode != 0:
+                raise LabError(
+                    f"copying {tag} into CRI-O's storage failed (exit {proc.returncode}): "
+                    f"{(proc.stderr or proc.stdout).strip()}"
+                )
 
     def _ensure_bridge(self) -> None:
         """The pod bridge, made before CRI-O with a MAC address of its own.

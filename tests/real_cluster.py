@@ -500,7 +500,10 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _lab(*args: str, lab_dir: Path, timeout: float = 600.0) -> subprocess.CompletedProcess[str]:
+def lab_command(
+    *args: str, lab_dir: Path, timeout: float = 600.0
+) -> subprocess.CompletedProcess[str]:
+    """``python -m lab ARGS --dir LAB_DIR``, as a person runs it."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + (
         os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""
@@ -547,11 +550,11 @@ def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealClust
         args += ["--image-cache", os.environ["PODLENS_IMAGE_CACHE"]]
     node = LabNode(lab_dir)
     t0 = time.monotonic()
-    up = _lab(*args, lab_dir=lab_dir)
+    up = lab_command(*args, lab_dir=lab_dir)
     cluster: RealCluster | None = None
     try:
         assert up.returncode == 0, f"lab up --real failed:\n{up.stdout}\n{up.stderr}"
-        status = json.loads(_lab("status", lab_dir=lab_dir).stdout)
+        status = json.loads(lab_command("status", lab_dir=lab_dir).stdout)
         cluster = made = RealCluster(lab_dir, status, 0.0)
         # Pods are refused until the controller manager has made the namespace's
         # ServiceAccount, and their token volume waits for the root CA ConfigMap.
@@ -577,7 +580,7 @@ def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealClust
         state = node.load_state()
         if state is not None:
             t_down = time.monotonic()
-            down = _lab("down", lab_dir=lab_dir)
+            down = lab_command("down", lab_dir=lab_dir)
             TIMINGS["cluster stop (lab down)"] = time.monotonic() - t_down
             assert down.returncode == 0, f"lab down failed:\n{down.stdout}\n{down.stderr}"
             left = {k: v for k, v in node.leftovers(state).items() if v}

@@ -70,14 +70,6 @@ def test_walkthrough_names_the_runtime_it_brings_up(
     assert command == f"$ python -m lab up --port 18470{flag}"
 
 
-def test_real_mode_stays_on_containerd(tmp_path: Path) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("up checks root first")
-    with pytest.raises(RequestRefused, match=r"--real runs on containerd 1\.6 only"):
-        LabNode(tmp_path / "lab", runtime="crio", real=True).up()
-    assert not (tmp_path / "lab").exists()
-
-
 def test_the_state_file_names_the_runtime() -> None:
     state = LabState(
         lab_dir="/l",

@@ -1,16 +1,18 @@
 """The agent on the real node as users run it: its image, its DaemonSet, a port-forward.
 
 The image is built from the project's Dockerfile (``lab.upstream.image``) and
-imported into the node's containerd; ``daemonset/`` is applied with kubectl
-through a small overlay in the lab directory that says only what differs on
-this node: where its runtime socket is (the lab's containerd directory,
-mounted where the agent looks for containerd's) and that kill-and-watch is
-on, for the namespace the exercises use. A ServiceAccount of the lab's is
+put into the node's runtime (imported into containerd, copied into CRI-O's
+storage); ``daemonset/`` is applied with kubectl through a small overlay in
+the lab directory that says only what differs on this node: where its
+runtime socket is (the lab's runtime directory, mounted where the agent
+looks for that runtime's) and that kill-and-watch is on, for the namespace
+the exercises use. A ServiceAccount of the lab's is
 bound to the operator example ClusterRole and given a token for audience
 ``podlens``; the lab keeps ``kubectl port-forward`` to the agent's pod open,
 which is how people reach it.
 
-Imports ``lab.upstream``'s modules, ``lab.errors`` and the standard library.
+Imports ``lab.upstream``'s modules, the lab's runtimes (``lab.containerd``,
+``lab.runtimes``), ``lab.errors`` and the standard library.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lab.containerd import PrivateContainerd
 from lab.errors import LabError
-from lab.upstream.image import build_agent_image, import_image
+from lab.runtimes import PrivateCrio, private_runtime
+from lab.upstream.image import archive_tags, build_agent_image, import_image
 
 if TYPE_CHECKING:
     from lab.node import LabNode, LabState
@@ -38,6 +42,9 @@ AGENT_PORT = 8470
 OPERATOR_ACCOUNT = "lab-operator"
 OPERATOR_NAMESPACE = "default"
 TOKEN_AUDIENCE = "podlens"
+# The runtime sockets as the agent's pod sees them (daemonset/daemonset.yaml's mounts).
+CONTAINERD_ENDPOINT = "unix:///run/containerd/containerd.sock"
+CRIO_ENDPOINT = "unix:///run/crio/crio.sock"
 
 
 class DeployFailed(LabError):
@@ -69,7 +76,11 @@ def kubectl(kubeconfig: str, *args: str, timeout: float = 120.0, stdin: str | No
 
 
 def overlay_text(
-    overlay_dir: Path, containerd_dir: Path, crio_dir: Path, kill_namespaces: str
+    overlay_dir: Path,
+    containerd_dir: Path,
+    crio_dir: Path,
+    kill_namespaces: str,
+    cri_endpoint: str = CONTAINERD_ENDPOINT,
 ) -> str:
     """The lab's kustomization over ``daemonset/``: the runtimes' places, kills on.
 
@@ -94,7 +105,11 @@ def overlay_text(
                     "containers": [
                         {
                             "name": "agent",
-                            "env": [{"name": "PODLENS_KILL_NAMESPACES", "value": kill_namespaces}],
+                            "env": [
+                                {"name": "PODLENS_KILL_NAMESPACES", "value": kill_namespaces},
+                                # As daemonset/daemonset.yaml says to set it for CRI-O.
+                                {"name": "PODLENS_CRI_ENDPOINT", "value": cri_endpoint},
+                            ],
                         }
                     ],
                 }
@@ -148,6 +163,19 @@ def _operator_objects() -> list[dict[str, Any]]:
     ]
 
 
+def import_into_runtime(state: LabState, tar: Path) -> None:
+    """The agent's image archive into the node's runtime, as that runtime takes images in."""
+    runtime = private_runtime(
+        state.runtime, Path(state.containerd_dir), token=bytes.fromhex(state.containerd_token)
+    )
+    if isinstance(runtime, PrivateCrio):
+        runtime.copy_archive(tar, archive_tags(tar))
+    elif isinstance(runtime, PrivateContainerd):
+        import_image(runtime.ctr_binary(), state.cri_endpoint.removeprefix("unix://"), tar)
+    else:
+        raise DeployFailed(f"the lab cannot put an image into {state.runtime}")
+
+
 def agent_pod(kubeconfig: str) -> dict[str, Any] | None:
     """The agent's pod on the node, or None while there is none."""
     out = kubectl(
@@ -175,14 +203,20 @@ def deploy_agent(node: LabNode, state: LabState, real: RealState) -> None:
         f"agent image: {image.ref} ({image.size_bytes / 1e6:.0f} MB, "
         f"{'cached' if image.tar_cached else f'built in {image.build_seconds:.0f}s'})"
     )
-    address = state.cri_endpoint.removeprefix("unix://")
-    import_image("ctr", address, image.tar)
+    import_into_runtime(state, image.tar)
 
     overlay = node.lab_dir / "real" / "deploy"
     overlay.mkdir(parents=True, exist_ok=True)
-    containerd_dir = Path(state.containerd_dir)
+    # The runtime's own directory where the agent looks for its socket; the
+    # other runtime's mount an empty directory of the lab's.
+    runtime_dir = Path(state.containerd_dir)
+    if state.runtime == "crio":
+        containerd_dir, crio_dir, endpoint = overlay / "containerd-run", runtime_dir, CRIO_ENDPOINT
+    else:
+        containerd_dir, crio_dir = runtime_dir, overlay / "crio-run"
+        endpoint = CONTAINERD_ENDPOINT
     (overlay / "kustomization.yaml").write_text(
-        overlay_text(overlay, containerd_dir, overlay / "crio-run", "default")
+        overlay_text(overlay, containerd_dir, crio_dir, "default", endpoint)
     )
     kubectl(kubeconfig, "apply", "-k", str(overlay))
     examples = DAEMONSET_DIR / "examples"
