@@ -622,9 +622,8 @@ async def cmd_kill_and_watch(session: Session) -> int:
     if options.document:
         session.emit_document({"node": node, "run": accepted.id, "phases": phases, **verdict})
     else:
-        recovered = verdict.get("time_to_recover_seconds")
-        took = f" in {recovered:.2f}s" if isinstance(recovered, int | float) else ""
-        session.emit(f"{verdict.get('state', 'unknown')}{took}: {verdict.get('verdict', '')}")
+        # The agent's verdict says the outcome and the time to recover itself.
+        session.emit(str(verdict.get("verdict") or verdict.get("state") or "no verdict"))
     return EXIT_OK if verdict.get("state") == "healed" else EXIT_ERROR
 
 

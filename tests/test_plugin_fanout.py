@@ -243,7 +243,7 @@ async def test_kill_and_watch_streams_each_phase_as_it_comes() -> None:
         # The next phase waits until the plugin has printed the first one.
         await asyncio.wait_for(seen_first_phase.wait(), 5)
         yield b'event: phase\ndata: {"name": "container_started", "since_signal_seconds": 1.5}\n\n'
-        verdict = {"state": "healed", "time_to_recover_seconds": 1.5, "verdict": "ok"}
+        verdict = {"state": "healed", "time_to_recover_seconds": 1.5, "verdict": "healed in 1.50s"}
         yield f"event: verdict\ndata: {json.dumps(verdict)}\n\n".encode()
 
     async def handle(request: httpx.Request) -> httpx.Response:
@@ -276,7 +276,8 @@ async def test_kill_and_watch_streams_each_phase_as_it_comes() -> None:
     status = await run(cli.options_from(["kill-and-watch", "web-1", "-c", "app"]), fleet, api, out)
     assert status == EXIT_OK
     text = out.getvalue()
-    assert text.index("signal_sent") < text.index("container_started") < text.index("healed")
+    assert text.index("signal_sent") < text.index("container_started") < text.index("healed in")
+    assert text.splitlines()[-1] == "healed in 1.50s"
     assert stream_started.is_set()
 
 
