@@ -147,7 +147,7 @@ def _spawn(argv: Sequence[str], log_path: Path) -> tuple[subprocess.Popen[bytes]
 
 
 def add_nodes(node: LabNode, count: int) -> list[str]:
-    """Join ``count`` more nodes to the real lab's API server; their names, each Ready.
+    """Join ``count`` more nodes to the real lab's API server; their names, agents Ready.
 
     On failure everything this call started is removed again.
     """
@@ -195,6 +195,14 @@ def add_nodes(node: LabNode, count: int) -> list[str]:
                 Path(extra.base) / "kubelet.log",
             )
             node.progress(f"node {name}: Ready")
+        for name in names:
+            _wait(
+                f"the agent on node {name} Ready",
+                lambda n=name: _agent_ready(admin, n),  # type: ignore[misc]
+                lambda: True,
+                node.lab_dir / NODES_DIR / name / "kubelet.log",
+            )
+            node.progress(f"node {name}: agent Ready")
     except BaseException:
         remove_nodes(node.lab_dir, real, only=names)
         raise
@@ -225,6 +233,22 @@ def _registry_url(lab_dir: Path) -> str:
             if line.startswith("http://"):
                 return line.strip()
     raise NodeFailed(f"the lab's image registry announced no URL in {lab_dir / 'registry.log'}")
+
+
+def _agent_ready(admin: cluster.AdminClient, node_name: str) -> bool:
+    """The DaemonSet's agent pod on ``node_name`` is Ready."""
+    status, listed = admin.request(
+        "GET",
+        f"/api/v1/namespaces/{AGENT_NAMESPACE}/pods?fieldSelector=spec.nodeName%3D{node_name}",
+    )
+    if status != 200 or not isinstance(listed, dict):
+        return False
+    return any(
+        condition.get("type") == "Ready" and condition.get("status") == "True"
+        for item in listed.get("items") or []
+        if not (item.get("metadata") or {}).get("deletionTimestamp")
+        for condition in (item.get("status") or {}).get("conditions") or []
+    )
 
 
 def _alive(extra: ExtraNode) -> bool:
