@@ -55,6 +55,7 @@ from bench._harness import (
     MIB,
     Outcome,
     format_table,
+    free_port,
     log,
     machine,
     ms,
@@ -277,7 +278,7 @@ def real_lab(lab_dir: str | None, nodes: int) -> Iterator[dict[str, Any]]:
         path = Path(tmp) / "lab"
         log("lab up --real")
         try:
-            _lab("up", "--real", "--port", "0", lab_dir=path)
+            _lab("up", "--real", "--port", str(free_port()), lab_dir=path)
             if nodes > 1:
                 log(f"{nodes - 1} more nodes (lab.upstream.nodes)")
                 more = subprocess.run(
