@@ -154,6 +154,10 @@ def add_nodes(node: LabNode, count: int) -> list[str]:
     state = node.require_state()
     if state.mode != "real":
         raise LabError("more nodes are for the real node (lab up --real)")
+    if state.runtime != "containerd":
+        # Each extra node runs Debian's containerd; the DaemonSet's runtime
+        # endpoint is lab-node's, and must be the same on every node.
+        raise LabError(f"more nodes need lab-node on containerd, not {state.runtime}")
     real = RealState.from_json(state.real)
     main = cluster.Layout.from_json(real.layout)
     pki = Pki.at(main.pki_dir)
