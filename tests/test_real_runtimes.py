@@ -8,7 +8,9 @@ the runtime's own mirror configuration (containerd 2.x's ``hosts.toml``,
 CRI-O's ``registries.conf``), the agent's image was put into that runtime's
 storage and its DaemonSet finds that runtime's socket, CRI-O's containers
 start under the real kubelet on this cgroup v1 machine, and the agent's
-inventory and pod join agree with kubectl. ``lab down`` must leave nothing.
+inventory and pod join agree with kubectl. Then the kubelet and the runtime
+are restarted under a running pod (``LabNode.restart``): the pod keeps its
+container and the agent follows. ``lab down`` must leave nothing.
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ from typing import Any
 
 import pytest
 
-from lab.node import LabNode
+from lab.node import LabNode, daemon_component
 from lab.runtimes import FACTS, runtime_problem
 from tests._lab_stack import free_port
 from tests.conftest import lab_unavailable
 from tests.real_cluster import (
     Reading,
     RealCluster,
+    Row,
     disagreeing,
     lab_command,
     note,
@@ -58,6 +61,17 @@ TWO_CONTAINERS = {
                 "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"],
             },
         ],
+    },
+}
+
+
+SLEEPER = {
+    "apiVersion": "v1",
+    "kind": "Pod",
+    "metadata": {"name": "sleeper"},
+    "spec": {
+        "terminationGracePeriodSeconds": 1,
+        "containers": [{"name": "app", "image": "busybox", "command": ["sleep", "3600"]}],
     },
 }
 
@@ -183,3 +197,53 @@ def _joined(cluster: RealCluster, name: str) -> dict[str, Any] | None:
     pod: dict[str, Any] = response.json()
     running = [c for c in pod["containers"] if c["state"] == "running" and c["pid"]]
     return pod if pod["status"] == "Running" and len(running) == 2 else None
+
+
+def test_the_kubelet_and_the_runtime_restart_under_a_running_pod(
+    node_on: tuple[str, RealCluster],
+) -> None:
+    runtime, cluster = node_on
+    cluster.apply(SLEEPER)
+    try:
+        wait_for(
+            "sleeper Running 1/1 for kubectl and the agent",
+            lambda: (
+                cluster.kubectl_rows().get("sleeper")
+                == Row("Running", "1/1", "0")
+                == cluster.agent_rows().get("sleeper")
+            ),
+            120,
+        )
+        before = cluster.pod("sleeper") or {}
+        took = {}
+        # The lab's own restart: same command line, the port-forward opened again.
+        for component in ("kubelet", daemon_component(runtime)):
+            forward = cluster.state().components["agent"].pid
+            took[component] = cluster.node.restart(component)
+            assert cluster.state().components["agent"].pid != forward, component
+            wait_for(
+                f"the agent connected to {runtime} again after the {component} restart",
+                lambda: cluster.agent_json("/v1/node")["runtime"]["connected"],
+                60,
+                interval=0.5,
+            )
+        note(
+            f"restarts on {runtime}: "
+            + ", ".join(f"{name} ready again in {s:.1f}s" for name, s in took.items())
+        )
+        # Neither restart touched the pod: the same container, never restarted.
+        after = cluster.pod("sleeper") or {}
+        ids = [p["status"]["containerStatuses"][0]["containerID"] for p in (before, after)]
+        assert ids[0] == ids[1], ids
+        wait_for(
+            "sleeper the same for kubectl and the agent after the restarts",
+            lambda: (
+                cluster.kubectl_rows().get("sleeper")
+                == Row("Running", "1/1", "0")
+                == cluster.agent_rows().get("sleeper")
+            ),
+            60,
+            interval=0.5,
+        )
+    finally:
+        cluster.delete_pods(["sleeper"])

@@ -357,8 +357,10 @@ def restart_component(node: LabNode, state: LabState, name: str) -> float:
     log_path = Path(component.log)
     t0 = time.monotonic()
     # SIGTERM, then SIGKILL: kube-apiserver holds open watches until its own
-    # 60 s shutdown deadline, which a restart need not wait for.
-    if not stop_process(component.ref, 5.0):
+    # 60 s shutdown deadline, which a restart need not wait for; a runtime
+    # gets the time to write its clean-shutdown mark.
+    grace = 5.0 if name == "apiserver" else 15.0
+    if not stop_process(component.ref, grace):
         raise LabError(f"{name} (pid {component.pid}) did not stop")
     with log_path.open("ab") as log:
         log.write(f"---- podlens lab: restarting {name} at {time.ctime()}\n".encode())
@@ -396,7 +398,17 @@ def reopen_port_forward(node: LabNode, state: LabState, real: RealState) -> None
     else:
         raise LabError("the agent's pod is not Ready; the port-forward cannot be opened again")
     assert pod is not None
-    deploy.start_port_forward(node, state, real, pod["metadata"]["name"])
+    # A kubelet just restarted answers its health check before it has its
+    # pods back from the API server, and refuses a port-forward to one it
+    # does not know yet ("pod does not exist"): try again until it does.
+    while True:
+        try:
+            deploy.start_port_forward(node, state, real, pod["metadata"]["name"])
+            return
+        except LabError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def _command_of(pid: int) -> tuple[list[str], dict[str, str]]:
