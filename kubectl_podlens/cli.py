@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import binascii
+import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -48,6 +51,7 @@ from kubectl_podlens.model import AgentPod, FanOut, Reason, Target
 
 AGENT_NAMESPACE = "podlens-system"
 AGENT_SELECTOR = "app.kubernetes.io/name=podlens,app.kubernetes.io/component=agent"
+TOKEN_AUDIENCE = "podlens"
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +290,16 @@ def agent_token(source: TokenSource, options: Options) -> str:
         return source.request_token(namespace, name)
     found = source.bearer_token
     if found:
+        audiences = token_audiences(found)
+        if audiences is not None and TOKEN_AUDIENCE not in audiences:
+            # Every agent would refuse it (401); sending it anyway would hand an
+            # API-server credential to whatever listens in the agents' pods.
+            raise PluginError(
+                f"your kubeconfig's token is for {', '.join(sorted(audiences)) or 'no audience'}"
+                f", not {TOKEN_AUDIENCE}: it is not sent to the agents. Use "
+                "--as-serviceaccount NAMESPACE/NAME, or --token from "
+                f"`kubectl create token NAME --audience {TOKEN_AUDIENCE}`"
+            )
         return found
     raise PluginError(
         "your kubeconfig has no bearer token to send the agents (it authenticates with a "
@@ -293,6 +307,28 @@ def agent_token(source: TokenSource, options: Options) -> str:
         "request a token for, --as-serviceaccount NAMESPACE/NAME (needs create "
         "serviceaccounts/token there), or pass --token from "
         "`kubectl create token NAME --audience podlens`"
+    )
+
+
+def token_audiences(token: str) -> set[str] | None:
+    """The ``aud`` claim of a JWT, read without checking it; None for other tokens.
+
+    Only to keep a token away from the agents when they would refuse it
+    anyway: the agents' TokenReview decides everything else.
+    """
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        padded = parts[1] + "=" * (-len(parts[1]) % 4)
+        claims = json.loads(base64.urlsafe_b64decode(padded))
+    except (ValueError, binascii.Error):
+        return None
+    if not isinstance(claims, dict) or "aud" not in claims:
+        return None
+    aud = claims["aud"]
+    return (
+        {aud} if isinstance(aud, str) else {str(a) for a in aud} if isinstance(aud, list) else None
     )
 
 

@@ -144,7 +144,7 @@ class Cluster:
     # ------------------------------------------------------------ what runs where
 
     def agents(self, namespace: str, selector: str) -> list[AgentPod]:
-        """The agent pods: one per node where the DaemonSet runs."""
+        """The agent pods a DaemonSet controls: one per node where it runs."""
         try:
             pods = self._core.list_namespaced_pod(
                 namespace, label_selector=selector, _request_timeout=self._timeout
@@ -160,6 +160,13 @@ class Cluster:
         found = []
         for pod in pods.items:
             if not pod.spec.node_name or pod.metadata.deletion_timestamp is not None:
+                continue
+            # Tokens go to the agents: only to pods a DaemonSet controls, not to
+            # any pod that carries the label.
+            if not any(
+                ref.controller and ref.kind == "DaemonSet"
+                for ref in pod.metadata.owner_references or []
+            ):
                 continue
             found.append(_agent_pod(pod))
         return found

@@ -295,6 +295,27 @@ def test_the_kubeconfig_token_is_sent_when_there_is_one() -> None:
     assert agent_token(Source("mine"), Options("pods")) == "mine"
 
 
+def _jwt(claims: dict) -> str:
+    import base64
+
+    def part(d: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(d).encode()).decode().rstrip("=")
+
+    return f"{part({'alg': 'RS256'})}.{part(claims)}.c2lnbmF0dXJl"
+
+
+def test_a_kubeconfig_token_for_another_audience_is_never_sent() -> None:
+    api_token = _jwt({"aud": ["https://kubernetes.default.svc.cluster.local"], "sub": "x"})
+    with pytest.raises(PluginError, match="not podlens: it is not sent to the agents"):
+        agent_token(Source(api_token), Options("pods"))
+    both = _jwt({"aud": ["https://kubernetes.default.svc.cluster.local", "podlens"]})
+    assert agent_token(Source(both), Options("pods")) == both
+    only = _jwt({"aud": "podlens"})
+    assert agent_token(Source(only), Options("pods")) == only
+    # Not a JWT (a static token): the agents' review decides.
+    assert agent_token(Source("abc123"), Options("pods")) == "abc123"
+
+
 def test_a_client_certificate_kubeconfig_needs_a_serviceaccount_and_says_so() -> None:
     with pytest.raises(PluginError, match="--as-serviceaccount NAMESPACE/NAME"):
         agent_token(Source(None), Options("pods"))
