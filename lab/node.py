@@ -1117,6 +1117,17 @@ class LabNode:
             )
         return payload
 
+    def events(self, name: str, namespace: str = "default") -> list[dict[str, Any]]:
+        """The events about pod ``name``, as the API server holds them."""
+        state = self.require_state()
+        selector = urllib.parse.quote(f"involvedObject.name={name}", safe="")
+        code, payload = self._request(
+            state, "GET", f"/api/v1/namespaces/{_q(namespace)}/events?fieldSelector={selector}"
+        )
+        if code != 200 or not isinstance(payload, dict):
+            raise ComponentFailed(f"listing events: {_status_message(payload, code)}")
+        return [e for e in payload.get("items") or [] if isinstance(e, dict)]
+
     def wait_for_status(
         self,
         name: str,
@@ -1175,10 +1186,8 @@ class LabNode:
             body.setdefault("apiVersion", "v1")
             ns = namespace or body["metadata"].get("namespace") or "default"
             body["metadata"]["namespace"] = ns
-            if state.mode != "real":
-                # No scheduler: the lab binds every pod to its one node, as a
-                # scheduler's binding would set spec.nodeName.
-                body["spec"]["nodeName"] = state.node_name
+            # Left unbound, as kubectl apply leaves it: the scheduler (the lab
+            # kubelet's stand-in for it) binds it and records Scheduled.
             body.pop("status", None)
             prepared.append((ns, body["metadata"]["name"], body))
         if refusals:
@@ -1193,7 +1202,11 @@ class LabNode:
                 continue
             if code == 409:
                 existing = self.pod(name, ns)
-                if existing is not None and existing.get("spec") == body["spec"]:
+                spec = dict((existing or {}).get("spec") or {})
+                if "nodeName" not in body["spec"]:
+                    # The binding is the scheduler's, not a change of spec.
+                    spec.pop("nodeName", None)
+                if existing is not None and spec == body["spec"]:
                     results.append(f"pod/{name} unchanged")
                     continue
                 raise RequestRefused(
@@ -1206,11 +1219,14 @@ class LabNode:
             )
         return results
 
-    def delete(self, name: str, namespace: str = "default") -> str:
+    def delete(
+        self, name: str, namespace: str = "default", *, grace_period: int | None = None
+    ) -> str:
         """Delete pod ``name``; the message to print, or RequestRefused if there is no such pod."""
         state = self.require_state()
+        options = None if grace_period is None else {"gracePeriodSeconds": grace_period}
         code, payload = self._request(
-            state, "DELETE", f"/api/v1/namespaces/{_q(namespace)}/pods/{_q(name)}"
+            state, "DELETE", f"/api/v1/namespaces/{_q(namespace)}/pods/{_q(name)}", options
         )
         if code == 404:
             raise RequestRefused(f'pods "{name}" not found in namespace {namespace}')

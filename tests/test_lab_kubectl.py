@@ -312,7 +312,7 @@ def test_describe_pod_shows_its_containers_and_events(
     out = kubectl.ok("describe", "pod", "counter")
     assert re.search(r"^Node:\s+lab-node/", out, re.M), out
     assert re.search(r"^Status:\s+Running$", out, re.M), out
-    for text in ("Scheduled", "default-scheduler", "Started container count", "kubelet"):
+    for text in ("Scheduled", "default-scheduler", "spec.containers{count}", "Container started"):
         assert text in out, out
 
 
@@ -324,7 +324,7 @@ def test_get_events_lists_kubelet_events_with_their_objects(
     out = kubectl.ok("get", "events", "--field-selector", "involvedObject.name=counter")
     assert out.splitlines()[0].split() == ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
     assert "pod/counter" in out
-    assert "Started container count" in out
+    assert "Container started" in out
 
 
 # ------------------------------------------------------------------ logs

@@ -534,6 +534,8 @@ def test_restart_policies_end_the_pod(
     assert strings(api, ns, "never").status == "Error"
     terminated = cstatus(read(api, ns, "never"), "c")["state"]["terminated"]
     assert terminated["exitCode"] == 2
+    # kubelet's reason on a failed pod, not the succeeded one's.
+    assert condition(read(api, ns, "never"), "Ready")["reason"] == "PodFailed"
     assert [s.metadata.attempt for s in instances(cri_driver, never["metadata"]["uid"], "c")] == [0]
 
     wait_for(

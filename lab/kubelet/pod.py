@@ -67,6 +67,13 @@ CLUSTER_DOMAIN: Final = "cluster.local"
 # Kubelet retries a container whose config cannot be built on its pod
 # resync; the lab uses this many nominal seconds.
 CONFIG_RETRY: Final = 10
+# How long (nominal seconds) an exit shows as terminated before its back-off
+# shows as waiting: kubelet's next sync of the pod, about a second later.
+EXIT_SHOWN_FOR: Final = 1.0
+# How often (seconds) the status is written while a deleted pod's containers stop.
+STATUS_POLL: Final = 0.5
+# How long (nominal seconds) a deleted pod's final status stays before the object goes.
+FINAL_STATUS_HOLD: Final = 1.0
 # The lab has no cluster DNS: pods get a resolver on their own loopback,
 # where nothing answers, so a lookup fails at once and no query ever
 # leaves the pod (or, for host-network pods, the machine).
@@ -185,6 +192,8 @@ class PodWorker:
         self._messages: dict[str, str] = {}
         self._reported: set[str] = set()
         self._pause_pids: dict[str, int | None] = {}
+        # Exited instances whose terminated state has been written once.
+        self._exit_shown: set[str] = set()
 
     @property
     def pod(self) -> JSON:
@@ -310,6 +319,8 @@ class PodWorker:
         )
         if deleted or m.deletion_timestamp:
             grace = m.deletion_grace if m.deletion_grace is not None else m.grace_period
+            if not deleted:
+                self._stop_for_deletion(m, pod, grace)
             self._terminate(m, grace)
             if not deleted:
                 # The API server waits for the node to confirm before it
@@ -334,6 +345,11 @@ class PodWorker:
                 self._write_status(m, pod, rt, rt.latest_sandbox)
             return False
 
+        if rt.latest_sandbox is None or not rt.latest_sandbox.ready:
+            # As kubelet does, the status says the sandbox is missing before
+            # one is made: at first (Pending, ContainerCreating), and when the
+            # pause process died (PodReadyToStartContainers False).
+            self._write_status(m, pod, rt, None)
         made = self._ensure_sandbox(m, rt)
         rt = self._read()
         sandbox = rt.latest_sandbox
@@ -842,7 +858,8 @@ class PodWorker:
             self._event(WARNING, "Failed", f"Error: {exc}", c)
             self.wake(self._scaled(CONFIG_RETRY))
             return False
-        self._event(NORMAL, "Created", f"Created container: {c.name}", c)
+        # kubelet 1.37's words; the container is named by the event's field path.
+        self._event(NORMAL, "Created", "Container created", c)
         self._link_log(c.name, instance.id, instance.log_path)
         try:
             self.ctx.driver.start_container(instance.id)
@@ -850,7 +867,7 @@ class PodWorker:
             self._event(WARNING, "Failed", f"Error: {exc}", c)
             self._gc_container(rt, c.name, instance.id)
             return True
-        self._event(NORMAL, "Started", f"Started container {c.name}", c)
+        self._event(NORMAL, "Started", "Container started", c)
         self._gc_container(rt, c.name, instance.id)
         return True
 
@@ -931,6 +948,53 @@ class PodWorker:
         if any(i.running for i in rt.containers) or any(s.ready for s in rt.sandboxes):
             rt = self._read()
         return rt
+
+    def _stop_for_deletion(self, m: PodManifest, pod: JSON, grace: float) -> None:
+        """A gracefully deleted pod: stop it, then write its final status, as kubelet does.
+
+        The API object stays Terminating meanwhile; its containers show how
+        they ended (exit 0 on SIGTERM, 137 after the grace period) and the
+        phase says whether they all succeeded.
+        """
+        for key in list(self._probes):
+            self._probes.pop(key).stop()
+        rt = self._read()
+        failures: list[BaseException] = []
+
+        def kill() -> None:
+            try:
+                self._kill_all(rt, m, grace, "")
+            except CriCallFailed as exc:
+                failures.append(exc)
+
+        killer = threading.Thread(target=kill, name=f"kill-{self.name}", daemon=True)
+        killer.start()
+        # Each container's end is written as it comes (one exits on SIGTERM at
+        # once, another only at the grace period's SIGKILL), as kubelet's
+        # relist sees them; the pod stays Running and Terminating meanwhile.
+        while killer.is_alive():
+            killer.join(STATUS_POLL)
+            self._waiting = {}
+            with contextlib.suppress(ApiError, CriCallFailed):
+                self._write_status(m, pod, self._read(), None)
+        if failures:
+            raise failures[0]
+        rt = self._read()
+        for sb in rt.sandboxes:
+            if sb.ready:
+                with contextlib.suppress(CriCallFailed):
+                    self.ctx.driver.stop_sandbox(sb.id)
+        rt = self._read()
+        if self._terminal is None:
+            apps = [rt.latest(c.name) for c in m.containers]
+            done = all(i is not None and i.exited and i.exit_code == 0 for i in apps)
+            self._terminal = "Succeeded" if done else "Failed"
+        self._waiting = {}
+        with contextlib.suppress(ApiError):
+            self._write_status(m, pod, rt, None)
+        # kubelet's status manager deletes the object on its next pass, not
+        # in the same breath: the final status is there to be read meanwhile.
+        self._stop.wait(self._scaled(FINAL_STATUS_HOLD))
 
     def _terminate(self, m: PodManifest, grace: float) -> None:
         """The pod was deleted: kill it, remove it from the runtime, delete its files."""
@@ -1093,6 +1157,17 @@ class PodWorker:
         if latest is not None:
             status["containerID"] = f"{self.ctx.runtime_name}://{latest.id}"
         override = self._waiting.get(c.name)
+        if (
+            override is not None
+            and override[0] == "CrashLoopBackOff"
+            and latest is not None
+            and latest.id not in self._exit_shown
+        ):
+            # kubelet writes an exit as it found it (terminated, its reason and
+            # code) before the back-off it then decides shows as waiting.
+            self._exit_shown.add(latest.id)
+            self.wake(self._scaled(EXIT_SHOWN_FOR))
+            override = None
         if override is not None and (latest is None or not latest.running):
             reason, message = override
             waiting: JSON = {"reason": reason}
@@ -1159,7 +1234,9 @@ class PodWorker:
             return "Running"
         return "Pending"
 
-    def _condition(self, type_: str, ok: bool, reason: str = "", message: str = "") -> JSON:
+    def _condition(
+        self, type_: str, ok: bool, reason: str = "", message: str = "", *, true_reason: str = ""
+    ) -> JSON:
         status = "True" if ok else "False"
         previous = self._transitions.get(type_)
         if previous is None or previous[0] != status:
@@ -1172,6 +1249,8 @@ class PodWorker:
         }
         if not ok and reason:
             cond["reason"] = reason
+        if ok and true_reason:
+            cond["reason"] = true_reason
         if not ok and message:
             cond["message"] = message
         return cond
@@ -1211,15 +1290,24 @@ class PodWorker:
         ]
         terminal = phase in ("Succeeded", "Failed")
         conditions = [
-            self._condition("PodReadyToStartContainers", current is not None),
+            self._condition(
+                "PodReadyToStartContainers",
+                current is not None,
+                "PodSandboxNotReady",
+                # kubelet's words for why a sandbox must be made.
+                "no pod sandbox exists" if latest_sb is None else "pod sandbox is not ready",
+            ),
             self._condition(
                 "Initialized",
                 initialized,
                 "ContainersNotInitialized",
                 f"containers with incomplete status: [{' '.join(incomplete)}]",
+                true_reason="PodCompleted" if phase == "Succeeded" else "",
             ),
         ]
-        ready_reason = "PodCompleted" if terminal else "ContainersNotReady"
+        ready_reason = {"Succeeded": "PodCompleted", "Failed": "PodFailed"}.get(
+            phase, "ContainersNotReady"
+        )
         ready_message = "" if terminal else f"containers with unready status: [{' '.join(unready)}]"
         ready = not unready and not terminal
         conditions.append(self._condition("Ready", ready, ready_reason, ready_message))
