@@ -33,7 +33,7 @@ from kubectl_podlens.links import PortForwardLinks
 from lab.upstream import nodes
 from lab.upstream.cluster import SERVICE_ACCOUNT_ISSUER
 from lab.upstream.realnode import RealState
-from tests.real_cluster import RealCluster, note, wait_for
+from tests.real_cluster import REPO, RealCluster, note, wait_for
 
 pytest_plugins = ("tests.real_cluster",)
 pytestmark = [pytest.mark.containerd, pytest.mark.real]
@@ -123,7 +123,10 @@ def podlens(
     cluster: RealCluster, *args: str, kubeconfig: str | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     """``kubectl podlens ...``, found by kubectl on the PATH as users run it."""
-    env = {**os.environ, "KUBECONFIG": kubeconfig or cluster.kubeconfig}
+    # The installed script, with this checkout's code (an editable install may
+    # point at another copy of the project).
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "KUBECONFIG": kubeconfig or cluster.kubeconfig, "PYTHONPATH": path}
     return subprocess.run(
         ["kubectl", "podlens", *args],
         capture_output=True,
@@ -251,9 +254,13 @@ def test_one_agent_stopped_gives_a_partial_answer_naming_its_node(
 
 
 def _kubeconfig_for(
-    cluster: RealCluster, tmp: Path, account: str, bindings: list[dict[str, Any]]
+    cluster: RealCluster,
+    tmp: Path,
+    account: str,
+    bindings: list[dict[str, Any]],
+    audiences: tuple[str, ...] = (SERVICE_ACCOUNT_ISSUER, "podlens"),
 ) -> str:
-    """A kubeconfig with a bearer token of ``account``, for the API server and podlens both."""
+    """A kubeconfig with a bearer token of ``account`` minted for ``audiences``."""
     cluster.apply(
         [
             {
@@ -264,17 +271,8 @@ def _kubeconfig_for(
             *bindings,
         ]
     )
-    token = cluster.kubectl(
-        "create",
-        "token",
-        account,
-        "-n",
-        NS,
-        "--audience",
-        SERVICE_ACCOUNT_ISSUER,
-        "--audience",
-        "podlens",
-    ).stdout.strip()
+    flags = [f"--audience={a}" for a in audiences]
+    token = cluster.kubectl("create", "token", account, "-n", NS, *flags).stdout.strip()
     admin = yaml.safe_load(Path(cluster.kubeconfig).read_text())
     config = {
         "apiVersion": "v1",
@@ -293,7 +291,7 @@ def _kubeconfig_for(
         ],
         "current-context": account,
     }
-    path = tmp / f"{account}.kubeconfig"
+    path = tmp / f"{account}-{len(audiences)}.kubeconfig"
     path.write_text(yaml.safe_dump(config))
     return str(path)
 
@@ -395,6 +393,11 @@ def test_a_kubeconfig_bearer_token_reaches_every_agent_and_a_token_request_needs
     done = podlens(real_cluster, "pods", "-n", NS, "-o", "json", kubeconfig=kubeconfig)
     assert done.returncode == EXIT_OK, done.stderr
     assert {i["name"] for i in json.loads(done.stdout)["items"]} >= set(workloads)
+    # The same account's token for the API server alone is never sent to the agents.
+    api_only = _kubeconfig_for(real_cluster, tmp_path, account, [], (SERVICE_ACCOUNT_ISSUER,))
+    done = podlens(real_cluster, "pods", kubeconfig=api_only)
+    assert done.returncode == EXIT_ERROR
+    assert f"is for {SERVICE_ACCOUNT_ISSUER}, not podlens: it is not sent" in done.stderr
     # Without create serviceaccounts/token, no TokenRequest: the message says so.
     done = podlens(real_cluster, "pods", *OPERATOR, kubeconfig=kubeconfig)
     assert done.returncode == EXIT_ERROR
