@@ -25,6 +25,9 @@ from kubectl_podlens.model import AgentPod, Reason
 
 M = TypeVar("M", bound=BaseModel)
 
+# Far above any agent's answer (the agent caps its own responses).
+MAX_ANSWER_BYTES = 64 << 20
+
 
 class Links(Protocol):
     """An HTTP client per agent, kept for the whole command."""
@@ -42,8 +45,11 @@ class Links(Protocol):
 class AgentApi:
     """The questions the plugin asks agents, over ``links``."""
 
-    def __init__(self, links: Links) -> None:
+    def __init__(self, links: Links, max_answer_bytes: int = MAX_ANSWER_BYTES) -> None:
         self.links = links
+        # One node's answer is held whole while it is parsed: a node (or
+        # whatever answers in its agent's pod) cannot make it unbounded.
+        self.max_answer_bytes = max_answer_bytes
 
     async def get(self, agent: AgentPod, path: str, model: type[M]) -> M:
         """GET ``path`` from the agent as JSON, parsed as ``model``."""
@@ -99,7 +105,22 @@ class AgentApi:
     ) -> httpx.Response:
         client = await self.links.client(agent)
         try:
-            answer = await client.request(method, path, headers=headers, json=json_body)
+            request = client.build_request(method, path, headers=headers, json=json_body)
+            answer = await client.send(request, stream=True)
+            try:
+                body = bytearray()
+                async for chunk in answer.aiter_bytes():
+                    body += chunk
+                    if len(body) > self.max_answer_bytes:
+                        raise AgentRefused(
+                            Reason.FAILED,
+                            f"answer larger than {self.max_answer_bytes >> 10} KiB: not read",
+                        )
+            finally:
+                await answer.aclose()
+            answer = httpx.Response(
+                answer.status_code, headers=answer.headers, content=bytes(body), request=request
+            )
         except httpx.TimeoutException as exc:
             raise AgentRefused(
                 Reason.TIMED_OUT, f"the agent did not answer ({type(exc).__name__})"

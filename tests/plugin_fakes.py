@@ -17,10 +17,15 @@ from datetime import UTC, datetime
 import httpx
 
 from agent.api.schemas import (
+    ApiSection,
+    Capabilities,
+    Counts,
     FindingItem,
     ItemList,
     NodeDiagnostics,
+    NodeInfo,
     PodViewItem,
+    RuntimeSection,
 )
 from kubectl_podlens.agents import AgentApi, TransportLinks
 from kubectl_podlens.errors import NotFound
@@ -62,6 +67,44 @@ def finding(namespace: str, pod: str, severity: str, rule: str) -> FindingItem:
         next_steps=[],
         since=None,
     )
+
+
+def node_info(node: str) -> dict[str, object]:
+    """/v1/node as an agent answers it, built from the wire model."""
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    return NodeInfo(
+        node_name=node,
+        runtime=RuntimeSection(
+            connected=True,
+            since=now,
+            reason=None,
+            endpoint="unix:///run/containerd/containerd.sock",
+            name="containerd",
+            version="1.6.20",
+            cri_api_version="v1",
+        ),
+        api=ApiSection(state="ok", detail="ok", since=now, pods_on_node=1),
+        capabilities=Capabilities(
+            change_source="relist",
+            change_source_reason=None,
+            relist_interval_seconds=1.0,
+            event_stream_breaks=0,
+            optional_calls={},
+            pidfd_exit_notifications=True,
+            pidfd_unavailable=None,
+            pause_processes="always",
+        ),
+        counts=Counts(
+            sandboxes=1,
+            sandboxes_ready=1,
+            containers=1,
+            containers_running=1,
+            containers_exited=0,
+            pods=1,
+        ),
+        snapshot_version=1,
+        snapshot_taken_at=now,
+    ).model_dump(mode="json")
 
 
 @dataclass
@@ -115,6 +158,8 @@ class FakeAgent:
             return _json(body.model_dump(mode="json"))
         if path == "/v1/node" and request.headers.get("accept") == "text/plain":
             return httpx.Response(200, text=f"Node:            {self.node}\n")
+        if path == "/v1/node":
+            return _json(node_info(self.node))
         if path.startswith("/v1/pods/"):
             _, _, _, namespace, name = path.split("/", 4)
             for p in self.pods:

@@ -124,6 +124,31 @@ async def test_a_dropped_connection_is_unreachable() -> None:
     assert "reason: unreachable" in out
 
 
+async def test_an_answer_past_the_size_limit_is_not_read_and_the_node_is_listed() -> None:
+    fleet = three_nodes()
+    big = pod_item("node-a", "default", "x" * 200)
+    fleet.by_node["node-a"].pods = [big] * 50
+    api = AgentApi(fleet.links(), max_answer_bytes=8 << 10)
+    status, out, _ = await command(fleet, ["pods", "-A", "-o", "json"], api)
+    assert status == EXIT_PARTIAL
+    (unreached,) = json.loads(out)["unreached"]
+    assert unreached["node"] == "node-a"
+    assert unreached["detail"].startswith("answer larger than")
+
+
+async def test_agents_lists_every_node_with_its_agent_and_why_not() -> None:
+    fleet = three_nodes()
+    fleet.without_agent = ["node-d"]
+    fleet.by_node["node-b"].status = 401
+    status, out, _ = await command(fleet, ["agents", "-o", "json"])
+    assert status == EXIT_PARTIAL
+    rows = {r["node"]: r for r in json.loads(out)["items"]}
+    assert sorted(rows) == ["node-a", "node-b", "node-c", "node-d"]
+    assert (rows["node-a"]["reachable"], rows["node-a"]["version"]) == (True, "0.1.0")
+    assert (rows["node-b"]["reachable"], rows["node-b"]["reason"]) == (False, "401 unauthorized")
+    assert (rows["node-d"]["agent"], rows["node-d"]["reason"]) == (None, "no agent")
+
+
 async def test_nodes_without_an_agent_or_with_one_not_ready_are_listed_and_not_contacted() -> None:
     fleet = three_nodes()
     fleet.without_agent = ["node-d"]
