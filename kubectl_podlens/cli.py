@@ -47,11 +47,15 @@ from kubectl_podlens.fanout import (
     gather,
     unreached_before_asking,
 )
-from kubectl_podlens.model import AgentPod, FanOut, Reason, Target
-
-AGENT_NAMESPACE = "podlens-system"
-AGENT_SELECTOR = "app.kubernetes.io/name=podlens,app.kubernetes.io/component=agent"
-TOKEN_AUDIENCE = "podlens"
+from kubectl_podlens.model import (
+    AGENT_NAMESPACE,
+    AGENT_SELECTOR,
+    TOKEN_AUDIENCE,
+    AgentPod,
+    FanOut,
+    Reason,
+    Target,
+)
 
 
 @dataclass(frozen=True, slots=True)

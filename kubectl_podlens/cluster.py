@@ -26,13 +26,10 @@ from kubernetes.stream import portforward
 from urllib3.exceptions import HTTPError as TransportError
 
 from kubectl_podlens.errors import ApiUnavailable, MissingPermission, NotFound, PluginError
-from kubectl_podlens.model import AgentPod
+from kubectl_podlens.model import TOKEN_AUDIENCE, AgentPod
 
-AGENT_NAMESPACE = "podlens-system"
-AGENT_SELECTOR = "app.kubernetes.io/name=podlens,app.kubernetes.io/component=agent"
 AGENT_PORT_NAME = "https"
 AGENT_DEFAULT_PORT = 8470
-TOKEN_AUDIENCE = "podlens"
 # The shortest lifetime the API server grants a requested token.
 TOKEN_SECONDS = 600
 

@@ -11,6 +11,11 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
+# Where the agents are, as daemonset/ deploys them, and whom their tokens are for.
+AGENT_NAMESPACE = "podlens-system"
+AGENT_SELECTOR = "app.kubernetes.io/name=podlens,app.kubernetes.io/component=agent"
+TOKEN_AUDIENCE = "podlens"
+
 
 @dataclass(frozen=True, slots=True)
 class AgentPod:
