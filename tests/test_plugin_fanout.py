@@ -16,6 +16,7 @@ import time
 import httpx
 import pytest
 
+from agent.api.schemas import NodeInfo
 from kubectl_podlens import cli
 from kubectl_podlens.agents import AgentApi
 from kubectl_podlens.cli import Options, agent_token, run
@@ -410,3 +411,33 @@ async def test_the_tunnel_carries_http_through_a_forwarded_socket() -> None:
     assert answer.text == "ok"
     assert len(opened) == 1
     await tunnel.close()
+
+
+async def test_a_refused_port_forward_is_a_403_naming_the_permission_or_unreachable() -> None:
+    from kubectl_podlens.cluster import PortForwardRefused
+    from kubectl_podlens.links import PortForwardLinks
+
+    class Refusing:
+        def __init__(self, status: int) -> None:
+            self.status = status
+
+        def forward(self, agent: AgentPod) -> None:
+            raise PortForwardRefused(self.status, f"Handshake status {self.status}")
+
+    agent = AgentPod("node-a", "podlens-system", "podlens-agent-x", True, "", 8470, "img")
+    targets = [Target("node-a", agent)]
+    for status, reason, says in (
+        (403, Reason.FORBIDDEN, "you need get and create pods/portforward in namespace"),
+        (500, Reason.UNREACHABLE, "port-forward to podlens-agent-x failed"),
+    ):
+        links = PortForwardLinks(Refusing(status), "token", timeout=5)  # type: ignore[arg-type]
+        api = AgentApi(links)
+
+        async def ask(agent: AgentPod, api: AgentApi = api) -> NodeInfo:
+            return await api.get(agent, "/v1/node", NodeInfo)
+
+        fan = await gather(targets, ask, deadline=5)
+        await links.aclose()
+        (unreached,) = fan.unreached
+        assert unreached.reason == reason
+        assert says in unreached.detail
