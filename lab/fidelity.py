@@ -78,7 +78,7 @@ def _exercise(name: str) -> str:
 
 
 SCENARIOS: Final[tuple[Scenario, ...]] = (
-    Scenario("fid-crashloop-demo", _exercise("crashloop-demo"), 45.0),
+    Scenario("fid-crashloop-demo", _exercise("crashloop-demo"), 30.0),
     Scenario("fid-init-demo", _exercise("init-demo"), 15.0),
     Scenario("fid-init-fail-demo", _exercise("init-fail-demo"), 30.0),
     Scenario("fid-sidecar-pod", _exercise("sidecar-pod"), 12.0),
