@@ -474,9 +474,8 @@ KNOWN: Final[dict[tuple[str, str], str]] = {
         "comes; kubelet's status manager may write them together"
     ),
     ("fid-pause-kill", "event *"): (
-        "not yet fixed in the stand-in: after a pause kill it may try to start a container in "
-        "the dead sandbox before it notices the sandbox is gone (a Failed event naming the "
-        "missing namespace), and it does not repeat Killing and Started as kubelet does"
+        "not yet matched by the stand-in: after a pause kill the real kubelet recorded "
+        "Killing and Started more than once (folded counts), the stand-in once"
     ),
     ("fid-graceful", "sandbox *"): (
         "kubelet leaves a deleted pod's stopped sandbox to its garbage collection; the "

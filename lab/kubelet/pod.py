@@ -356,6 +356,13 @@ class PodWorker:
         if made is None or sandbox is None or not sandbox.ready:
             self._write_status(m, pod, rt, None)
             return False
+        if not self._pause_alive(sandbox):
+            # The pause process is gone and the runtime has not marked its
+            # sandbox yet: a container started now would fail on the dead
+            # namespaces. The next sync finds the sandbox not ready and makes
+            # a new one, as kubelet does after its relist sees the exit.
+            self.wake(0.2)
+            return False
         handle = self._handle(m, sandbox)
         acted = False
         initialized = self._initialized_in == sandbox.id or any(
@@ -1074,6 +1081,14 @@ class PodWorker:
     def _startup_done(self, cid: str) -> bool:
         worker = self._probes.get((cid, STARTUP))
         return worker is not None and worker.result is True
+
+    def _pause_alive(self, sandbox: SandboxView) -> bool:
+        pid = self._pause_pids.get(sandbox.id)
+        if pid is None:
+            pid = self.ctx.driver.sandbox_pid(sandbox.id)
+            self._pause_pids[sandbox.id] = pid
+        # A sandbox without a pause process (CRI-O's drop_infra_ctr) has nothing to lose.
+        return pid is None or os.path.exists(f"/proc/{pid}/ns/net")
 
     def _probe_worker(
         self,
