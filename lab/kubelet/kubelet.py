@@ -51,6 +51,9 @@ Run as a process of the lab::
 It logs to stderr and exits 0 on SIGTERM once its loops have stopped; the
 pods keep running, as with a kubelet restart, and the next start adopts them.
 
+It registers its Node (``lab.kubelet.node``) and, given a server token,
+serves logs, exec and port-forward to the API server (``lab.kubelet.server``).
+
 Owns ``LabKubelet`` (the pod watch, the relist, the scheduler stand-in, the
 orphan cleanup) and the process's command line. Imports the rest of
 ``lab.kubelet``, ``lab.cri_pods``, ``lab.apitime`` and ``lab.errors``.
