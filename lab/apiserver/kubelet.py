@@ -27,6 +27,7 @@ import json
 import select
 import selectors
 import socket
+import threading
 from collections.abc import Mapping
 from typing import Any, Final, Protocol
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
@@ -112,8 +113,19 @@ class KubeletLink:
     def _ask(
         self, port: int, method: str, path: str, timeout: float | None
     ) -> http.client.HTTPResponse:
+        return self._ask_on_socket(port, method, path, timeout)[0]
+
+    def _ask_on_socket(
+        self, port: int, method: str, path: str, timeout: float | None
+    ) -> tuple[http.client.HTTPResponse, socket.socket]:
+        """The kubelet's answer, and the socket it comes on (reads then wait ``timeout``)."""
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=KUBELET_TIMEOUT)
         try:
+            conn.connect()
+            # Kept here: a response that ends with its connection takes the
+            # socket over, and the connection forgets it.
+            sock = conn.sock
+            assert sock is not None
             conn.request(method, path, headers={"Authorization": f"Bearer {self.token}"})
             resp = conn.getresponse()
         except OSError as exc:
@@ -121,9 +133,8 @@ class KubeletLink:
             raise ApiStatusError(
                 500, "InternalError", f"the kubelet on port {port} did not answer: {exc}"
             ) from exc
-        if conn.sock is not None:
-            conn.sock.settimeout(timeout)
-        return resp
+        sock.settimeout(timeout)
+        return resp, sock
 
     @staticmethod
     def _failure(resp: http.client.HTTPResponse) -> ApiStatusError:
@@ -158,12 +169,24 @@ class KubeletLink:
             quote(container, safe=""),
         )
         follow = _flag(query.get("follow"))
-        resp = self._ask(
+        # A followed log is read without a timeout: http.client's chunked
+        # reader cannot resume after one (it loses its place between a chunk's
+        # end and the next size line, and the stream ends short). A watcher
+        # ends the read instead when the client hangs up.
+        resp, upstream = self._ask_on_socket(
             port,
             "GET",
             path + ("?" + urlencode(params) if params else ""),
-            _FOLLOW_CHECK if follow else KUBELET_TIMEOUT,
+            None if follow else KUBELET_TIMEOUT,
         )
+        done = threading.Event()
+        if follow:
+            threading.Thread(
+                target=_end_when_client_leaves,
+                args=(handler.connection, upstream, done),
+                name="log-follow-watch",
+                daemon=True,
+            ).start()
         try:
             if resp.status != 200:
                 raise self._failure(resp)
@@ -171,15 +194,15 @@ class KubeletLink:
             while True:
                 try:
                     chunk = resp.read1(64 * 1024)
-                except TimeoutError:
-                    if _client_gone(handler.connection):
-                        break
-                    continue
+                except (OSError, ValueError, http.client.HTTPException):
+                    # The watcher shut the kubelet's stream: nobody is reading.
+                    break
                 if not chunk:
                     break
                 handler.connection.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
             self._end_chunks(handler)
         finally:
+            done.set()
             resp.close()
 
     @staticmethod
@@ -269,6 +292,17 @@ class KubeletLink:
             upstream.settimeout(None)
             handler.connection.settimeout(None)
             splice(handler.connection, upstream)
+
+
+def _end_when_client_leaves(
+    client: socket.socket, upstream: socket.socket, done: threading.Event
+) -> None:
+    """Shut the kubelet's stream down once ``client`` has hung up, so the blocked read ends."""
+    while not done.wait(_FOLLOW_CHECK):
+        if _client_gone(client):
+            with contextlib.suppress(OSError):
+                upstream.shutdown(socket.SHUT_RDWR)
+            return
 
 
 def _client_gone(conn: socket.socket) -> bool:
