@@ -268,13 +268,28 @@ def test_get_pods_prints_the_server_side_columns(
     assert wide[6] == "lab-node"
     assert wide[7:] == ["<none>", "<none>"]
     # The lab's table and the agent's columns are two independent copies of
-    # kubectl's rules; they agree on every pod (restart times may tick between).
-    rows = kubectl.rows("pods")
-    agent = agent_pods(lab)
-    for name in ("sidecar-pod", "crashloop-demo"):
-        assert rows[name][1] == agent[name]["ready"], (rows[name], agent[name])
-        assert rows[name][2] == agent[name]["status"], (rows[name], agent[name])
-        assert rows[name][3].split()[0] == str(agent[name]["restarts"]).split()[0]
+    # kubectl's rules; they agree on every pod. The two are read one after the
+    # other and a crash loop can turn between (Running, then CrashLoopBackOff),
+    # so they must agree on some pair of reads, taken while the pod holds still.
+    seen: list[tuple[list[str], dict[str, Any]]] = []
+
+    def agree() -> bool:
+        rows = kubectl.rows("pods")
+        agent = agent_pods(lab)
+        for name in ("sidecar-pod", "crashloop-demo"):
+            seen.append((rows[name], agent[name]))
+            if (
+                rows[name][1] != agent[name]["ready"]
+                or rows[name][2] != agent[name]["status"]
+                or rows[name][3].split()[0] != str(agent[name]["restarts"]).split()[0]
+            ):
+                return False
+        return True
+
+    try:
+        wait_for("kubectl's rows and the agent's columns agree", agree, timeout=60)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; the last reads: {seen[-2:]}") from None
 
 
 def test_get_pods_watch_prints_each_change_as_a_row(
