@@ -331,6 +331,9 @@ def test_stale_state_is_dropped_when_a_pod_is_removed(
     wait_running(agent, gone)
     runtime_driver.remove_pod(gone)
     agent.wait_for(lambda a: not containers_of(a, "short-lived"))
+    # With runtime events the containers' and the sandbox's removals arrive
+    # one by one; both go, each by its own event or the next relist.
+    agent.wait_for(lambda a: a.get(f"/v1/sandboxes/{gone.sandbox_id}").status_code == 404)
     missing = agent.get(f"/v1/sandboxes/{gone.sandbox_id}")
     assert missing.status_code == 404
     assert gone.sandbox_id in missing.json()["message"]

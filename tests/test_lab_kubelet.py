@@ -1103,8 +1103,11 @@ def test_host_path_under_the_lab_prefix_and_image_edit_restart(
             ],
         )
         uid = pod["metadata"]["uid"]
-        wait_for("file on the host", lambda: (host_dir / "out").exists())
-        assert (host_dir / "out").read_text() == "from-pod\n"
+        # The shell creates the file, then writes to it: wait for the line.
+        wait_for(
+            "the pod's line in the file on the host",
+            lambda: (host_dir / "out").exists() and (host_dir / "out").read_text() == "from-pod\n",
+        )
         first = instances(cri_driver, uid, "app")[-1].id
 
         # The image is the one field of a running pod a user may edit:

@@ -199,7 +199,10 @@ class KubeletLink:
                     break
                 if not chunk:
                     break
-                handler.connection.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                try:
+                    handler.connection.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                except OSError:
+                    break  # the client hung up between two reads
             self._end_chunks(handler)
         finally:
             done.set()
