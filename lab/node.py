@@ -905,6 +905,8 @@ class LabNode:
 
         ``realnode.RESTARTABLE`` names which; the port-forward to the agent is opened again.
         """
+        # Asked before the lock, whose file would make the directory of a lab never up.
+        self.require_state()
         with self._locked():
             state = self.require_state()
             if state.mode != "real":
@@ -1300,7 +1302,7 @@ def _default_dir() -> Path:
 
 
 def build_parser(prog: str = "python -m lab") -> argparse.ArgumentParser:
-    """The ``python -m lab`` command line: up, apply, delete, status, down, walkthrough."""
+    """The ``python -m lab`` command line: up, apply, delete, status, down, restart, walkthrough."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--dir",
@@ -1340,6 +1342,12 @@ def build_parser(prog: str = "python -m lab") -> argparse.ArgumentParser:
     delete.add_argument("-n", "--namespace", default="default")
     sub.add_parser("status", parents=[common], help="the lab's endpoints, components and pods")
     sub.add_parser("down", parents=[common], help="stop everything and remove the lab")
+    restart = sub.add_parser(
+        "restart",
+        parents=[common],
+        help="restart one component of the real node as it ran (lab up --real)",
+    )
+    restart.add_argument("component", choices=realnode.RESTARTABLE)
     walk = sub.add_parser(
         "walkthrough",
         help="bring the lab up, apply the exercises, show what the agent sees, take it down",
@@ -1443,6 +1451,10 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m lab") -> i
             return 0
         if args.lab_command == "status":
             print(json.dumps(node.status(), indent=2))
+            return 0
+        if args.lab_command == "restart":
+            seconds = node.restart(args.component)
+            say(f"{args.component} restarted: ready again in {seconds:.1f}s")
             return 0
         if args.lab_command == "down":
             if node.down():

@@ -410,13 +410,24 @@ def test_apply_of_a_missing_file_is_refused(lab: LabNode, tmp_path: Path) -> Non
     no_traceback(proc)
 
 
+def test_restart_is_for_the_real_node_and_names_what_it_restarts(lab: LabNode) -> None:
+    refused = run_cli("restart", "kubelet", lab_dir=lab.lab_dir)
+    assert refused.returncode == 1
+    assert "for the real node (lab up --real)" in refused.stderr
+    no_traceback(refused)
+    unknown = run_cli("restart", "etcd", lab_dir=lab.lab_dir)
+    assert unknown.returncode == 2
+    assert "invalid choice: 'etcd'" in unknown.stderr
+    assert lab.status()["components"]["kubelet"]["running"]
+
+
 # ------------------------------------------------------------------ when it cannot
 
 
 @pytest.mark.parametrize(
     "args",
-    [["status"], ["apply", "-f", "-"], ["delete", "x"]],
-    ids=["status", "apply", "delete"],
+    [["status"], ["apply", "-f", "-"], ["delete", "x"], ["restart", "kubelet"]],
+    ids=["status", "apply", "delete", "restart"],
 )
 def test_commands_need_the_lab_up(tmp_path: Path, args: list[str]) -> None:
     proc = run_cli(*args, stdin=PLAIN, lab_dir=tmp_path / "never-up")

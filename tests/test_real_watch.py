@@ -17,6 +17,7 @@ source waits at a gate before its next watch), so it meets exactly that.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -29,7 +30,15 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from agent.kube import Gone, KubeSource, PodCache, PodList, WatchEvent, api_client_from_settings
 from agent.settings import Settings
-from tests.real_cluster import Reading, RealCluster, Row, disagreeing, note, wait_for
+from tests.real_cluster import (
+    Reading,
+    RealCluster,
+    Row,
+    disagreeing,
+    lab_command,
+    note,
+    wait_for,
+)
 
 pytest_plugins = ("tests.real_cluster",)
 pytestmark = [pytest.mark.containerd, pytest.mark.real, pytest.mark.usefixtures("module_timer")]
@@ -274,8 +283,13 @@ def restart(real_cluster: RealCluster) -> Iterator[Restart]:
 
         counts_before = watch_counts(real_cluster)
         forward_before = real_cluster.state().components["agent"].pid
-        # The lab's own restart: same command line, and its port-forward opened again.
-        restarted = real_cluster.node.restart("apiserver")
+        # The lab's own restart, as a person runs it: same command line, and its
+        # port-forward opened again.
+        done = lab_command("restart", "apiserver", lab_dir=real_cluster.lab_dir, timeout=180)
+        assert done.returncode == 0, done.stderr
+        said = re.search(r"^apiserver restarted: ready again in ([0-9.]+)s$", done.stdout, re.M)
+        assert said is not None, done.stdout
+        restarted = float(said.group(1))
         forward_after = real_cluster.state().components["agent"].pid
 
         # Changes made while the agent's watch is down or backing off.
