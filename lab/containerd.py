@@ -28,7 +28,6 @@ from lab.private_runtime import (
     PrivateRuntime,
     proc_cmdlines,
     require_cni_plugins,
-    write_bridge_conflist,
 )
 
 # containerd puts every shim's socket here, named by a hash of the
@@ -70,13 +69,10 @@ class PrivateContainerd(PrivateRuntime):
             start_timeout=start_timeout,
             log_level=log_level,
             token=token,
+            registry_mirror=registry_mirror,
+            service_cidr=service_cidr,
         )
         self.images: tuple[ImageTar, ...] = tuple(images)
-        # Where pulls from docker.io and registry.k8s.io go (the lab's own
-        # registry on loopback); None: nothing can be pulled.
-        self.registry_mirror = registry_mirror
-        # Routed from every pod through the lab's gateway namespace (real mode).
-        self.service_cidr = service_cidr
         self.root_dir = self.base_dir / "root"
         self.state_dir = self.base_dir / "state"
         self.runc_root = self.base_dir / "runc"
@@ -112,18 +108,9 @@ class PrivateContainerd(PrivateRuntime):
         require_cni_plugins()
 
     def _prepare(self) -> None:
-        assert self.subnet is not None
-        for d in (self.root_dir, self.state_dir, self.runc_root, self.cni_conf_dir):
+        for d in (self.root_dir, self.state_dir, self.runc_root):
             d.mkdir(parents=True, exist_ok=True)
-        self.cni_ipam_dir.mkdir(parents=True, exist_ok=True)
-        write_bridge_conflist(
-            self.cni_conf_dir,
-            self.network_name,
-            self.bridge_name,
-            self.subnet,
-            self.cni_ipam_dir,
-            self.service_cidr,
-        )
+        self._write_pod_network()
         self.config_path.write_text(self._config_text())
 
     def _config_text(self) -> str:

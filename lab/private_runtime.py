@@ -236,8 +236,15 @@ class PrivateRuntime:
         start_timeout: float,
         log_level: str,
         token: bytes | None,
+        registry_mirror: str | None,
+        service_cidr: str | None,
     ) -> None:
         self.base_dir = Path(base_dir).resolve()
+        # Where pulls from docker.io and registry.k8s.io go (the lab's own
+        # registry on loopback, real mode); None: nothing can be pulled.
+        self.registry_mirror = registry_mirror
+        # Routed from every pod through the lab's gateway namespace (real mode).
+        self.service_cidr = service_cidr
         self.images = tuple(images)
         self.sandbox_image = sandbox_image
         self.start_timeout = start_timeout
@@ -370,6 +377,20 @@ class PrivateRuntime:
     def _remove_dirs(self) -> None:
         """Remove what ``start`` created in the base directory; the log stays."""
         raise NotImplementedError
+
+    def _write_pod_network(self) -> None:
+        """The CNI config and IPAM directory of the pod network ``start`` picked."""
+        assert self.subnet is not None
+        self.cni_conf_dir.mkdir(parents=True, exist_ok=True)
+        self.cni_ipam_dir.mkdir(parents=True, exist_ok=True)
+        write_bridge_conflist(
+            self.cni_conf_dir,
+            self.network_name,
+            self.bridge_name,
+            self.subnet,
+            self.cni_ipam_dir,
+            self.service_cidr,
+        )
 
     # ------------------------------------------------------------ lifecycle
 

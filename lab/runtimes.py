@@ -33,7 +33,6 @@ from lab.private_runtime import (
     proc_cmdlines,
     remove_tree_entries,
     require_cni_plugins,
-    write_bridge_conflist,
 )
 from lab.processes import REPO_ROOT
 
@@ -333,15 +332,13 @@ class PrivateCrio(PrivateRuntime):
             start_timeout=start_timeout,
             log_level=log_level,
             token=token,
+            registry_mirror=registry_mirror,
+            service_cidr=service_cidr,
         )
         self.images: tuple[ImageTar, ...] = tuple(images)
         self.pod_events = pod_events
         self.drop_infra = drop_infra
         self.tz = tz
-        # As for the lab's containerd: where pulls go (real mode), and the
-        # service range routed from every pod through the lab's gateway.
-        self.registry_mirror = registry_mirror
-        self.service_cidr = service_cidr
 
         d = self.base_dir
         self.storage_root = d / "storage"
@@ -406,18 +403,9 @@ class PrivateCrio(PrivateRuntime):
             self.runtime_root,
             self.version_dir,
             self.conf_dir,
-            self.cni_conf_dir,
-            self.cni_ipam_dir,
         ):
             d.mkdir(parents=True, exist_ok=True)
-        write_bridge_conflist(
-            self.cni_conf_dir,
-            self.network_name,
-            self.bridge_name,
-            self.subnet,
-            self.cni_ipam_dir,
-            self.service_cidr,
-        )
+        self._write_pod_network()
         # Nothing is verified: every image is the lab's own.
         self.policy_path.write_text('{"default": [{"type": "insecureAcceptAnything"}]}\n')
         self.registries_path.write_text(self._registries_conf())
