@@ -72,16 +72,6 @@ def cannot_run() -> str | None:
     return None
 
 
-def pods_can_be_made(node: LabNode) -> bool:
-    """On the real node: the controller manager made default's ServiceAccount and root CA."""
-    state = node.require_state()
-    client = realnode.admin_client(realnode.RealState.from_json(state.real))
-    return all(
-        client.request("GET", f"/api/v1/namespaces/default/{kind}/{name}")[0] == 200
-        for kind, name in (("serviceaccounts", "default"), ("configmaps", "kube-root-ca.crt"))
-    )
-
-
 @contextmanager
 def node_up(label: str, lab_dir: Path, *, real: bool) -> Iterator[LabNode]:
     """``lab up`` (``--real``), until pods can be made; ``lab down`` after."""
@@ -89,8 +79,11 @@ def node_up(label: str, lab_dir: Path, *, real: bool) -> Iterator[LabNode]:
     try:
         node.up()
         if real:
+            state = node.require_state()
             wait_until(
-                "a pod can be made (ServiceAccount, root CA)", lambda: pods_can_be_made(node), 60
+                "a pod can be made (ServiceAccount, root CA)",
+                lambda: realnode.pods_can_be_made(state),
+                60,
             )
         yield node
     finally:

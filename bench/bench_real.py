@@ -125,16 +125,6 @@ def drop_page_cache() -> None:
     Path("/proc/sys/vm/drop_caches").write_text("3\n")
 
 
-def pods_can_be_made(node: LabNode) -> bool:
-    """The controller manager made default's ServiceAccount and its root CA ConfigMap."""
-    state = node.require_state()
-    client = realnode.admin_client(realnode.RealState.from_json(state.real))
-    return all(
-        client.request("GET", f"/api/v1/namespaces/default/{kind}/{name}")[0] == 200
-        for kind, name in (("serviceaccounts", "default"), ("configmaps", "kube-root-ca.crt"))
-    )
-
-
 @contextmanager
 def node_up(
     label: str,
@@ -157,8 +147,11 @@ def node_up(
         report = node.up()
         up_seconds = time.monotonic() - t0
         if real:
+            state = node.require_state()
             wait_until(
-                "a pod can be made (ServiceAccount, root CA)", lambda: pods_can_be_made(node), 60
+                "a pod can be made (ServiceAccount, root CA)",
+                lambda: realnode.pods_can_be_made(state),
+                60,
             )
         start = Start(
             label, up_seconds, time.monotonic() - t0, milestones=milestones, report=report

@@ -330,19 +330,9 @@ def _start_node(
     extra.subnet = str(json.loads(status_path.read_text())["subnet"])
     gateway = _gateway(extra)
     gateway.create()
-    gateway_argv = [
-        sys.executable,
-        "-m",
-        "lab.upstream.gateway",
-        "--netns",
-        str(gateway.netns_path),
-        "--listen",
-        f"{KUBERNETES_SERVICE_IP}:443",
-        "--to",
-        str(main.apiserver_port),
-    ]
     gateway_log = base / "gateway.log"
-    _, gateway_ref = _spawn(gateway_argv, gateway_log)
+    gateway_cmd = realnode.gateway_argv(gateway.netns_path, main.apiserver_port)
+    _, gateway_ref = _spawn(gateway_cmd, gateway_log)
     extra.gateway_pid, extra.gateway_ticks = gateway_ref.pid, gateway_ref.start_ticks
     _save_nodes(lab_dir, known)
 

@@ -241,22 +241,27 @@ def gateway_of(state: LabState) -> Gateway:
     )
 
 
+def gateway_argv(netns_path: Path, apiserver_port: int) -> list[str]:
+    """The proxy that serves the ``kubernetes`` Service's address in a gateway namespace."""
+    return [
+        sys.executable,
+        "-m",
+        "lab.upstream.gateway",
+        "--netns",
+        str(netns_path),
+        "--listen",
+        f"{KUBERNETES_SERVICE_IP}:443",
+        "--to",
+        str(apiserver_port),
+    ]
+
+
 def start_gateway(node: LabNode, state: LabState, real: RealState) -> None:
     """The pods' way to the API server: the gateway namespace and its proxy."""
     gateway = gateway_of(state)
     gateway.create()
     layout = cluster.Layout.from_json(real.layout)
-    argv = [
-        sys.executable,
-        "-m",
-        "lab.upstream.gateway",
-        "--netns",
-        str(gateway.netns_path),
-        "--listen",
-        f"{KUBERNETES_SERVICE_IP}:443",
-        "--to",
-        str(layout.apiserver_port),
-    ]
+    argv = gateway_argv(gateway.netns_path, layout.apiserver_port)
     proc, log_path = node.spawn("gateway", argv)
     node.record(state, "gateway", proc, log_path)
 
@@ -300,6 +305,19 @@ def admin_client(real: RealState) -> cluster.AdminClient:
     """The lab's admin client of the real API server."""
     layout = cluster.Layout.from_json(real.layout)
     return cluster.AdminClient(layout, Pki.at(layout.pki_dir))
+
+
+def pods_can_be_made(state: LabState) -> bool:
+    """Whether the controller manager made default's ServiceAccount and root CA ConfigMap.
+
+    Until then the API server refuses pods in ``default`` (no ServiceAccount)
+    and a pod's token volume waits (no ``kube-root-ca.crt``).
+    """
+    client = admin_client(RealState.from_json(state.real))
+    return all(
+        client.request("GET", f"/api/v1/namespaces/default/{kind}/{name}")[0] == 200
+        for kind, name in (("serviceaccounts", "default"), ("configmaps", "kube-root-ca.crt"))
+    )
 
 
 def _port_open(port: int) -> bool:
