@@ -355,6 +355,10 @@ def test_logs_of_a_container_and_its_tail(kubectl: Kubectl, pod: Callable[[str],
         "line-4",
         "line-5",
     ]
+    # limitBytes cuts inside a line, and ends a followed log once spent.
+    assert kubectl.ok("logs", "counter", "-c", "count", "--limit-bytes", "10") == "line-1\nlin"
+    followed = kubectl.ok("logs", "counter", "-c", "count", "-f", "--limit-bytes", "10", timeout=30)
+    assert followed == "line-1\nlin"
     stamped = kubectl.ok("logs", "counter", "-c", "count", "--timestamps").splitlines()
     assert stamped[0].endswith(" line-1")
     assert stamped[0][:4].isdigit()

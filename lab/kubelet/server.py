@@ -161,13 +161,22 @@ def read_log(
     if options.tail_lines is not None:
         lines = lines[-options.tail_lines :] if options.tail_lines > 0 else []
     budget = options.limit_bytes
-    for line in lines:
+
+    def within_budget(line: LogLine) -> bytes | None:
+        """The line as kubectl prints it, cut to what ``limitBytes`` leaves; None once spent."""
+        nonlocal budget
         chunk = _render(line, options.timestamps)
-        if budget is not None:
-            if budget <= 0:
-                return
-            chunk = chunk[:budget]
-            budget -= len(chunk)
+        if budget is None:
+            return chunk
+        if budget <= 0:
+            return None
+        chunk = chunk[:budget]
+        budget -= len(chunk)
+        return chunk
+
+    for line in lines:
+        if (chunk := within_budget(line)) is None:
+            return
         yield chunk
     if not options.follow:
         return
@@ -185,12 +194,8 @@ def read_log(
                 new, used = parse_cri_log(rest + got)
                 rest = (rest + got)[used:]
                 for line in new:
-                    chunk = _render(line, options.timestamps)
-                    if budget is not None:
-                        if budget <= 0:
-                            return
-                        chunk = chunk[:budget]
-                        budget -= len(chunk)
+                    if (chunk := within_budget(line)) is None:
+                        return
                     yield chunk
                 continue
             if not running:
