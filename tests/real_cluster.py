@@ -19,13 +19,12 @@ their plugin, too late for assertion rewriting, so it is left off
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
 import shutil
-import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -41,7 +40,9 @@ import yaml
 from lab.node import LabNode
 from lab.upstream import realnode
 from lab.upstream.cluster import NotBuilt
+from tests._lab_stack import free_port
 from tests.conftest import lab_unavailable
+from tests.test_lab_node import run_cli
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures" / "real"
@@ -494,29 +495,11 @@ def renamed(manifest: Mapping[str, Any], prefix: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def lab_command(
     *args: str, lab_dir: Path, timeout: float = 600.0
 ) -> subprocess.CompletedProcess[str]:
-    """``python -m lab ARGS --dir LAB_DIR``, as a person runs it."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + (
-        os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "lab", *args, "--dir", str(lab_dir)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPO,
-        env=env,
-        check=False,
-    )
+    """``python -m lab ARGS --dir LAB_DIR``, with the real node's longer deadline."""
+    return run_cli(*args, lab_dir=lab_dir, timeout=timeout)
 
 
 def real_problem() -> str | None:
@@ -537,15 +520,16 @@ def real_problem() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
-def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealCluster]:
-    """``lab up --real`` in a fresh directory; ``lab down`` after the last test, leaving nothing."""
-    problem = real_problem()
-    if problem:
-        lab_unavailable(problem)
-    # Short: the containerd socket path must fit in a sockaddr_un.
-    lab_dir = tmp_path_factory.mktemp("real")
-    args = ["up", "--real", "--port", str(_free_port())]
+@contextlib.contextmanager
+def real_node_up(
+    lab_dir: Path, *extra: str, down_timing: str | None = None
+) -> Iterator[RealCluster]:
+    """``lab up --real EXTRA`` in ``lab_dir`` until pods can be made; ``lab down`` at the end.
+
+    The down must leave nothing (``LabNode.leftovers``); ``down_timing`` names
+    the ``TIMINGS`` entry that records how long it took.
+    """
+    args = ["up", "--real", *extra, "--port", str(free_port())]
     if os.environ.get("PODLENS_IMAGE_CACHE"):
         args += ["--image-cache", os.environ["PODLENS_IMAGE_CACHE"]]
     node = LabNode(lab_dir)
@@ -553,7 +537,7 @@ def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealClust
     up = lab_command(*args, lab_dir=lab_dir)
     cluster: RealCluster | None = None
     try:
-        assert up.returncode == 0, f"lab up --real failed:\n{up.stdout}\n{up.stderr}"
+        assert up.returncode == 0, f"lab {' '.join(args)} failed:\n{up.stdout}\n{up.stderr}"
         status = json.loads(lab_command("status", lab_dir=lab_dir).stdout)
         cluster = made = RealCluster(lab_dir, status, 0.0)
         # Pods are refused until the controller manager has made the namespace's
@@ -568,11 +552,6 @@ def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealClust
             interval=0.3,
         )
         cluster.started_in = time.monotonic() - t0
-        TIMINGS["cluster start (lab up --real, until pods can be made)"] = cluster.started_in
-        note(
-            f"real cluster up in {cluster.started_in:.1f}s: "
-            + ", ".join(f"{k} {v}" for k, v in sorted(status.get("versions", {}).items()))
-        )
         yield cluster
     finally:
         if cluster is not None:
@@ -581,10 +560,28 @@ def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealClust
         if state is not None:
             t_down = time.monotonic()
             down = lab_command("down", lab_dir=lab_dir)
-            TIMINGS["cluster stop (lab down)"] = time.monotonic() - t_down
+            if down_timing is not None:
+                TIMINGS[down_timing] = time.monotonic() - t_down
             assert down.returncode == 0, f"lab down failed:\n{down.stdout}\n{down.stderr}"
             left = {k: v for k, v in node.leftovers(state).items() if v}
             assert not left, f"lab down left: {left}"
+
+
+@pytest.fixture(scope="session")
+def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealCluster]:
+    """``lab up --real`` in a fresh directory; ``lab down`` after the last test, leaving nothing."""
+    problem = real_problem()
+    if problem:
+        lab_unavailable(problem)
+    # Short: the containerd socket path must fit in a sockaddr_un.
+    lab_dir = tmp_path_factory.mktemp("real")
+    with real_node_up(lab_dir, down_timing="cluster stop (lab down)") as cluster:
+        TIMINGS["cluster start (lab up --real, until pods can be made)"] = cluster.started_in
+        note(
+            f"real cluster up in {cluster.started_in:.1f}s: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(cluster.status.get("versions", {}).items()))
+        )
+        yield cluster
 
 
 @pytest.fixture(scope="module")

@@ -118,9 +118,11 @@ def _chunks(raw: bytes) -> tuple[bytes, bool]:
     return out, False
 
 
-def test_a_followed_log_with_quiet_spells_arrives_whole_and_ends_properly(
-    kubelet_port: int,
-) -> None:
+def _follow(kubelet_port: int) -> tuple[threading.Thread, socket.socket, socket.socket]:
+    """``kubectl logs -f ticker`` relayed from the kubelet on ``kubelet_port``, on a thread.
+
+    Returns the relay's thread, the server's end of kubectl's connection and kubectl's end.
+    """
     link = KubeletLink(_Nodes(kubelet_port), token="kubelet-token")  # type: ignore[arg-type]
     server_side, kubectl_side = socket.socketpair()
     pod = {
@@ -131,6 +133,13 @@ def test_a_followed_log_with_quiet_spells_arrives_whole_and_ends_properly(
         target=link.stream_log, args=(_Handler(server_side), pod, {"follow": "true"})
     )
     relay.start()
+    return relay, server_side, kubectl_side
+
+
+def test_a_followed_log_with_quiet_spells_arrives_whole_and_ends_properly(
+    kubelet_port: int,
+) -> None:
+    relay, server_side, kubectl_side = _follow(kubelet_port)
     relay.join(QUIET_SECONDS * len(TICKS) + 10)
     assert not relay.is_alive(), "the relay did not end when the kubelet's answer did"
     server_side.close()
@@ -144,16 +153,7 @@ def test_a_followed_log_with_quiet_spells_arrives_whole_and_ends_properly(
 
 
 def test_a_followed_log_stops_being_read_when_kubectl_hangs_up(silent_kubelet_port: int) -> None:
-    link = KubeletLink(_Nodes(silent_kubelet_port), token="kubelet-token")  # type: ignore[arg-type]
-    server_side, kubectl_side = socket.socketpair()
-    pod = {
-        "metadata": {"namespace": "default", "name": "ticker"},
-        "spec": {"nodeName": "lab-node", "containers": [{"name": "tick"}]},
-    }
-    relay = threading.Thread(
-        target=link.stream_log, args=(_Handler(server_side), pod, {"follow": "true"})
-    )
-    relay.start()
+    relay, server_side, kubectl_side = _follow(silent_kubelet_port)
     assert kubectl_side.recv(65536).startswith(b"HTTP/1.1 200")
     kubectl_side.close()
     hung_up = time.monotonic()

@@ -72,8 +72,13 @@ FETCH = (
 
 
 def run_cli(
-    *args: str, lab_dir: Path, stdin: str | None = None, cwd: Path | None = None
+    *args: str,
+    lab_dir: Path,
+    stdin: str | None = None,
+    cwd: Path | None = None,
+    timeout: float = 240,
 ) -> subprocess.CompletedProcess[str]:
+    """``python -m lab ARGS --dir LAB_DIR``, as a person runs it."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + (
         os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""
@@ -83,7 +88,7 @@ def run_cli(
         input=stdin,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=timeout,
         cwd=cwd or REPO,
         env=env,
         check=False,

@@ -15,8 +15,6 @@ container and the agent follows. ``lab down`` must leave nothing.
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,17 +22,16 @@ from typing import Any
 
 import pytest
 
-from lab.node import LabNode, daemon_component
+from lab.node import daemon_component
 from lab.runtimes import FACTS, runtime_problem
-from tests._lab_stack import free_port
 from tests.conftest import lab_unavailable
 from tests.real_cluster import (
     Reading,
     RealCluster,
     Row,
     disagreeing,
-    lab_command,
     note,
+    real_node_up,
     real_problem,
     wait_for,
 )
@@ -86,38 +83,9 @@ def node_on(
     if problem:
         lab_unavailable(problem)
     lab_dir = tmp_path_factory.mktemp(f"real-{runtime}")
-    args = ["up", "--real", "--runtime", runtime, "--port", str(free_port())]
-    if os.environ.get("PODLENS_IMAGE_CACHE"):
-        args += ["--image-cache", os.environ["PODLENS_IMAGE_CACHE"]]
-    node = LabNode(lab_dir)
-    t0 = time.monotonic()
-    up = lab_command(*args, lab_dir=lab_dir)
-    cluster: RealCluster | None = None
-    try:
-        assert up.returncode == 0, f"lab up --real --runtime {runtime}:\n{up.stdout}\n{up.stderr}"
-        status = json.loads(lab_command("status", lab_dir=lab_dir).stdout)
-        cluster = made = RealCluster(lab_dir, status, 0.0)
-        wait_for(
-            "the default ServiceAccount and kube-root-ca.crt",
-            lambda: all(
-                made.kubectl("get", kind, name, check=False).returncode == 0
-                for kind, name in (("serviceaccount", "default"), ("configmap", "kube-root-ca.crt"))
-            ),
-            60.0,
-            interval=0.3,
-        )
-        cluster.started_in = time.monotonic() - t0
+    with real_node_up(lab_dir, "--runtime", runtime) as cluster:
         note(f"real node on {runtime} up in {cluster.started_in:.1f}s")
         yield runtime, cluster
-    finally:
-        if cluster is not None:
-            cluster.close()
-        state = node.load_state()
-        if state is not None:
-            down = lab_command("down", lab_dir=lab_dir)
-            assert down.returncode == 0, f"lab down failed:\n{down.stdout}\n{down.stderr}"
-            left = {k: v for k, v in node.leftovers(state).items() if v}
-            assert not left, f"lab down left: {left}"
 
 
 def test_status_and_the_agent_name_the_runtime(node_on: tuple[str, RealCluster]) -> None:
